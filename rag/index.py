@@ -1,0 +1,404 @@
+"""The index: one Chroma collection, its manifest and its lexical side, kept consistent.
+
+This is the only module that imports chromadb / langchain_chroma, and it converts Chroma
+results into our own types in one place.
+
+Consistency across crashes: before its first write, a run marks the manifest dirty; every
+batch is written to Chroma first and recorded in the manifest after (atomic replace); a
+clean finish marks it clean. A run that finds the manifest dirty reconciles it with what
+Chroma really holds, so a killed ingest is repaired by the next one. The lexical index is
+stamped with the manifest generation it was built from and rebuilt from Chroma on mismatch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rag.embed import LazyEmbeddings, model_slug
+from rag.lexical import LexicalIndex, Tokenizer
+from rag.types import META_FIELDS, Chunk
+
+MANIFEST_VERSION = 1
+_GET_PAGE = 5000  # rows per Chroma `get`, to bound memory on big collections
+
+
+@dataclass
+class DocEntry:
+    source_hash: str  # raw bytes (+ chunking settings): unchanged input → nothing to do
+    text_hash: str  # cleaned text + metadata: finds exact duplicates across files
+    chunks: int
+    origin: str  # the ingest root it came from: deletions are detected per root
+
+
+@dataclass
+class Manifest:
+    version: int = MANIFEST_VERSION
+    model: str = ""
+    generation: int = 0
+    clean: bool = True
+    docs: dict[str, DocEntry] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        if not path.is_file():
+            return cls()
+        data = json.loads(path.read_text("utf-8"))
+        docs = {k: DocEntry(**v) for k, v in data.pop("docs", {}).items()}
+        return cls(**data, docs=docs)
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), ensure_ascii=False), "utf-8")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def expected_chunk_ids(self) -> set[str]:
+        return {f"{d}#{i}" for d, e in self.docs.items() for i in range(e.chunks)}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Metadata filters applied inside both retrievers."""
+
+    since: str = ""  # YYYY-MM-DD, inclusive
+    until: str = ""
+    source: str = ""
+    doc_type: str = ""
+
+    def __bool__(self) -> bool:
+        return any((self.since, self.until, self.source, self.doc_type))
+
+    def chroma_where(self) -> dict | None:
+        clauses: list[dict] = []
+        if self.since:
+            clauses.append({"date_int": {"$gte": _date_int(self.since)}})
+        if self.until:
+            clauses.append({"date_int": {"$lte": _date_int(self.until)}})
+        if self.source:
+            clauses.append({"source": self.source})
+        if self.doc_type:
+            clauses.append({"doc_type": self.doc_type})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def accepts(self, meta: dict) -> bool:
+        date = int(meta.get("date_int") or 0)
+        if self.since and not date >= _date_int(self.since):
+            return False
+        if self.until and not 0 < date <= _date_int(self.until):
+            return False
+        if self.source and meta.get("source") != self.source:
+            return False
+        return not (self.doc_type and meta.get("doc_type") != self.doc_type)
+
+
+def _date_int(iso: str) -> int:
+    return int(iso.replace("-", "")) if iso else 0
+
+
+def collection_name(name: str, model: str) -> str:
+    """One Chroma collection per (corpus name, embedding model): switching models never
+    mixes vectors from two models in one index."""
+    raw = f"{name}-{model_slug(model)}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-._")[:60]
+
+
+class Index:
+    def __init__(
+        self,
+        data_dir: Path,
+        name: str,
+        embeddings: LazyEmbeddings,
+        chroma_url: str = "",
+        tokenizer: Tokenizer = Tokenizer.BIGRAM,
+    ):
+        self.data_dir = data_dir
+        self.name = collection_name(name, embeddings.model)
+        self.embeddings = embeddings
+        self.chroma_url = chroma_url
+        self.tokenizer = tokenizer
+        self.folder = data_dir / "indexes" / self.name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.manifest_path = self.folder / "manifest.json"
+        self.manifest = Manifest.read(self.manifest_path)
+        if not self.manifest.model:
+            self.manifest.model = embeddings.model
+        self._store = None
+        self._lexical: LexicalIndex | None = None
+
+    # -- Chroma -------------------------------------------------------------------------
+
+    @property
+    def store(self):
+        """The langchain-chroma vector store, opened on first use."""
+        if self._store is None:
+            import chromadb
+            from chromadb.config import Settings as ChromaSettings
+            from langchain_chroma import Chroma
+
+            settings = ChromaSettings(anonymized_telemetry=False)
+            if self.chroma_url:
+                from urllib.parse import urlparse
+
+                url = urlparse(self.chroma_url)
+                client = chromadb.HttpClient(
+                    host=url.hostname or "localhost",
+                    port=url.port or 8000,
+                    ssl=url.scheme == "https",
+                    settings=settings,
+                )
+            else:
+                client = chromadb.PersistentClient(
+                    path=str(self.data_dir / "chroma"), settings=settings
+                )
+            self._store = Chroma(
+                collection_name=self.name,
+                embedding_function=self.embeddings,
+                client=client,
+                collection_configuration={"hnsw": {"space": "cosine"}},
+            )
+        return self._store
+
+    @property
+    def _collection(self):
+        return self.store._collection
+
+    def count(self) -> int:
+        return self._collection.count()
+
+    def _iter_rows(self, include: list[str], where: dict | None = None) -> Iterator[dict]:
+        offset = 0
+        while True:
+            page = self._collection.get(
+                where=where, include=include, limit=_GET_PAGE, offset=offset
+            )
+            ids = page["ids"]
+            for i, cid in enumerate(ids):
+                yield {"id": cid, **{k: page[k][i] for k in include}}
+            if len(ids) < _GET_PAGE:
+                return
+            offset += len(ids)
+
+    # -- writing --------------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Exclusive write access across processes; marks the manifest dirty until a clean
+        finish, and brings the lexical index up to date at the end."""
+        lock_path = self.folder / "write.lock"
+        with open(lock_path, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RuntimeError(
+                    f"another `rag ingest` is writing to {self.folder}; wait for it to finish"
+                ) from None
+            if not self.manifest.clean:
+                self.reconcile()
+            yield
+            if not self.manifest.clean:
+                self.refresh_lexical()
+                self.manifest.clean = True
+                self.manifest.write(self.manifest_path)
+
+    def _mark_dirty(self) -> None:
+        if self.manifest.clean:
+            self.manifest.clean = False
+            self.manifest.write(self.manifest_path)
+
+    def write(self, batch: Sequence[tuple[str, DocEntry, list[Chunk]]]) -> None:
+        """Replace each document's chunks (embedding the new ones), then record them."""
+        if not batch:
+            return
+        self._mark_dirty()
+        self.delete_chunks(
+            [f"{doc_id}#{i}" for doc_id, _, _ in batch for i in range(self._chunks_of(doc_id))]
+        )
+        chunks = [c for _, _, cs in batch for c in cs]
+        if chunks:
+            self.store.add_texts(
+                texts=[c.text for c in chunks],
+                metadatas=[
+                    chunk_metadata(c, entry.text_hash) for _, entry, cs in batch for c in cs
+                ],
+                ids=[c.chunk_id for c in chunks],
+            )
+        for doc_id, entry, _ in batch:
+            self.manifest.docs[doc_id] = entry
+        self.manifest.generation += 1
+        self.manifest.write(self.manifest_path)
+
+    def _chunks_of(self, doc_id: str) -> int:
+        entry = self.manifest.docs.get(doc_id)
+        return entry.chunks if entry else 0
+
+    def remove(self, doc_ids: Sequence[str]) -> int:
+        """Drop documents and their chunks; returns how many chunks went."""
+        if not doc_ids:
+            return 0
+        self._mark_dirty()
+        ids = [f"{d}#{i}" for d in doc_ids for i in range(self._chunks_of(d))]
+        self.delete_chunks(ids)
+        for d in doc_ids:
+            self.manifest.docs.pop(d, None)
+        self.manifest.generation += 1
+        self.manifest.write(self.manifest_path)
+        return len(ids)
+
+    def delete_chunks(self, ids: Sequence[str]) -> None:
+        for i in range(0, len(ids), _GET_PAGE):
+            self.store.delete(ids=list(ids[i : i + _GET_PAGE]))
+
+    def reset(self) -> None:
+        """Forget everything (for --rebuild)."""
+        self._mark_dirty()
+        self.store.reset_collection()
+        self.manifest.docs.clear()
+        self.manifest.generation += 1
+        self.manifest.write(self.manifest_path)
+
+    def reconcile(self) -> list[str]:
+        """Make the manifest and Chroma agree after an interrupted run.
+
+        A document counts as present only when Chroma holds exactly its chunks
+        `doc_id#0..n-1`, all written from the manifest's version of it; anything else is
+        deleted and the document dropped from the manifest, so the next ingest redoes it.
+        Returns the doc_ids that were dropped.
+        """
+        held: dict[str, dict[str, str]] = {}
+        for row in self._iter_rows(["metadatas"]):
+            meta = row["metadatas"] or {}
+            held.setdefault(str(meta.get("doc_id", "")), {})[row["id"]] = str(
+                meta.get("text_hash", "")
+            )
+        dropped = []
+        for doc_id, entry in list(self.manifest.docs.items()):
+            want = {f"{doc_id}#{i}": entry.text_hash for i in range(entry.chunks)}
+            if held.get(doc_id) != want:
+                dropped.append(doc_id)
+                del self.manifest.docs[doc_id]
+        stray = [
+            cid
+            for doc_id, chunks in held.items()
+            if doc_id not in self.manifest.docs
+            for cid in chunks
+        ]
+        self.delete_chunks(stray)
+        self.manifest.generation += 1
+        self.manifest.write(self.manifest_path)
+        return dropped
+
+    # -- lexical side ---------------------------------------------------------------------
+
+    def _lexical_stamp(self) -> dict:
+        return {"generation": self.manifest.generation, "tokenizer": self.tokenizer.value}
+
+    def refresh_lexical(self) -> LexicalIndex:
+        """Rebuild the BM25 index from what Chroma holds and save it, stamped."""
+        ids, texts = [], []
+        for row in self._iter_rows(["documents"]):
+            ids.append(row["id"])
+            texts.append(row["documents"] or "")
+        lexical = LexicalIndex.build(ids, texts, self.tokenizer)
+        lexical.save(self.folder / "lexical", {"generation": self.manifest.generation})
+        self._lexical = lexical
+        return lexical
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        if self._lexical is None:
+            loaded = LexicalIndex.load(self.folder / "lexical")
+            if (
+                loaded
+                and loaded[0].tokenizer is self.tokenizer
+                and loaded[1].get("generation") == self.manifest.generation
+            ):
+                self._lexical = loaded[0]
+            else:
+                self._lexical = self.refresh_lexical()
+        return self._lexical
+
+    # -- reading --------------------------------------------------------------------------
+
+    def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
+        if not ids:
+            return {}
+        page = self._collection.get(ids=list(ids), include=["documents", "metadatas"])
+        return {
+            cid: to_chunk(cid, text or "", meta or {})
+            for cid, text, meta in zip(
+                page["ids"], page["documents"], page["metadatas"], strict=True
+            )
+        }
+
+    def all_metadata(self) -> dict[str, dict]:
+        return {row["id"]: row["metadatas"] or {} for row in self._iter_rows(["metadatas"])}
+
+    def dense_search(
+        self, vector: Sequence[float], k: int, filters: Filters | None = None
+    ) -> list[tuple[Chunk, float]]:
+        """Top `k` chunks by cosine similarity to `vector`."""
+        where = filters.chroma_where() if filters else None
+        if self.count() == 0:
+            return []
+        found = self._collection.query(
+            query_embeddings=[list(vector)],
+            n_results=k,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            (to_chunk(cid, text or "", meta or {}), 1.0 - float(dist))
+            for cid, text, meta, dist in zip(
+                found["ids"][0],
+                found["documents"][0],
+                found["metadatas"][0],
+                found["distances"][0],
+                strict=True,
+            )
+        ]
+
+    def lexical_mask(self, filters: Filters | None) -> np.ndarray | None:
+        """Rows of the lexical index that pass `filters` (None = all)."""
+        if not filters:
+            return None
+        metas = self.all_metadata()
+        return np.array(
+            [filters.accepts(metas.get(cid, {})) for cid in self.lexical.chunk_ids], dtype=bool
+        )
+
+
+def chunk_metadata(chunk: Chunk, text_hash: str) -> dict:
+    meta = {k: chunk.meta.get(k, "") for k in META_FIELDS}
+    meta.update(
+        doc_id=chunk.doc_id,
+        index=chunk.index,
+        start=chunk.start,
+        end=chunk.end,
+        text_hash=text_hash,
+        date_int=_date_int(meta["date"]) if meta["date"] else 0,
+    )
+    return meta
+
+
+def to_chunk(chunk_id: str, text: str, meta: dict) -> Chunk:
+    return Chunk(
+        chunk_id=chunk_id,
+        doc_id=str(meta.get("doc_id", chunk_id.rsplit("#", 1)[0])),
+        index=int(meta.get("index", 0)),
+        text=text,
+        start=int(meta.get("start", 0)),
+        end=int(meta.get("end", len(text))),
+        meta={k: str(meta.get(k, "")) for k in META_FIELDS},
+    )

@@ -1,0 +1,127 @@
+"""The lexical (BM25) side of retrieval, over Chinese tokens.
+
+Chroma's own BM25 splits on whitespace, which Chinese does not have, so this leg lives
+in the app: bm25s (sparse-matrix BM25) over character bigrams or jieba words.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import shutil
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]+|[a-z0-9]+(?:[.%][0-9]+%?)*")
+
+
+class Tokenizer(enum.StrEnum):
+    BIGRAM = "bigram"
+    JIEBA = "jieba"
+
+
+def _normalise(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def bigram_tokens(text: str) -> list[str]:
+    """Overlapping character bigrams of each Chinese run (a lone character stays a
+    unigram); Latin words and numbers such as `3227` or `88.6%` stay whole."""
+    out: list[str] = []
+    for run in _TOKEN.findall(_normalise(text)):
+        if run[0].isascii() or len(run) == 1:
+            out.append(run)
+        else:
+            out.extend(run[i : i + 2] for i in range(len(run) - 1))
+    return out
+
+
+def jieba_tokens(text: str) -> list[str]:
+    """jieba's search-engine mode (words plus their sub-words), punctuation dropped."""
+    import jieba
+
+    jieba.setLogLevel(60)
+    return [
+        t
+        for t in jieba.lcut_for_search(_normalise(text))
+        if _TOKEN.fullmatch(t) or re.fullmatch(rf"[{_CJK}]+", t)
+    ]
+
+
+def tokenize(text: str, tokenizer: Tokenizer) -> list[str]:
+    return bigram_tokens(text) if tokenizer is Tokenizer.BIGRAM else jieba_tokens(text)
+
+
+class LexicalIndex:
+    """BM25 over chunk texts; row `i` is `chunk_ids[i]`."""
+
+    def __init__(self, chunk_ids: list[str], bm25, tokenizer: Tokenizer):
+        self.chunk_ids = chunk_ids
+        self.row = {cid: i for i, cid in enumerate(chunk_ids)}
+        self._bm25 = bm25
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def build(
+        cls, chunk_ids: list[str], texts: Sequence[str], tokenizer: Tokenizer
+    ) -> LexicalIndex:
+        import bm25s
+
+        bm25 = bm25s.BM25()
+        if chunk_ids:
+            bm25.index([tokenize(t, tokenizer) or [""] for t in texts], show_progress=False)
+        return cls(list(chunk_ids), bm25, tokenizer)
+
+    def scores(self, query: str, mask: np.ndarray | None = None) -> np.ndarray:
+        """BM25 score of every row for `query` (zeros where `mask` is False)."""
+        if not self.chunk_ids:
+            return np.zeros(0, dtype=np.float32)
+        tokens = tokenize(query, self.tokenizer)
+        scores = self._bm25.get_scores(tokens) if tokens else np.zeros(len(self.chunk_ids))
+        scores = np.asarray(scores, dtype=np.float32)
+        return scores * mask if mask is not None else scores
+
+    def search(self, query: str, k: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """Top `k` (chunk_id, score) with a positive score."""
+        scores = self.scores(query, mask)
+        if scores.size == 0:
+            return []
+        k = min(k, scores.size)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(self.chunk_ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    def save(self, folder: Path, stamp: dict) -> None:
+        """Write beside the index atomically: a reader sees the old or the new, never half."""
+        work = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        if self.chunk_ids:
+            self._bm25.save(str(work), show_progress=False)
+        meta = {"chunk_ids": self.chunk_ids, "tokenizer": self.tokenizer.value, **stamp}
+        (work / "lexical.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        work.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path) -> tuple[LexicalIndex, dict] | None:
+        """The saved index and its stamp, or None when there is none."""
+        import bm25s
+
+        meta_path = folder / "lexical.json"
+        if not meta_path.is_file():
+            return None
+        meta = json.loads(meta_path.read_text("utf-8"))
+        chunk_ids = meta.pop("chunk_ids")
+        tokenizer = Tokenizer(meta.pop("tokenizer"))
+        bm25 = bm25s.BM25.load(str(folder), show_progress=False) if chunk_ids else None
+        return cls(chunk_ids, bm25, tokenizer), meta

@@ -1,0 +1,95 @@
+"""The shared data types: what flows between loading, the index, retrieval and answering."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+# Metadata every chunk carries (copied from its document); all strings, "" when unknown.
+META_FIELDS = ("title", "date", "source", "author", "url", "doc_type", "region", "notice")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One cleaned source document. `doc_id` is stable: the path or the record's `id`."""
+
+    doc_id: str
+    text: str
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        """Decides add / update / skip: covers the text and every metadata field."""
+        h = hashlib.sha256(self.text.encode("utf-8"))
+        for key in sorted(self.meta):
+            h.update(f"\x00{key}\x00{self.meta[key]}".encode())
+        return h.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document's cleaned text, `text == document.text[start:end]`."""
+
+    chunk_id: str
+    doc_id: str
+    index: int
+    text: str
+    start: int
+    end: int
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its fused score and where each retriever ranked it (0 = unranked)."""
+
+    chunk: Chunk
+    score: float
+    dense_rank: int = 0
+    lexical_rank: int = 0
+    dense_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    doc_id: str
+    chunk_id: str
+    title: str
+    date: str
+    source: str
+    text: str
+    score: float
+    quotes: tuple[str, ...] = ()  # the sentences of `text` the answer used
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    refused: bool
+    citations: list[Citation] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """The `rag ask --json` object fixed by DESIGN.md."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "refused": self.refused,
+            "citations": [
+                {
+                    "n": c.n,
+                    "doc_id": c.doc_id,
+                    "chunk_id": c.chunk_id,
+                    "title": c.title,
+                    "date": c.date,
+                    "source": c.source,
+                    "text": c.text,
+                    "score": round(c.score, 4),
+                    "quotes": list(c.quotes),
+                }
+                for c in self.citations
+            ],
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+        }

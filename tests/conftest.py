@@ -1,0 +1,68 @@
+"""Shared fixtures. Every test gets its own data dir; the real e5 model is materialised
+once per session and shared, so integration tests pay for it once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag import e5_bundle
+from rag.embed import LazyEmbeddings
+from rag.index import Index
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "corpus"
+RAG = str(Path(sys.executable).with_name("rag"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """No test reads the developer's RAG_* settings or writes into the repo."""
+    for key in list(os.environ):
+        if key.startswith("RAG_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def e5_dir(tmp_path_factory) -> Path:
+    """The bundled e5 model, materialised once for the whole session."""
+    return e5_bundle.materialise(tmp_path_factory.mktemp("models") / "multilingual-e5-small")
+
+
+@pytest.fixture(scope="session")
+def embeddings(e5_dir, tmp_path_factory) -> LazyEmbeddings:
+    """One loaded real model shared by every in-process test."""
+    return LazyEmbeddings(str(e5_dir), tmp_path_factory.mktemp("unused"))
+
+
+@pytest.fixture
+def index(tmp_path, embeddings) -> Index:
+    return Index(tmp_path / "data", "test", embeddings)
+
+
+@pytest.fixture
+def corpus_copy(tmp_path) -> Path:
+    """A writable copy of the shipped corpus."""
+    target = tmp_path / "corpus"
+    shutil.copytree(CORPUS, target)
+    return target
+
+
+def run_rag(*args: str, env: dict | None = None, timeout: float = 300, **kw):
+    """Run the installed `rag` console script as a user would."""
+    return subprocess.run(
+        [RAG, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        **kw,
+    )

@@ -1,0 +1,101 @@
+"""`rag ingest` as a user runs it: the installed console script in a subprocess."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+from rag.chain import open_index
+from rag.config import Settings
+from tests.conftest import RAG, run_rag
+
+
+def test_ingest_builds_the_index_from_the_corpus_with_the_bundled_model(corpus_copy):
+    first = run_rag("ingest", str(corpus_copy), "--json")
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert {k: report[k] for k in ("added", "updated", "unchanged", "removed", "failed")} == {
+        "added": 7,
+        "updated": 0,
+        "unchanged": 0,
+        "removed": 0,
+        "failed": 0,
+    }
+    assert report["chunks_written"] > 0 and report["seconds"] > 0
+
+    second = run_rag("ingest", str(corpus_copy), "--json")
+    again = json.loads(second.stdout)
+    assert (again["unchanged"], again["chunks_written"]) == (7, 0)
+
+
+def test_bad_files_are_named_with_a_reason_and_the_run_goes_on(tmp_path, e5_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "ok.txt").write_text("明川区楼宇经济办法\n第一条 首年租金补贴50%。", "utf-8")
+    (folder / "fake.txt").write_bytes(b"\x00\x01\x02" * 100)
+    (folder / "notes.xyz").write_text("?", "utf-8")
+    result = run_rag("ingest", str(folder), env={"RAG_EMBEDDING_MODEL": str(e5_dir)})
+    assert result.returncode == 0, result.stderr
+    assert "fake.txt: binary content, not text" in result.stderr
+    assert "notes.xyz: unsupported format '.xyz'" in result.stderr
+    assert "1 added" in result.stdout and "2 failed" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_nothing_readable_exits_non_zero_with_one_line_reason(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    result = run_rag("ingest", str(tmp_path / "empty.txt"))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: nothing could be read")
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_configuration_is_a_clear_error(tmp_path):
+    result = run_rag("ingest", env={"RAG_CHUNK_SIZE": "many"})
+    assert result.returncode == 2
+    assert "RAG_CHUNK_SIZE" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_killed_ingest_is_repaired_by_the_next_run(tmp_path, e5_dir):
+    """SIGKILL part-way through, run again: no missing or duplicate chunks, and the
+    manifest equals Chroma's contents."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for n in range(700):
+        (folder / f"doc{n:04d}.txt").write_text(
+            f"第{n}号通知\n第一条 对第{n}号园区新引进项目给予{n + 10}万元奖励。"
+            f"第二条 本通知自2024年{n % 12 + 1}月1日起施行，有效期{n % 5 + 1}年。",
+            "utf-8",
+        )
+    env = {**os.environ, "RAG_EMBEDDING_MODEL": str(e5_dir)}
+    proc = subprocess.Popen(
+        [RAG, "ingest", str(folder)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    settings = Settings(embedding_model=str(e5_dir))
+    manifest_path = open_index(settings).manifest_path
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest_path.exists():
+            docs = json.loads(manifest_path.read_text("utf-8")).get("docs", {})
+            if 0 < len(docs) < 700:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "ingest finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = json.loads(manifest_path.read_text("utf-8"))
+    assert killed["clean"] is False and 0 < len(killed["docs"]) < 700
+
+    result = run_rag("ingest", str(folder), "--json", env={"RAG_EMBEDDING_MODEL": str(e5_dir)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["added"] + report["unchanged"] == 700 and report["failed"] == 0
+
+    index = open_index(settings)
+    rows = index._collection.get(include=["metadatas"])
+    assert len(rows["ids"]) == len(set(rows["ids"]))
+    assert set(rows["ids"]) == index.manifest.expected_chunk_ids()
+    assert {m["doc_id"] for m in rows["metadatas"]} == {f"doc{n:04d}.txt" for n in range(700)}
+    assert index.manifest.clean
+    assert sorted(index.lexical.chunk_ids) == sorted(rows["ids"])

@@ -1,0 +1,129 @@
+"""Ingest against a real Chroma and the real e5 model (loaded once per session)."""
+
+import numpy as np
+import pytest
+
+from rag.embed import LazyEmbeddings
+from rag.index import Index
+from rag.ingest import ingest
+
+SIZE, OVERLAP = 300, 60
+
+
+def run(index, *roots, **kw):
+    return ingest(list(roots), index, SIZE, OVERLAP, **kw)
+
+
+def chroma_state(index):
+    """{chunk_id: (text, doc_id)} as Chroma holds it."""
+    rows = index._collection.get(include=["documents", "metadatas"])
+    return {
+        i: (d, m["doc_id"])
+        for i, d, m in zip(rows["ids"], rows["documents"], rows["metadatas"], strict=True)
+    }
+
+
+def assert_consistent(index):
+    state = chroma_state(index)
+    assert set(state) == index.manifest.expected_chunk_ids()
+    assert sorted(index.lexical.chunk_ids) == sorted(state)
+
+
+def test_corpus_is_indexed_with_stable_ids_and_seed_metadata(index, corpus_copy):
+    report = run(index, corpus_copy)
+    assert report.failed == 0 and report.added == 7 and report.chunks_written > 0
+    assert_consistent(index)
+    state = chroma_state(index)
+    assert all(cid == f"{doc}#{cid.rsplit('#', 1)[1]}" for cid, (_, doc) in state.items())
+    holding = [cid for cid, (text, _) in state.items() if "泰钢不锈钢终端市场产业园一期" in text]
+    assert len(holding) == 1
+    seed = index.chunks(holding)[holding[0]]
+    assert seed.doc_id == "news/2022-08-04-laiwu-signing.txt"
+    assert {k: seed.meta[k] for k in ("title", "date", "author", "source")} == {
+        "title": "莱芜区集中签约23个“双招双引”项目",
+        "date": "2022-08-04",
+        "author": "赵国陆",
+        "source": "大众日报",
+    }
+
+
+def test_unchanged_corpus_embeds_nothing_and_does_not_load_the_model(tmp_path, e5_dir, corpus_copy):
+    first = Index(tmp_path / "data", "c", LazyEmbeddings(str(e5_dir), tmp_path))
+    run(first, corpus_copy)
+    fresh_model = LazyEmbeddings(str(e5_dir), tmp_path)
+    second = run(Index(tmp_path / "data", "c", fresh_model), corpus_copy)
+    assert (second.added, second.updated, second.unchanged, second.chunks_written) == (0, 0, 7, 0)
+    assert not fresh_model.loaded
+
+
+def test_editing_a_file_replaces_exactly_its_chunks_and_deleting_removes_them(index, corpus_copy):
+    run(index, corpus_copy)
+    before = index._collection.get(include=["embeddings", "documents"])
+    vectors_before = dict(zip(before["ids"], before["embeddings"], strict=True))
+    target = corpus_copy / "policies" / "building-economy.md"
+    target.write_text(target.read_text("utf-8").replace("50%", "55%"), "utf-8")
+
+    report = run(index, corpus_copy)
+    own = index.manifest.docs["policies/building-economy.md"].chunks
+    assert (report.updated, report.unchanged, report.chunks_written) == (1, 6, own)
+    assert_consistent(index)
+    after = index._collection.get(include=["embeddings", "documents"])
+    for cid, vec in zip(after["ids"], after["embeddings"], strict=True):
+        if not cid.startswith("policies/building-economy.md#"):
+            np.testing.assert_array_equal(vec, vectors_before[cid])
+    assert any(
+        "55%" in d
+        for i, d in zip(after["ids"], after["documents"], strict=True)
+        if i.startswith("policies/building-economy.md#")
+    )
+
+    target.unlink()
+    report = run(index, corpus_copy)
+    assert (report.removed, report.chunks_removed) == (1, own)
+    assert "policies/building-economy.md" not in index.manifest.docs
+    assert not [c for c in chroma_state(index) if c.startswith("policies/building-economy.md")]
+    assert_consistent(index)
+
+
+def test_exact_duplicate_documents_are_indexed_once(index, tmp_path):
+    folder = tmp_path / "dups"
+    folder.mkdir()
+    text = "明川区外资奖励办法\n第一条 外资到账超过500万美元的，按到资额2%给予奖励。"
+    (folder / "a.txt").write_text(text, "utf-8")
+    (folder / "b.txt").write_text(text, "utf-8")
+    report = run(index, folder)
+    assert (report.added, report.duplicates) == (1, 1)
+    assert list(index.manifest.docs) == ["a.txt"]
+
+
+def test_rebuild_starts_over(index, corpus_copy):
+    run(index, corpus_copy)
+    report = run(index, corpus_copy, rebuild=True)
+    assert report.added == 7 and report.unchanged == 0
+    assert_consistent(index)
+
+
+def test_chunks_written_without_a_manifest_record_are_removed_on_recovery(index, corpus_copy):
+    """What a kill between the Chroma write and the manifest write leaves behind."""
+    run(index, corpus_copy)
+    doc_id = "policies/enclave-economy.md"
+    entry = index.manifest.docs.pop(doc_id)
+    index.manifest.docs["policies/talent-and-factor-support.md"].chunks += 1  # claims too much
+    index.manifest.clean = False
+    index.manifest.write(index.manifest_path)
+
+    reopened = Index(index.data_dir, "test", index.embeddings)
+    report = run(reopened, corpus_copy)
+    assert report.added == 2  # both repaired documents come back in full
+    assert reopened.manifest.docs[doc_id].chunks == entry.chunks
+    assert_consistent(reopened)
+
+
+def test_a_second_writer_is_refused(index):
+    second = Index(index.data_dir, "test", index.embeddings)
+    with (
+        index.writing(),
+        pytest.raises(RuntimeError, match="another `rag ingest`"),
+        second.writing(),
+    ):
+        pass

@@ -1,0 +1,60 @@
+import itertools
+
+import pytest
+
+from rag.split import chunk_spans, sentence_spans, split_sentences
+
+TEXT = (
+    "第一条 为促进楼宇经济发展，制定本办法。第二条 本办法适用于全区商务楼宇。"
+    "第三条 对新引进企业给予奖励，最高500万元；对总部企业另行支持！"
+    "第四条 实际使用内资99.99亿元。\n第五条 本办法自2024年1月1日起施行。"
+)
+
+
+def test_sentences_end_at_chinese_marks_keep_closing_quotes_and_not_at_decimals():
+    assert split_sentences("他说：“好。”然后走了！数字99.99亿元；最后…\n新行") == [
+        "他说：“好。”",
+        "然后走了！",
+        "数字99.99亿元；",
+        "最后…",
+        "新行",
+    ]
+
+
+def test_sentence_offsets_are_exact():
+    for span in sentence_spans(TEXT):
+        assert TEXT[span.start : span.end].strip() == TEXT[span.start : span.end]
+
+
+@pytest.mark.parametrize(("size", "overlap"), [(40, 0), (40, 15), (80, 30), (300, 60)])
+def test_chunks_respect_size_cover_the_text_and_break_between_sentences(size, overlap):
+    spans = chunk_spans(TEXT, size, overlap)
+    assert all(s.end - s.start <= size for s in spans)
+    covered = set()
+    for s in spans:
+        covered.update(range(s.start, s.end))
+    non_space = {i for i, ch in enumerate(TEXT) if not ch.isspace()}
+    assert non_space <= covered
+    ends = {s.end for s in sentence_spans(TEXT)}
+    assert all(s.end in ends for s in spans)
+
+
+def test_consecutive_chunks_overlap_by_whole_sentences_within_budget():
+    spans = chunk_spans(TEXT, 60, 25)
+    for a, b in itertools.pairwise(spans):
+        assert b.start > a.start
+        shared = max(0, a.end - b.start)
+        assert shared <= 25
+
+
+def test_sentence_longer_than_chunk_is_split_at_commas():
+    long = "这是一个很长的句子，它没有句号，但是有很多逗号，用来测试超长句子的切分，确保不会超过大小限制"
+    spans = chunk_spans(long, 20, 0)
+    assert all(s.end - s.start <= 20 for s in spans)
+    assert "".join(long[s.start : s.end] for s in spans) == long
+    assert all(long[s.end - 1] == "，" for s in spans[:-1])
+
+
+def test_overlap_must_be_smaller_than_size():
+    with pytest.raises(ValueError, match="overlap"):
+        chunk_spans(TEXT, 50, 50)
