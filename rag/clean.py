@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 # A paragraph shorter than this may legitimately repeat (e.g. "第一章 总则" in two files
 # concatenated); longer repeats are copies.
 MIN_REPEATED_PARAGRAPH = 8
+# Header and byline lines are short; a longer line with a date and 来源 is body text.
+MAX_HEADER_LINE = 60
 
 _SPACES = re.compile(r"[ \t\u00a0\u2002\u2003\u2009\u3000\ufeff]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -62,6 +64,8 @@ def parse_news_header(lines: list[str]) -> tuple[dict[str, str], set[int]]:
     head = [i for i, line in enumerate(lines) if line][:4]
     for pos, i in enumerate(head):
         line = lines[i]
+        if len(line) > MAX_HEADER_LINE:
+            continue
         date = iso_date(line)
         has_fields = bool(_AUTHOR.search(line) or _SOURCE.search(line))
         bare_date = bool(date) and len(_DATE.sub("", line).strip()) <= 4
@@ -72,7 +76,7 @@ def parse_news_header(lines: list[str]) -> tuple[dict[str, str], set[int]]:
             if m := _SOURCE.search(line):
                 meta["source"] = m.group(1)
             used.add(i)
-            if pos > 0:
+            if pos > 0 and len(lines[head[pos - 1]]) <= MAX_HEADER_LINE:
                 title_line = head[pos - 1]
                 meta["title"] = lines[title_line]
                 used.add(title_line)
@@ -80,7 +84,7 @@ def parse_news_header(lines: list[str]) -> tuple[dict[str, str], set[int]]:
     if not meta:
         return {}, set()
     for i, line in enumerate(lines):
-        if _BYLINE.match(line):
+        if len(line) <= MAX_HEADER_LINE and _BYLINE.match(line):
             used.add(i)
             if "author" not in meta and (m := _REPORTER.match(line)):
                 meta["author"] = m.group("names").replace(" ", "、")

@@ -137,8 +137,25 @@ def make_document(doc_id: str, raw: str, meta: dict[str, str]) -> Document:
     if merged.get("date"):
         merged["date"] = iso_date(merged["date"]) or ""
     if not merged.get("title"):
-        merged["title"] = cleaned.text.split("\n", 1)[0][:60]
+        merged["title"] = title_line(cleaned.text)
     return Document(doc_id, cleaned.text, {k: merged.get(k, "") for k in META_FIELDS})
+
+
+MAX_TITLE_CHARS = 40
+
+
+def title_line(text: str) -> str:
+    """The first line when it reads as a title (short, not a sentence), else "".
+
+    A made-up title would mislead: titles are shown as sources and give sentences their
+    context when answering, so a passage's first sentence must not pose as one.
+    """
+    first = text.split("\n", 1)[0].strip()
+    if len(first) <= MAX_TITLE_CHARS and not first.endswith(
+        ("。", "！", "？", "；", "…", ".", "!", "?")
+    ):
+        return first
+    return ""
 
 
 def decode_text(data: bytes) -> str:

@@ -56,3 +56,14 @@ def test_seed_article_body_appears_once_and_bylines_are_gone():
     assert "记 者" not in cleaned.text and "通讯员" not in cleaned.text
     assert cleaned.text.startswith("本报济南讯")
     assert cleaned.meta["title"] == "莱芜区集中签约23个“双招双引”项目"
+
+
+def test_a_long_paragraph_with_a_date_and_source_is_body_not_header():
+    text = (
+        "蒋雨楠 · 2023/01/25 16:08来源：界面新闻 摄影：范剑磊 三天票房突破40亿后，"
+        "2023年春节档七部新片票房也排位逐渐明朗。虽然档期已经过半，但各片走势仍有变数，"
+        "业内人士认为，口碑将决定后半程的票房格局，观众的选择也越来越理性。"
+    )
+    cleaned = clean(text)
+    assert cleaned.text == text
+    assert "title" not in cleaned.meta
