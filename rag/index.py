@@ -12,6 +12,7 @@ stamped with the manifest generation it was built from and rebuilt from Chroma o
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -25,6 +26,7 @@ import numpy as np
 
 from rag.embed import LazyEmbeddings, model_slug
 from rag.lexical import LexicalIndex, Tokenizer
+from rag.split import sentence_spans
 from rag.types import META_FIELDS, Chunk
 
 MANIFEST_VERSION = 1
@@ -74,9 +76,10 @@ class Filters:
     until: str = ""
     source: str = ""
     doc_type: str = ""
+    exclude_docs: frozenset[str] = frozenset()  # e.g. to ask as if these were not indexed
 
     def __bool__(self) -> bool:
-        return any((self.since, self.until, self.source, self.doc_type))
+        return any((self.since, self.until, self.source, self.doc_type, self.exclude_docs))
 
     def chroma_where(self) -> dict | None:
         clauses: list[dict] = []
@@ -88,19 +91,38 @@ class Filters:
             clauses.append({"source": self.source})
         if self.doc_type:
             clauses.append({"doc_type": self.doc_type})
+        if self.exclude_docs:
+            clauses.append({"doc_id": {"$nin": sorted(self.exclude_docs)}})
         if not clauses:
             return None
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
-    def accepts(self, meta: dict) -> bool:
-        date = int(meta.get("date_int") or 0)
-        if self.since and not date >= _date_int(self.since):
-            return False
-        if self.until and not 0 < date <= _date_int(self.until):
-            return False
-        if self.source and meta.get("source") != self.source:
-            return False
-        return not (self.doc_type and meta.get("doc_type") != self.doc_type)
+    def mask(self, fields: dict[str, np.ndarray]) -> np.ndarray:
+        """Which rows of a lexical index (its per-row metadata `fields`) pass."""
+        dates = fields["date_int"]
+        keep = np.ones(len(dates), dtype=bool)
+        if self.since:
+            keep &= dates >= _date_int(self.since)
+        if self.until:
+            keep &= (dates > 0) & (dates <= _date_int(self.until))
+        if self.source:
+            keep &= fields["source"] == self.source
+        if self.doc_type:
+            keep &= fields["doc_type"] == self.doc_type
+        if self.exclude_docs:
+            keep &= ~np.isin(fields["doc_id"], list(self.exclude_docs))
+        return keep
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A chunk as the index holds it: its vector's similarity to the query, and its
+    sentences (offsets within the chunk) with their in-context vectors."""
+
+    chunk: Chunk
+    similarity: float
+    sentence_spans: tuple[tuple[int, int], ...]
+    sentence_vectors: np.ndarray
 
 
 def _date_int(iso: str) -> int:
@@ -226,13 +248,20 @@ class Index:
             [f"{doc_id}#{i}" for doc_id, _, _ in batch for i in range(self._chunks_of(doc_id))]
         )
         chunks = [c for _, _, cs in batch for c in cs]
+        hashes = [entry.text_hash for _, entry, cs in batch for _ in cs]
         if chunks:
-            self.store.add_texts(
-                texts=[c.text for c in chunks],
-                metadatas=[
-                    chunk_metadata(c, entry.text_hash) for _, entry, cs in batch for c in cs
-                ],
+            spans = [[(s.start, s.end) for s in sentence_spans(c.text)] for c in chunks]
+            vectors, sentence_vectors = self.embeddings.embed_chunks(
+                [c.text for c in chunks], spans
+            )
+            self._collection.upsert(
                 ids=[c.chunk_id for c in chunks],
+                embeddings=vectors,
+                documents=[c.text for c in chunks],
+                metadatas=[
+                    chunk_metadata(c, h, sp, sv)
+                    for c, h, sp, sv in zip(chunks, hashes, spans, sentence_vectors, strict=True)
+                ],
             )
         for doc_id, entry, _ in batch:
             self.manifest.docs[doc_id] = entry
@@ -306,11 +335,12 @@ class Index:
 
     def refresh_lexical(self) -> LexicalIndex:
         """Rebuild the BM25 index from what Chroma holds and save it, stamped."""
-        ids, texts = [], []
-        for row in self._iter_rows(["documents"]):
+        ids, texts, metas = [], [], []
+        for row in self._iter_rows(["documents", "metadatas"]):
             ids.append(row["id"])
             texts.append(row["documents"] or "")
-        lexical = LexicalIndex.build(ids, texts, self.tokenizer)
+            metas.append(row["metadatas"] or {})
+        lexical = LexicalIndex.build(ids, texts, metas, self.tokenizer)
         lexical.save(self.folder / "lexical", {"generation": self.manifest.generation})
         self._lexical = lexical
         return lexical
@@ -331,35 +361,35 @@ class Index:
 
     # -- reading --------------------------------------------------------------------------
 
-    def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
+    def get(self, ids: Sequence[str], query_vector: np.ndarray | None = None) -> list[Stored]:
+        """Chunks by id (unknown ids are left out), scored against `query_vector` if given."""
         if not ids:
-            return {}
-        page = self._collection.get(ids=list(ids), include=["documents", "metadatas"])
-        return {
-            cid: to_chunk(cid, text or "", meta or {})
-            for cid, text, meta in zip(
-                page["ids"], page["documents"], page["metadatas"], strict=True
+            return []
+        page = self._collection.get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
+        return [
+            _stored(cid, text, meta, 0.0 if query_vector is None else float(vector @ query_vector))
+            for cid, text, meta, vector in zip(
+                page["ids"], page["documents"], page["metadatas"], page["embeddings"], strict=True
             )
-        }
+        ]
 
     def all_metadata(self) -> dict[str, dict]:
         return {row["id"]: row["metadatas"] or {} for row in self._iter_rows(["metadatas"])}
 
     def dense_search(
-        self, vector: Sequence[float], k: int, filters: Filters | None = None
-    ) -> list[tuple[Chunk, float]]:
-        """Top `k` chunks by cosine similarity to `vector`."""
-        where = filters.chroma_where() if filters else None
+        self, query_vector: np.ndarray, k: int, filters: Filters | None = None
+    ) -> list[Stored]:
+        """Top `k` chunks by cosine similarity to `query_vector`."""
         if self.count() == 0:
             return []
         found = self._collection.query(
-            query_embeddings=[list(vector)],
+            query_embeddings=[np.asarray(query_vector, dtype=np.float32)],
             n_results=k,
-            where=where,
+            where=filters.chroma_where() if filters else None,
             include=["documents", "metadatas", "distances"],
         )
         return [
-            (to_chunk(cid, text or "", meta or {}), 1.0 - float(dist))
+            _stored(cid, text, meta, 1.0 - float(dist))
             for cid, text, meta, dist in zip(
                 found["ids"][0],
                 found["documents"][0],
@@ -371,15 +401,14 @@ class Index:
 
     def lexical_mask(self, filters: Filters | None) -> np.ndarray | None:
         """Rows of the lexical index that pass `filters` (None = all)."""
-        if not filters:
-            return None
-        metas = self.all_metadata()
-        return np.array(
-            [filters.accepts(metas.get(cid, {})) for cid in self.lexical.chunk_ids], dtype=bool
-        )
+        return filters.mask(self.lexical.fields) if filters else None
 
 
-def chunk_metadata(chunk: Chunk, text_hash: str) -> dict:
+def chunk_metadata(
+    chunk: Chunk, text_hash: str, spans: list[tuple[int, int]], sentence_vectors: np.ndarray
+) -> dict:
+    """Chroma metadata holds scalars only: sentence offsets go in as JSON, their vectors
+    as base64 float16 (768 bytes a sentence), so they are written atomically with the chunk."""
     meta = {k: chunk.meta.get(k, "") for k in META_FIELDS}
     meta.update(
         doc_id=chunk.doc_id,
@@ -388,8 +417,18 @@ def chunk_metadata(chunk: Chunk, text_hash: str) -> dict:
         end=chunk.end,
         text_hash=text_hash,
         date_int=_date_int(meta["date"]) if meta["date"] else 0,
+        sentences=json.dumps(spans),
+        sentence_vectors=base64.b64encode(sentence_vectors.astype("<f2").tobytes()).decode(),
     )
     return meta
+
+
+def _stored(chunk_id: str, text: str | None, meta: dict | None, similarity: float) -> Stored:
+    meta = meta or {}
+    spans = tuple(tuple(s) for s in json.loads(meta.get("sentences") or "[]"))
+    raw = base64.b64decode(meta.get("sentence_vectors") or "")
+    vectors = np.frombuffer(raw, dtype="<f2").astype(np.float32).reshape(len(spans), -1)
+    return Stored(to_chunk(chunk_id, text or "", meta), similarity, spans, vectors)
 
 
 def to_chunk(chunk_id: str, text: str, meta: dict) -> Chunk:

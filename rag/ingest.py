@@ -17,6 +17,10 @@ from rag.load import LoadFailure, Source, UnreadableError, iter_sources
 from rag.split import chunk_spans
 from rag.types import Chunk, Document
 
+# Part of every source hash: bump it when loading, cleaning or splitting changes what a
+# file turns into, so the next ingest redoes every document instead of keeping stale chunks.
+PIPELINE_VERSION = 3
+
 # Chunks per write: large enough that sentence-transformers batches efficiently, small
 # enough that a killed run loses little work.
 WRITE_BATCH_CHUNKS = 256
@@ -83,7 +87,9 @@ def ingest(
     started = clock()
     progress = progress or Progress()
     report = IngestReport()
-    settings_key = f"{chunk_size}/{chunk_overlap}/{index.embeddings.passage_prefix}"
+    settings_key = (
+        f"v{PIPELINE_VERSION}/{chunk_size}/{chunk_overlap}/{index.embeddings.passage_prefix}"
+    )
 
     with index.writing():
         if rebuild:

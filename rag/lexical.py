@@ -57,25 +57,46 @@ def tokenize(text: str, tokenizer: Tokenizer) -> list[str]:
     return bigram_tokens(text) if tokenizer is Tokenizer.BIGRAM else jieba_tokens(text)
 
 
-class LexicalIndex:
-    """BM25 over chunk texts; row `i` is `chunk_ids[i]`."""
+# Chunk metadata kept beside the BM25 matrix so filters need no round trip to Chroma.
+FILTER_FIELDS = ("date_int", "source", "doc_type", "doc_id")
 
-    def __init__(self, chunk_ids: list[str], bm25, tokenizer: Tokenizer):
+
+class LexicalIndex:
+    """BM25 over chunk texts; row `i` is `chunk_ids[i]`, `fields[name][i]` its metadata."""
+
+    def __init__(self, chunk_ids: list[str], bm25, tokenizer: Tokenizer, fields: dict[str, list]):
         self.chunk_ids = chunk_ids
         self.row = {cid: i for i, cid in enumerate(chunk_ids)}
         self._bm25 = bm25
         self.tokenizer = tokenizer
+        self.fields = {name: np.asarray(fields.get(name, [])) for name in FILTER_FIELDS}
+        self._df: np.ndarray | None = None
+
+    def idf(self, token: str) -> float:
+        """BM25's inverse document frequency of `token` over the indexed chunks."""
+        n = len(self.chunk_ids)
+        if self._df is None:
+            self._df = np.diff(self._bm25.scores["indptr"]) if n else np.zeros(0)
+        tid = self._bm25.vocab_dict.get(token) if n else None
+        df = int(self._df[tid]) if tid is not None and tid < len(self._df) else 0
+        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
 
     @classmethod
     def build(
-        cls, chunk_ids: list[str], texts: Sequence[str], tokenizer: Tokenizer
+        cls,
+        chunk_ids: list[str],
+        texts: Sequence[str],
+        metas: Sequence[dict],
+        tokenizer: Tokenizer,
     ) -> LexicalIndex:
         import bm25s
 
         bm25 = bm25s.BM25()
         if chunk_ids:
             bm25.index([tokenize(t, tokenizer) or [""] for t in texts], show_progress=False)
-        return cls(list(chunk_ids), bm25, tokenizer)
+        fields = {name: [m.get(name, "") for m in metas] for name in FILTER_FIELDS}
+        fields["date_int"] = [int(d or 0) for d in fields["date_int"]]
+        return cls(list(chunk_ids), bm25, tokenizer, fields)
 
     def scores(self, query: str, mask: np.ndarray | None = None) -> np.ndarray:
         """BM25 score of every row for `query` (zeros where `mask` is False)."""
@@ -88,7 +109,9 @@ class LexicalIndex:
 
     def search(self, query: str, k: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
         """Top `k` (chunk_id, score) with a positive score."""
-        scores = self.scores(query, mask)
+        return self.top(self.scores(query, mask), k)
+
+    def top(self, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
         if scores.size == 0:
             return []
         k = min(k, scores.size)
@@ -103,7 +126,12 @@ class LexicalIndex:
         work.mkdir(parents=True)
         if self.chunk_ids:
             self._bm25.save(str(work), show_progress=False)
-        meta = {"chunk_ids": self.chunk_ids, "tokenizer": self.tokenizer.value, **stamp}
+        meta = {
+            "chunk_ids": self.chunk_ids,
+            "tokenizer": self.tokenizer.value,
+            "fields": {k: v.tolist() for k, v in self.fields.items()},
+            **stamp,
+        }
         (work / "lexical.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -123,5 +151,6 @@ class LexicalIndex:
         meta = json.loads(meta_path.read_text("utf-8"))
         chunk_ids = meta.pop("chunk_ids")
         tokenizer = Tokenizer(meta.pop("tokenizer"))
+        fields = meta.pop("fields")
         bm25 = bm25s.BM25.load(str(folder), show_progress=False) if chunk_ids else None
-        return cls(chunk_ids, bm25, tokenizer), meta
+        return cls(chunk_ids, bm25, tokenizer, fields), meta

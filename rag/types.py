@@ -41,13 +41,19 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Hit:
-    """A retrieved chunk with its fused score and where each retriever ranked it (0 = unranked)."""
+    """A retrieved chunk with its fused score and where each retriever ranked it (0 = unranked).
+
+    `sentence_spans` are offsets within `chunk.text`; `sentence_scores` the cosine of each
+    sentence's in-context vector with the question, which the answerer reuses.
+    """
 
     chunk: Chunk
     score: float
     dense_rank: int = 0
     lexical_rank: int = 0
     dense_score: float = 0.0
+    sentence_spans: tuple[tuple[int, int], ...] = ()
+    sentence_scores: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class Answer:
     refused: bool
     citations: list[Citation] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    hits: list[Hit] = field(default_factory=list)  # everything retrieved; not serialised
 
     def to_json(self) -> dict:
         """The `rag ask --json` object fixed by DESIGN.md."""

@@ -37,7 +37,7 @@ def test_corpus_is_indexed_with_stable_ids_and_seed_metadata(index, corpus_copy)
     assert all(cid == f"{doc}#{cid.rsplit('#', 1)[1]}" for cid, (_, doc) in state.items())
     holding = [cid for cid, (text, _) in state.items() if "泰钢不锈钢终端市场产业园一期" in text]
     assert len(holding) == 1
-    seed = index.chunks(holding)[holding[0]]
+    seed = index.get(holding)[0].chunk
     assert seed.doc_id == "news/2022-08-04-laiwu-signing.txt"
     assert {k: seed.meta[k] for k in ("title", "date", "author", "source")} == {
         "title": "莱芜区集中签约23个“双招双引”项目",
