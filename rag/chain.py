@@ -1,10 +1,25 @@
-"""Wiring: from the one `Settings` object to a ready index (and, later, the answer chain)."""
+"""The question-answering chain, wired from the one `Settings` object.
+
+question → retrieve (hybrid) → answer (extractive) → `Answer` with citations and timings.
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
+from rag.answer import Answerer, ExtractiveAnswerer
 from rag.config import Settings
 from rag.embed import LazyEmbeddings
-from rag.index import Index
+from rag.index import Filters, Index
+from rag.retrieve import HybridRetriever
+from rag.types import Answer
+
+SUPPORT_PASSAGES = 10  # retrieved beyond k only to corroborate candidate answers
+
+
+class QuestionError(ValueError):
+    """A question we refuse to process; the message is meant for the user."""
 
 
 def open_index(settings: Settings, collection: str | None = None) -> Index:
@@ -18,3 +33,55 @@ def open_index(settings: Settings, collection: str | None = None) -> Index:
     return Index(
         settings.data_dir, collection or settings.collection, embeddings, settings.chroma_url
     )
+
+
+def check_question(question: str, max_chars: int) -> str:
+    """The question with blanks collapsed, or a `QuestionError` saying what is wrong."""
+    question = " ".join(question.split())
+    if not question:
+        raise QuestionError("the question is empty")
+    if len(question) > max_chars:
+        raise QuestionError(
+            f"the question is {len(question)} characters long; the limit is {max_chars}"
+        )
+    return question
+
+
+def check_k(k: int) -> int:
+    if not 1 <= k <= 50:
+        raise QuestionError(f"k must be between 1 and 50, got {k}")
+    return k
+
+
+@dataclass
+class Assistant:
+    retriever: HybridRetriever
+    answerer: Answerer
+    k: int = 5
+    max_question_chars: int = 500
+
+    def ask(self, question: str, k: int | None = None, filters: Filters | None = None) -> Answer:
+        question = check_question(question, self.max_question_chars)
+        k = check_k(self.k if k is None else k)
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        hits = self.retriever.search(question, max(k, SUPPORT_PASSAGES), filters, timings=timings)
+        timings["retrieve_ms"] = (time.perf_counter() - started) * 1000
+        clock = time.perf_counter()
+        answer = self.answerer.answer(question, hits, k)
+        timings["answer_ms"] = (time.perf_counter() - clock) * 1000
+        timings["total_ms"] = (time.perf_counter() - started) * 1000
+        answer.timings_ms = timings
+        answer.hits = hits
+        return answer
+
+
+def build_assistant(settings: Settings, index: Index | None = None) -> Assistant:
+    index = index or open_index(settings)
+    retriever = HybridRetriever(index=index, k=settings.k)
+    answerer = ExtractiveAnswerer(
+        idf=lambda token: index.lexical.idf(token),
+        max_chars=settings.answer_max_chars,
+        refusal_threshold=settings.refusal_threshold,
+    )
+    return Assistant(retriever, answerer, settings.k, settings.max_question_chars)

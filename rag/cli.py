@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +14,8 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from rag.config import Settings
+
+PROCESS_START = time.perf_counter()
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="招商政策问答: offline, cited answers."
@@ -117,6 +121,196 @@ def ingest(
         )
     if report.added + report.updated + report.unchanged == 0 and report.failed + report.duplicates:
         raise fail(f"nothing could be read from {', '.join(map(str, roots))}")
+
+
+def _iso_date(value: str | None, flag: str) -> str:
+    if not value:
+        return ""
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise fail(f"{flag} needs a date like 2024-03-15, got {value!r}", 2) from None
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="the question, in Chinese or English")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    k: Annotated[int | None, typer.Option("--k", help="passages the answer may quote")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="only documents dated on/after YYYY-MM-DD")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="only documents dated on/before YYYY-MM-DD")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="only documents from this source")] = None,
+) -> None:
+    """Answer a question from the index, citing the passages used."""
+    from rag.chain import QuestionError, build_assistant, check_k, check_question
+    from rag.index import Filters
+
+    settings = load_settings()
+    filters = Filters(
+        since=_iso_date(since, "--since"), until=_iso_date(until, "--until"), source=source or ""
+    )
+    started = time.perf_counter()
+    try:
+        question = check_question(question, settings.max_question_chars)
+        k = check_k(settings.k if k is None else k)
+    except QuestionError as exc:
+        raise fail(str(exc), 2) from None
+    try:
+        assistant = build_assistant(settings)
+        empty = assistant.retriever.index.count() == 0
+        answer = None if empty else assistant.ask(question, k=k, filters=filters)
+    except (RuntimeError, OSError) as exc:
+        raise fail(str(exc)) from None
+    if answer is None:
+        raise fail("the index is empty; run `rag ingest` first")
+    answer.timings_ms["process_ms"] = (time.perf_counter() - PROCESS_START) * 1000
+    answer.timings_ms["command_ms"] = (time.perf_counter() - started) * 1000
+
+    if as_json:
+        out.print(json.dumps(answer.to_json(), ensure_ascii=False), markup=False)
+        return
+    out.print(answer.answer, markup=False)
+    if answer.citations:
+        out.print("\n来源：", markup=False)
+    for c in answer.citations:
+        out.print(
+            f"[{c.n}] {c.title}（{c.date or '日期不详'}，{c.source or '来源不详'}）", markup=False
+        )
+        for quote in c.quotes:
+            out.print(f"    “{quote}”", markup=False)
+
+
+@app.command(name="eval")
+def eval_(
+    eval_set: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SET", help="questions JSONL, or a folder with questions.jsonl and docs.jsonl"
+        ),
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the metrics as one JSON object")
+    ] = False,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="write report.json, questions.jsonl, report.html here"),
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(help="an earlier report.json: print each metric's change")
+    ] = None,
+    k: Annotated[int | None, typer.Option("--k", help="passages an answer may quote")] = None,
+    min_hit1: Annotated[float | None, typer.Option("--min-hit@1")] = None,
+    min_hit5: Annotated[float | None, typer.Option("--min-hit@5")] = None,
+    min_mrr10: Annotated[float | None, typer.Option("--min-mrr@10")] = None,
+    min_answer_acc: Annotated[float | None, typer.Option("--min-answer_acc")] = None,
+    min_citation_precision: Annotated[
+        float | None, typer.Option("--min-citation_precision")
+    ] = None,
+    min_refusal_acc: Annotated[float | None, typer.Option("--min-refusal_acc")] = None,
+) -> None:
+    """Run an evaluation set; exit 1 when a metric is under its threshold.
+
+    Thresholds come from `--min-METRIC` flags and from the `min` table of the set's TOML
+    file (evals/project.jsonl → evals/project.toml); flags win.
+    """
+    from rag.chain import build_assistant, check_k, open_index
+    from rag.evaluate import EvalSetError, load_questions, run, set_collection, summarise
+    from rag.ingest import ingest as run_ingest
+    from rag.report import (
+        ThresholdError,
+        deltas,
+        load_thresholds,
+        set_config_path,
+        shortfalls,
+        write_reports,
+    )
+
+    settings = load_settings()
+    questions_path = eval_set / "questions.jsonl" if eval_set.is_dir() else eval_set
+    try:
+        questions = load_questions(questions_path)
+        thresholds = load_thresholds(set_config_path(eval_set))
+        baseline_metrics = json.loads(baseline.read_text("utf-8")) if baseline else None
+        k = check_k(settings.k if k is None else k)
+    except FileNotFoundError as exc:
+        raise fail(f"no such file: {exc.filename}", 2) from None
+    except (EvalSetError, ThresholdError, ValueError) as exc:
+        raise fail(str(exc), 2) from None
+    flags = {
+        "hit@1": min_hit1,
+        "hit@5": min_hit5,
+        "mrr@10": min_mrr10,
+        "answer_acc": min_answer_acc,
+        "citation_precision": min_citation_precision,
+        "refusal_acc": min_refusal_acc,
+    }
+    thresholds.update({name: v for name, v in flags.items() if v is not None})
+
+    try:
+        if eval_set.is_dir():
+            docs = eval_set / "docs.jsonl"
+            if not docs.is_file():
+                raise fail(f"{eval_set} has no docs.jsonl (a folder set needs its own corpus)", 2)
+            index = open_index(settings, set_collection(docs))
+            bar = _Bar("indexing the set's corpus")
+            try:
+                report = run_ingest(
+                    [docs], index, settings.chunk_size, settings.chunk_overlap, progress=bar
+                )
+            finally:
+                bar.stop()
+            err.print(
+                f"set corpus: {report.added + report.updated} embedded, {report.unchanged} cached",
+                markup=False,
+            )
+        else:
+            index = open_index(settings)
+        if index.count() == 0:
+            raise fail(
+                "the index is empty; run `rag ingest` first (or give a folder set with docs.jsonl)"
+            )
+        assistant = build_assistant(settings, index)
+        bar = _Bar("asking")
+        bar.start(len(questions))
+        try:
+            rows = run(lambda q: assistant.ask(q, k=k), questions, progress=bar.advance)
+        finally:
+            bar.stop()
+    except (RuntimeError, OSError) as exc:
+        if isinstance(exc, typer.Exit):
+            raise
+        raise fail(str(exc)) from None
+    metrics = summarise(rows)
+    metrics["set"] = str(eval_set)
+    if out_dir:
+        write_reports(out_dir, metrics, rows, eval_set.name)
+
+    if as_json:
+        out.print(json.dumps(metrics, ensure_ascii=False), markup=False)
+    else:
+        for name in (
+            "n",
+            "hit@1",
+            "hit@5",
+            "mrr@10",
+            "answer_acc",
+            "citation_precision",
+            "refusal_acc",
+            "answer_chars_p50",
+            "latency_ms",
+        ):
+            out.print(f"{name:20s} {metrics[name]}", markup=False)
+    if baseline_metrics is not None:
+        for name, change in deltas(metrics, baseline_metrics).items():
+            err.print(f"Δ {name:22s} {change:+.4f}", markup=False)
+    missed = shortfalls(metrics, thresholds)
+    if missed:
+        err.print("below threshold:\n  " + "\n  ".join(missed), markup=False)
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     chunk_size: int = Field(300, ge=50, le=4000, description="characters per chunk")
     chunk_overlap: int = Field(60, ge=0, le=1000, description="characters repeated between chunks")
 
+    k: int = Field(5, ge=1, le=50, description="passages an answer may quote")
+    answer_max_chars: int = Field(300, ge=20, le=4000, description="length budget of an answer")
+    refusal_threshold: float = Field(
+        0.0, description="evidence below this → 知识库中没有找到…; calibrated in bench/README.md"
+    )
+    max_question_chars: int = Field(500, ge=10, le=10000)
+
     llm_base_url: str = Field("", description="empty = extractive answers")
     llm_model: str = ""
     llm_api_key: str = ""

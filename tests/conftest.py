@@ -43,6 +43,24 @@ def embeddings(e5_dir, tmp_path_factory) -> LazyEmbeddings:
     return LazyEmbeddings(str(e5_dir), tmp_path_factory.mktemp("unused"))
 
 
+@pytest.fixture(scope="session")
+def corpus_index(embeddings, tmp_path_factory) -> Index:
+    """The shipped corpus, indexed once per session; tests must only read it."""
+    from rag.ingest import ingest
+
+    index = Index(tmp_path_factory.mktemp("corpus-data"), "corpus", embeddings)
+    ingest([CORPUS], index, 300, 60)
+    return index
+
+
+@pytest.fixture(scope="session")
+def assistant(corpus_index):
+    from rag.chain import build_assistant
+    from rag.config import Settings
+
+    return build_assistant(Settings(), corpus_index)
+
+
 @pytest.fixture
 def index(tmp_path, embeddings) -> Index:
     return Index(tmp_path / "data", "test", embeddings)

@@ -1,0 +1,313 @@
+"""Answering. The default answerer is extractive: no LLM, every sentence quoted verbatim
+from a retrieved passage and followed by that passage's `[n]`.
+
+How a sentence is scored (weights measured on rgb-dev, bench/README.md):
+- its in-context vector's cosine with the question (computed at ingest, free here);
+- how much of the question's vocabulary it covers, weighted by IDF (rare words count);
+- whether it holds the kind of value the question asks for (多少 → a number, 何时 → a date);
+- whether that value is repeated by other retrieved passages (independent sources that
+  agree are more likely to be the answer than a lone near-miss);
+- minus a little if it is itself a question (a headline that restates the question).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from rag.lexical import bigram_tokens
+from rag.types import Answer, Citation, Hit
+
+REFUSAL = "知识库中没有找到与该问题相关的内容。"
+MIN_SENTENCE_CHARS = 6  # shorter pieces are headings or fragments, not answers
+
+
+class Answerer(Protocol):
+    def answer(self, question: str, hits: Sequence[Hit], k: int) -> Answer:
+        """Answer from the first `k` hits; later hits may only corroborate."""
+        ...
+
+
+class AnswerType(enum.StrEnum):
+    NUMBER = "number"
+    DATE = "date"
+    OTHER = "other"
+
+
+_DATE_QUESTION = re.compile(r"什么时候|何时|时间|日期|哪天|哪一天|几月|几号|哪年|哪一年|截止|期限")
+_NUMBER_QUESTION = re.compile(
+    r"多少|几[个项次年名家人倍天成]|多大|多高|多长|多久|比例|比率|金额|额度|上限|最高|人数|数量|规模|增长|排名"
+)
+_DATE_VALUE = re.compile(r"\d{4}年\d{1,2}月(?:\d{1,2}日)?|\d{1,2}月\d{1,2}日|\d{4}-\d{2}-\d{2}")
+_NUMBER_VALUE = re.compile(
+    r"\d+(?:\.\d+)?(?:[万亿千百])?(?:%|‰|美元|元|人次|人|次|个|项|家|名|辆|吨|平方米|亩|倍|年|天|个工作日|工作日|个月|月)?"
+    r"|[一二三四五六七八九十两百千]+(?:个工作日|个月|年|次|项|名|倍|成)"
+)
+_QUOTED_VALUE = re.compile(r"《([^》]{1,40})》|“([^”]{1,30})”")
+_QUESTION_FORM = re.compile(r"[?？]\s*$|吗[。]?$")
+
+
+def answer_type(question: str) -> AnswerType:
+    """What kind of value the question asks for, from its question words."""
+    if _DATE_QUESTION.search(question):
+        return AnswerType.DATE
+    if _NUMBER_QUESTION.search(question):
+        return AnswerType.NUMBER
+    return AnswerType.OTHER
+
+
+def typed_values(sentence: str, question: str) -> dict[AnswerType, set[str]]:
+    """Dates, numbers (with their units) and quoted names in `sentence` that the question
+    does not already contain: the candidate answers a sentence offers."""
+    dates = {m for m in _DATE_VALUE.findall(sentence) if m not in question}
+    numbers = {
+        m
+        for m in _NUMBER_VALUE.findall(sentence)
+        if len(m) > 1 and m not in question and not any(m in d for d in dates)
+    }
+    quoted = {a or b for a, b in _QUOTED_VALUE.findall(sentence)} - {""}
+    return {
+        AnswerType.DATE: dates,
+        AnswerType.NUMBER: numbers,
+        AnswerType.OTHER: {q for q in quoted if q not in question},
+    }
+
+
+def coverage(
+    question_tokens: set[str], sentence_tokens: set[str], idf: Callable[[str], float]
+) -> float:
+    """IDF-weighted share of the question's bigrams that the sentence contains."""
+    total = sum(idf(t) for t in question_tokens)
+    if total <= 0:
+        return 0.0
+    return sum(idf(t) for t in question_tokens & sentence_tokens) / total
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+@dataclass(frozen=True)
+class AnswerWeights:
+    similarity: float = 1.0
+    coverage: float = 0.5
+    answer_type: float = 0.1
+    support: float = 0.2
+    question_form: float = 0.1
+
+
+@dataclass
+class Candidate:
+    """One sentence of one retrieved passage."""
+
+    hit: int  # index into the hits
+    start: int  # offsets within the hit's chunk text
+    end: int
+    text: str
+    tokens: set[str]  # the sentence's bigrams
+    context: set[str]  # its bigrams plus its document title's: what it can "cover"
+    similarity: float
+    coverage: float
+    score: float = 0.0
+
+
+SUPPORTING_COVERAGE = 0.3  # a sentence elsewhere must be this much about the question
+
+
+def score_sentences(
+    question: str,
+    hits: Sequence[Hit],
+    idf: Callable[[str], float],
+    passages: int,
+    weights: AnswerWeights,
+) -> list[Candidate]:
+    """Every sentence of the first `passages` hits, scored; all hits may corroborate.
+
+    Coverage counts the document title as context: a clause of the 楼宇经济 policy
+    answers "楼宇政策的申报截止日期" even though the clause itself only says 本办法.
+    """
+    q_tokens = set(bigram_tokens(question))
+    wanted = answer_type(question)
+    sentences: list[list[tuple[int, int, str, set[str], set[str], float]]] = []
+    for hit in hits:
+        title_tokens = set(bigram_tokens(hit.chunk.meta.get("title", "")))
+        spans = hit.sentence_spans or ((0, len(hit.chunk.text)),)
+        sims = hit.sentence_scores or (hit.dense_score,) * len(spans)
+        rows = []
+        for (start, end), sim in zip(spans, sims, strict=True):
+            text = hit.chunk.text[start:end]
+            tokens = set(bigram_tokens(text))
+            rows.append((start, end, text, tokens, tokens | title_tokens, sim))
+        sentences.append(rows)
+    # Sentences anywhere in the hits that are about the question: where corroboration counts.
+    relevant = [
+        (i, text)
+        for i, rows in enumerate(sentences)
+        for _, _, text, _, context, _ in rows
+        if coverage(q_tokens, context, idf) >= SUPPORTING_COVERAGE
+    ]
+    out = []
+    for i, rows in enumerate(sentences[:passages]):
+        for start, end, text, tokens, context, sim in rows:
+            if len(text) < MIN_SENTENCE_CHARS:
+                continue
+            cov = coverage(q_tokens, context, idf)
+            values = typed_values(text, question)
+            has_type = bool(values[wanted]) if wanted is not AnswerType.OTHER else False
+            offered = set().union(*values.values())
+            others = {j for j, t in relevant if j != i and any(v in t for v in offered)}
+            support = len(others) / max(1, len(hits) - 1)
+            score = (
+                weights.similarity * sim
+                + weights.coverage * cov
+                + weights.answer_type * has_type
+                + weights.support * support
+                - weights.question_form * bool(_QUESTION_FORM.search(text))
+            )
+            out.append(Candidate(i, start, end, text, tokens, context, sim, cov, score))
+    return out
+
+
+def select(
+    candidates: Sequence[Candidate],
+    max_chars: int,
+    relative_cutoff: float,
+    redundancy: float,
+    question_tokens: set[str] = frozenset(),
+    idf: Callable[[str], float] = lambda _: 1.0,
+    coverage_gain: float = 0.0,
+) -> list[Candidate]:
+    """Greedy MMR: the best sentence, then the next best that says something new — less
+    what it repeats of the chosen ones, plus the part of the question it covers that they
+    did not (so "A和B分别…" gets a sentence about B after one about A) — while within
+    `relative_cutoff` of the best and the length budget."""
+    pool = sorted(candidates, key=lambda c: -c.score)
+    if not pool:
+        return []
+    best = pool[0].score
+    chosen: list[Candidate] = []
+    covered: set[str] = set()
+    used = 0
+    while pool:
+        values = [
+            c.score
+            - redundancy * max((jaccard(c.tokens, o.tokens) for o in chosen), default=0.0)
+            + (
+                coverage_gain
+                * coverage(question_tokens - covered, c.context & question_tokens, idf)
+                if chosen
+                else 0.0
+            )
+            for c in pool
+        ]
+        i = max(range(len(pool)), key=values.__getitem__)
+        if chosen and values[i] < best - relative_cutoff:
+            break
+        cand = pool.pop(i)
+        if used + len(cand.text) <= max_chars:
+            chosen.append(cand)
+            covered |= cand.context & question_tokens
+            used += len(cand.text)
+    if not chosen:  # a single sentence longer than the budget: quote its start
+        first = sorted(candidates, key=lambda c: -c.score)[0]
+        chosen = [replace(first, text=first.text[: max_chars - 1] + "…")]
+    return chosen
+
+
+_WHICH_DOCUMENT = re.compile(
+    r"哪[个份项部条]?(?:文件|政策|办法|规定|通知|报道|文章|新闻)|出自|依据的?是|根据哪"
+)
+_PUBLISHED_WHEN = re.compile(
+    r"(?:报道|文件|政策|办法|通知|文章|新闻).*(?:哪天|何时|什么时候|日期).*(?:发布|刊发|刊登|印发|出台|发表)|(?:发布|刊发|刊登|印发|出台|发表).*(?:哪天|何时|什么时候|日期)"
+)
+
+
+def wants_attribution(question: str) -> bool:
+    """Questions about the document itself (which one says X, when it was published) are
+    answered by its title and date, which live in metadata rather than in any sentence."""
+    return bool(_WHICH_DOCUMENT.search(question) or _PUBLISHED_WHEN.search(question))
+
+
+def compose(
+    question: str, hits: Sequence[Hit], chosen: Sequence[Candidate], attribute: bool = False
+) -> Answer:
+    """Best passage first, sentences in their original order within a passage, each
+    followed by `[n]`; passages numbered in order of first use, only used ones cited.
+    With `attribute`, each passage's sentences are introduced by its title and date."""
+    by_hit: dict[int, list[Candidate]] = {}
+    for cand in chosen:
+        by_hit.setdefault(cand.hit, []).append(cand)
+    order = sorted(by_hit, key=lambda h: -max(c.score for c in by_hit[h]))
+    parts, citations = [], []
+    for n, h in enumerate(order, 1):
+        sentences = sorted(by_hit[h], key=lambda c: c.start)
+        chunk = hits[h].chunk
+        title, date, source = (chunk.meta.get(k, "") for k in ("title", "date", "source"))
+        if attribute and title:
+            about = "，".join(x for x in (source, date) if x)
+            parts.append(f"据《{title}》" + (f"（{about}）" if about else "") + "：")
+        parts.extend(f"{c.text}[{n}]" for c in sentences)
+        citations.append(
+            Citation(
+                n=n,
+                doc_id=chunk.doc_id,
+                chunk_id=chunk.chunk_id,
+                title=title,
+                date=date,
+                source=source,
+                text=chunk.text,
+                score=hits[h].score,
+                quotes=tuple(c.text for c in sentences),
+            )
+        )
+    return Answer(question=question, answer="".join(parts), refused=False, citations=citations)
+
+
+class ExtractiveAnswerer:
+    """Selects and orders sentences from the retrieved passages; refuses on weak evidence."""
+
+    def __init__(
+        self,
+        idf: Callable[[str], float],
+        max_chars: int = 300,
+        refusal_threshold: float = 0.0,
+        relative_cutoff: float = 0.15,
+        redundancy: float = 0.5,
+        coverage_gain: float = 0.5,
+        weights: AnswerWeights = AnswerWeights(),
+    ):
+        if max_chars < 20:
+            raise ValueError(f"max_chars must be at least 20, got {max_chars}")
+        self.idf = idf
+        self.max_chars = max_chars
+        self.refusal_threshold = refusal_threshold
+        self.relative_cutoff = relative_cutoff
+        self.redundancy = redundancy
+        self.coverage_gain = coverage_gain
+        self.weights = weights
+
+    def evidence(self, candidates: Sequence[Candidate]) -> float:
+        """How strongly the best sentence answers: its similarity plus its coverage of the
+        question's rarer words (an on-topic passage that lacks the asked-about term is
+        weak evidence even when it is close in the vector space)."""
+        return max(
+            (c.similarity + self.weights.coverage * c.coverage for c in candidates), default=0.0
+        )
+
+    def answer(self, question: str, hits: Sequence[Hit], k: int) -> Answer:
+        candidates = score_sentences(question, hits, self.idf, k, self.weights)
+        if self.evidence(candidates) < self.refusal_threshold or not candidates:
+            return Answer(question=question, answer=REFUSAL, refused=True)
+        chosen = select(
+            candidates,
+            self.max_chars,
+            self.relative_cutoff,
+            self.redundancy,
+            set(bigram_tokens(question)),
+            self.idf,
+            self.coverage_gain,
+        )
+        return compose(question, hits, chosen, attribute=wants_attribution(question))

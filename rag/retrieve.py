@@ -1,0 +1,175 @@
+"""Retrieval: dense (chunk and in-context sentence vectors) plus BM25, fused.
+
+Measured on rgb-dev (bench/README.md): reciprocal-rank fusion with BM25 ranks *below*
+dense-only at hit@1, because BM25's same-topic distractors share the question's words.
+What does help hit@1 is the best in-context sentence of a chunk (a chunk that holds the
+answer usually has one sentence very close to the question); BM25 then only adds recall,
+with a small weight on its score normalised by the best BM25 score of the query.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document as LCDocument
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from rag.index import Filters, Index, Stored
+from rag.lexical import bigram_tokens
+from rag.types import Hit
+
+NEAR_DUPLICATE = 0.9  # bigram Jaccard above which two chunks say the same thing
+
+
+class Mode(enum.StrEnum):
+    DENSE = "dense"  # the chunk vector alone: what a plain vector store does
+    LEXICAL = "lexical"  # BM25 alone
+    HYBRID = "hybrid"
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    chunk: float = 1.0
+    sentence: float = 1.0
+    lexical: float = 0.02
+
+
+def fuse(
+    chunk_sim: np.ndarray, sentence_sim: np.ndarray, bm25: np.ndarray, weights: FusionWeights
+) -> np.ndarray:
+    """Score candidates: cosine of the chunk, cosine of its best sentence, and BM25 scaled
+    to [0, 1] by the best BM25 score among the candidates."""
+    top = float(bm25.max()) if bm25.size else 0.0
+    lexical = bm25 / top if top > 0 else np.zeros_like(bm25)
+    return weights.chunk * chunk_sim + weights.sentence * sentence_sim + weights.lexical * lexical
+
+
+def bigram_jaccard(a: str, b: str) -> float:
+    x, y = set(bigram_tokens(a)), set(bigram_tokens(b))
+    return len(x & y) / len(x | y) if x or y else 1.0
+
+
+class HybridRetriever(BaseRetriever):
+    """langchain-core retriever over our index; `search` returns our own `Hit`s."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index: Index
+    k: int = 5
+    mode: Mode = Mode.HYBRID
+    candidates: int = 30
+    weights: FusionWeights = FusionWeights()
+    filters: Filters = Filters()
+
+    def search(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: Filters | None = None,
+        query_vector: np.ndarray | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> list[Hit]:
+        """Top `k` distinct chunks for `question`, best first."""
+        k = k or self.k
+        filters = filters if filters is not None else self.filters
+        timings = timings if timings is not None else {}
+        clock = time.perf_counter()
+        if query_vector is None:
+            query_vector = np.asarray(self.index.embeddings.embed_query(question), np.float32)
+            timings["embed_ms"] = (time.perf_counter() - clock) * 1000
+        n = max(self.candidates, 3 * k)
+
+        clock = time.perf_counter()
+        pool: dict[str, Stored] = {}
+        dense_rank: dict[str, int] = {}
+        if self.mode is not Mode.LEXICAL:
+            for rank, stored in enumerate(self.index.dense_search(query_vector, n, filters), 1):
+                pool[stored.chunk.chunk_id] = stored
+                dense_rank[stored.chunk.chunk_id] = rank
+        timings["dense_ms"] = (time.perf_counter() - clock) * 1000
+
+        clock = time.perf_counter()
+        lexical_rank: dict[str, int] = {}
+        lexical_score: dict[str, float] = {}
+        if self.mode is not Mode.DENSE:
+            lexical = self.index.lexical
+            all_scores = lexical.scores(question, self.index.lexical_mask(filters))
+            for rank, (cid, _score) in enumerate(lexical.top(all_scores, n), 1):
+                lexical_rank[cid] = rank
+            missing = [cid for cid in lexical_rank if cid not in pool]
+            for stored in self.index.get(missing, query_vector):
+                pool[stored.chunk.chunk_id] = stored
+            for cid in pool:
+                row = lexical.row.get(cid)
+                lexical_score[cid] = float(all_scores[row]) if row is not None else 0.0
+        timings["lexical_ms"] = (time.perf_counter() - clock) * 1000
+
+        clock = time.perf_counter()
+        ids = list(pool)
+        stored = [pool[cid] for cid in ids]
+        sentence_sims = [s.sentence_vectors @ query_vector for s in stored]
+        chunk_sim = np.array([s.similarity for s in stored], dtype=np.float32)
+        best_sentence = np.array(
+            [
+                float(v.max()) if v.size else c
+                for v, c in zip(sentence_sims, chunk_sim, strict=True)
+            ],
+            dtype=np.float32,
+        )
+        bm25 = np.array([lexical_score.get(cid, 0.0) for cid in ids], dtype=np.float32)
+        if self.mode is Mode.DENSE:
+            scores = chunk_sim
+        elif self.mode is Mode.LEXICAL:
+            scores = bm25
+        else:
+            scores = fuse(chunk_sim, best_sentence, bm25, self.weights)
+
+        hits: list[Hit] = []
+        for i in np.argsort(-scores, kind="stable"):
+            chunk = stored[i].chunk
+            if any(bigram_jaccard(chunk.text, h.chunk.text) >= NEAR_DUPLICATE for h in hits):
+                continue
+            hits.append(
+                Hit(
+                    chunk=chunk,
+                    score=float(scores[i]),
+                    dense_rank=dense_rank.get(chunk.chunk_id, 0),
+                    lexical_rank=lexical_rank.get(chunk.chunk_id, 0),
+                    dense_score=float(chunk_sim[i]),
+                    sentence_spans=stored[i].sentence_spans,
+                    sentence_scores=tuple(float(x) for x in sentence_sims[i]),
+                )
+            )
+            if len(hits) == k:
+                break
+        timings["fuse_ms"] = (time.perf_counter() - clock) * 1000
+        return hits
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[LCDocument]:
+        return [to_langchain(hit) for hit in self.search(query)]
+
+
+def to_langchain(hit: Hit) -> LCDocument:
+    chunk = hit.chunk
+    return LCDocument(
+        page_content=chunk.text,
+        id=chunk.chunk_id,
+        metadata={
+            **chunk.meta,
+            "doc_id": chunk.doc_id,
+            "chunk_id": chunk.chunk_id,
+            "score": hit.score,
+        },
+    )
+
+
+def doc_ids(hits: Sequence[Hit]) -> list[str]:
+    return [h.chunk.doc_id for h in hits]

@@ -1,0 +1,155 @@
+"""The extractive answerer: pure functions, Chinese examples inline."""
+
+import re
+
+from rag.answer import (
+    REFUSAL,
+    AnswerType,
+    Candidate,
+    ExtractiveAnswerer,
+    answer_type,
+    compose,
+    coverage,
+    select,
+    typed_values,
+    wants_attribution,
+)
+from rag.lexical import bigram_tokens
+from rag.split import sentence_spans
+from rag.types import Chunk, Hit
+
+
+def hit(doc_id: str, text: str, sims: list[float] | None = None, score: float = 1.0) -> Hit:
+    spans = tuple((s.start, s.end) for s in sentence_spans(text))
+    sims = sims or [0.9] * len(spans)
+    chunk = Chunk(
+        f"{doc_id}#0",
+        doc_id,
+        0,
+        text,
+        0,
+        len(text),
+        {"title": doc_id, "date": "2024-01-01", "source": "测试"},
+    )
+    return Hit(
+        chunk, score, dense_score=max(sims), sentence_spans=spans, sentence_scores=tuple(sims)
+    )
+
+
+def flat_idf(_token: str) -> float:
+    return 1.0
+
+
+def test_question_words_give_the_expected_answer_type():
+    assert answer_type("莱芜区上半年实际使用外资多少？") is AnswerType.NUMBER
+    assert answer_type("飞地经济政策什么时候开始施行？") is AnswerType.DATE
+    assert answer_type("谁负责重大项目的协调？") is AnswerType.OTHER
+
+
+def test_typed_values_are_the_new_figures_a_sentence_offers():
+    values = typed_values(
+        "上半年,全区实际使用外资3227万美元,同比增长88.6%。", "上半年实际使用外资多少？"
+    )
+    assert values[AnswerType.NUMBER] == {"3227万美元", "88.6%"}
+    dates = typed_values("本办法自2024年4月1日起施行，有效期三年。", "什么时候施行")
+    assert dates[AnswerType.DATE] == {"2024年4月1日"}
+
+
+def test_coverage_weights_rare_words():
+    idf = {"外资": 5.0, "多少": 0.1}.get
+    q = {"外资", "多少"}
+    assert coverage(q, {"外资"}, lambda t: idf(t, 1.0)) > 0.95
+    assert coverage(q, {"多少"}, lambda t: idf(t, 1.0)) < 0.05
+
+
+def test_every_sentence_carries_the_number_of_its_passage_and_citations_follow_first_use():
+    hits = [
+        hit("a", "第一条 首年租金补贴50%。第二条 第二年补贴30%。", [0.80, 0.95]),
+        hit("b", "飞地园区厂房租金补贴40%。", [0.85]),
+    ]
+    answer = ExtractiveAnswerer(flat_idf, relative_cutoff=1.0).answer("补贴多少？", hits, k=2)
+    markers = [int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)]
+    assert markers and {c.n for c in answer.citations} == set(markers)
+    assert [c.n for c in answer.citations] == sorted(set(markers), key=markers.index)
+    assert re.fullmatch(r"(?:[^\[\]]+\[\d+\])+", answer.answer)  # each sentence ends with [n]
+    # the best passage (a, whose best sentence scores 0.95) comes first, in text order
+    assert answer.answer.startswith("第一条 首年租金补贴50%。[1]第二条 第二年补贴30%。[1]")
+    assert answer.citations[0].doc_id == "a"
+
+
+def test_only_used_passages_are_cited_and_later_hits_only_corroborate():
+    hits = [hit("a", "外资到账3227万美元。"), hit("b", "无关的天气预报内容很长。", [0.1])]
+    answer = ExtractiveAnswerer(flat_idf).answer("到账外资多少？", hits, k=1)
+    assert [c.doc_id for c in answer.citations] == ["a"]
+
+
+def test_length_budget_is_respected():
+    text = "。".join(f"第{i}条 企业可申请奖励{i}0万元" for i in range(1, 30)) + "。"
+    answer = ExtractiveAnswerer(flat_idf, max_chars=60, relative_cutoff=9).answer(
+        "奖励多少？", [hit("a", text)], k=1
+    )
+    assert len(re.sub(r"\[\d+\]", "", answer.answer)) <= 60
+
+
+def test_selection_skips_a_sentence_that_repeats_one_already_chosen():
+    same = {"外资", "资到", "到账"}
+    cands = [
+        Candidate(0, 0, 8, "外资到账3227万美元。", same | {"3227"}, same, 0.9, 1.0, 1.0),
+        Candidate(1, 0, 8, "外资到账3227万美元！", same | {"3227"}, same, 0.9, 1.0, 0.99),
+        Candidate(2, 0, 8, "欧美资金3008万美元。", {"欧美", "资金"}, set(), 0.8, 0.5, 0.95),
+    ]
+    chosen = select(cands, max_chars=300, relative_cutoff=0.2, redundancy=0.5)
+    assert [c.hit for c in chosen] == [0, 2]
+
+
+def test_weak_evidence_is_refused_with_no_citations():
+    hits = [hit("a", "今天的足球比赛很精彩。", [0.70])]
+    answer = ExtractiveAnswerer(flat_idf, refusal_threshold=0.9).answer("外资奖励多少？", hits, k=1)
+    assert answer.refused and answer.answer == REFUSAL and answer.citations == []
+
+
+def test_no_passages_is_a_refusal():
+    answer = ExtractiveAnswerer(flat_idf).answer("外资奖励多少？", [], k=5)
+    assert answer.refused
+
+
+def test_compose_quotes_are_the_sentences_used():
+    h = hit("a", "第一条 补贴50%。第二条 补贴30%。")
+    chosen = [Candidate(0, 10, 19, "第二条 补贴30%。", set(), set(), 0.9, 1.0, 1.0)]
+    answer = compose("补贴多少", [h], chosen)
+    assert answer.citations[0].quotes == ("第二条 补贴30%。",)
+    assert answer.citations[0].text == h.chunk.text
+
+
+def test_a_second_passage_that_covers_the_rest_of_the_question_is_added():
+    """ "A和B分别…": the sentence about B is lower in score but covers what A's did not."""
+    question = "飞地政策和楼宇政策的申报截止日期分别是哪天？"
+    q = set(bigram_tokens(question))
+    enclave = {"飞地", "政策", "申报", "截止"}
+    building = {"楼宇", "政策", "申报"}
+    cands = [
+        Candidate(0, 0, 9, "每年3月31日前申报。", {"3月"}, enclave, 0.9, 0.5, 1.0),
+        Candidate(0, 9, 20, "本政策由投资促进局解释。", {"解释"}, enclave, 0.9, 0.3, 0.95),
+        Candidate(1, 0, 9, "每年4月30日前申报。", {"4月"}, building, 0.85, 0.4, 0.85),
+    ]
+
+    def idf(token):
+        return 5.0 if token in ("飞地", "楼宇") else 0.1
+
+    without_gain = select(cands, 300, 0.1, 0.5, q, idf, coverage_gain=0.0)
+    with_gain = select(cands, 300, 0.1, 0.5, q, idf, coverage_gain=0.5)
+    assert "每年4月30日前申报。" not in [c.text for c in without_gain]
+    assert [c.text for c in with_gain][:2] == ["每年3月31日前申报。", "每年4月30日前申报。"]
+
+
+def test_which_document_questions_are_answered_with_the_title():
+    assert wants_attribution("给外资企业配服务管家出自哪份政策？")
+    assert wants_attribution("这条规定在哪份文件里？")
+    assert wants_attribution("大众日报关于莱芜区签约的报道是哪天刊发的？")
+    assert not wants_attribution("莱芜区上半年实际使用外资多少？")
+    hits = [hit("policies/x.md", "第十八条 建立外资项目服务管家制度。")]
+    answer = ExtractiveAnswerer(flat_idf).answer("服务管家出自哪份政策？", hits, k=1)
+    assert (
+        answer.answer
+        == "据《policies/x.md》（测试，2024-01-01）：第十八条 建立外资项目服务管家制度。[1]"
+    )

@@ -1,0 +1,84 @@
+"""The whole chain over the shipped corpus, in-process and through `rag ask`."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from rag.chain import QuestionError
+from rag.evaluate import load_questions
+from tests.conftest import CORPUS, run_rag
+
+PROJECT_SET = Path(__file__).resolve().parents[1] / "evals" / "project.jsonl"
+
+
+def test_every_marker_in_every_answer_refers_to_a_returned_citation(assistant):
+    for q in load_questions(PROJECT_SET):
+        answer = assistant.ask(q.question)
+        markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)}
+        numbers = [c.n for c in answer.citations]
+        assert markers == set(numbers), q.id
+        assert numbers == list(range(1, len(numbers) + 1)), q.id
+        for c in answer.citations:
+            assert all(quote in c.text for quote in c.quotes), q.id
+        if answer.refused:
+            assert answer.citations == [], q.id
+
+
+@pytest.mark.parametrize(
+    ("question", "problem"),
+    [("", "empty"), ("   \n ", "empty"), ("外资" * 400, "limit is 500")],
+)
+def test_empty_and_huge_questions_are_rejected(assistant, question, problem):
+    with pytest.raises(QuestionError, match=problem):
+        assistant.ask(question)
+
+
+def test_rag_ask_json_answers_the_seed_figure_and_cites_the_seed(tmp_path, e5_dir):
+    env = {"RAG_EMBEDDING_MODEL": str(e5_dir), "RAG_CORPUS_DIR": str(CORPUS)}
+    assert run_rag("ingest", env=env).returncode == 0
+    result = run_rag("ask", "--json", "莱芜区上半年实际使用外资多少？", env=env)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert set(answer) == {"question", "answer", "refused", "citations", "timings_ms"}
+    assert "3227万美元" in answer["answer"] and not answer["refused"]
+    cited = {c["n"]: c for c in answer["citations"]}
+    first = int(re.search(r"3227万美元[^\[]*\[(\d+)\]", answer["answer"]).group(1))
+    assert cited[first]["doc_id"] == "news/2022-08-04-laiwu-signing.txt"
+    assert set(cited[first]) >= {
+        "n",
+        "doc_id",
+        "chunk_id",
+        "title",
+        "date",
+        "source",
+        "text",
+        "score",
+    }
+
+    human = run_rag("ask", "莱芜区上半年实际使用外资多少？", env=env)
+    assert human.returncode == 0
+    assert (
+        "来源" in human.stdout
+        and "莱芜区集中签约23个“双招双引”项目（2022-08-04，大众日报）" in human.stdout
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask", ""], "the question is empty"),
+        (["ask", "外资", "--since", "2024/13/01"], "--since needs a date"),
+        (["ask", "外资", "--k", "0"], "k must be between 1 and 50"),
+    ],
+)
+def test_rag_ask_rejects_bad_input_with_a_clear_message(args, message, e5_dir):
+    result = run_rag(*args, env={"RAG_EMBEDDING_MODEL": str(e5_dir), "RAG_CORPUS_DIR": str(CORPUS)})
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_rag_ask_on_an_empty_index_says_to_ingest(e5_dir):
+    result = run_rag("ask", "外资奖励多少？", env={"RAG_EMBEDDING_MODEL": str(e5_dir)})
+    assert result.returncode == 1 and "run `rag ingest` first" in result.stderr

@@ -1,0 +1,82 @@
+import itertools
+
+import numpy as np
+from langchain_core.documents import Document
+
+from rag.index import Filters
+from rag.ingest import ingest
+from rag.retrieve import FusionWeights, HybridRetriever, Mode, bigram_jaccard, fuse
+
+SEED = "news/2022-08-04-laiwu-signing.txt"
+
+
+def test_fuse_adds_best_sentence_and_scaled_bm25():
+    scores = fuse(
+        np.array([0.9, 0.8]),
+        np.array([0.9, 0.95]),
+        np.array([10.0, 5.0]),
+        FusionWeights(chunk=1, sentence=1, lexical=0.1),
+    )
+    np.testing.assert_allclose(scores, [1.8 + 0.1, 1.75 + 0.05])
+
+
+def test_fuse_without_lexical_matches_is_dense_only():
+    scores = fuse(np.array([0.9]), np.array([0.8]), np.array([0.0]), FusionWeights())
+    np.testing.assert_allclose(scores, [1.7])
+
+
+def test_near_identical_texts_have_high_bigram_jaccard():
+    assert bigram_jaccard("全区实际使用外资3227万美元。", "全区实际使用外资3227万美元！") == 1.0
+    assert bigram_jaccard("全区实际使用外资3227万美元。", "飞地园区厂房租金补贴40%。") < 0.1
+
+
+def test_hybrid_finds_the_seed_article_for_its_figure(corpus_index):
+    hits = HybridRetriever(index=corpus_index).search("莱芜区上半年实际使用外资多少？", 5)
+    assert hits[0].chunk.doc_id == SEED
+    assert "3227万美元" in hits[0].chunk.text
+    assert len(hits) == 5 and len({h.chunk.chunk_id for h in hits}) == 5
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
+    assert hits[0].sentence_spans and len(hits[0].sentence_spans) == len(hits[0].sentence_scores)
+
+
+def test_each_mode_ranks_by_its_own_signal(corpus_index):
+    question = "写字楼租金补贴比例"
+    dense = HybridRetriever(index=corpus_index, mode=Mode.DENSE).search(question, 3)
+    lexical = HybridRetriever(index=corpus_index, mode=Mode.LEXICAL).search(question, 3)
+    assert [h.dense_rank for h in dense] == [1, 2, 3]
+    assert [h.lexical_rank for h in lexical] == [1, 2, 3]
+
+
+def test_date_source_and_document_filters_apply_to_both_retrievers(corpus_index):
+    retriever = HybridRetriever(index=corpus_index)
+    question = "实际使用外资多少"
+    since_2023 = retriever.search(question, 10, Filters(since="2023-01-01"))
+    assert since_2023 and all(h.chunk.meta["date"] >= "2023-01-01" for h in since_2023)
+    until_2022 = retriever.search(question, 10, Filters(until="2022-12-31"))
+    assert until_2022 and {h.chunk.doc_id for h in until_2022} == {SEED}
+    news_only = retriever.search(question, 10, Filters(source="大众日报"))
+    assert {h.chunk.meta["source"] for h in news_only} == {"大众日报"}
+    without_seed = retriever.search(question, 10, Filters(exclude_docs=frozenset({SEED})))
+    assert without_seed and SEED not in {h.chunk.doc_id for h in without_seed}
+    assert retriever.search(question, 5, Filters(source="不存在的来源")) == []
+
+
+def test_near_duplicate_chunks_are_returned_once(index, tmp_path):
+    folder = tmp_path / "near"
+    folder.mkdir()
+    body = "第三条 对新入驻重点楼宇的企业，按实际租金的50%给予第一年补贴，最高100万元。"
+    (folder / "a.txt").write_text("甲区楼宇政策\n" + body, "utf-8")
+    (folder / "b.txt").write_text("乙区楼宇政策\n" + body.replace("。", "！"), "utf-8")
+    (folder / "c.txt").write_text(
+        "飞地政策\n第五条 飞地项目投产后三年内按区级财政贡献的60%给予奖励。", "utf-8"
+    )
+    ingest([folder], index, 300, 60)
+    hits = HybridRetriever(index=index).search("楼宇租金补贴多少", 3)
+    texts = [h.chunk.text for h in hits]
+    assert sum(body[:20] in t for t in texts) == 1
+
+
+def test_it_is_a_langchain_retriever(corpus_index):
+    docs = HybridRetriever(index=corpus_index, k=2).invoke("莱芜区上半年实际使用外资多少？")
+    assert len(docs) == 2 and all(isinstance(d, Document) for d in docs)
+    assert docs[0].metadata["doc_id"] == SEED and docs[0].id == docs[0].metadata["chunk_id"]
