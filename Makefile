@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SHARED ?= ../shared
 
-.PHONY: install run test lint fmt bench bench-ingest clean
+.PHONY: install run test eval-gate lint fmt bench bench-ingest bench-quality clean
 
 install: $(STAMP)
 
@@ -25,6 +25,14 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+	$(MAKE) eval-gate
+
+# The project's own eval set over corpus/, with the thresholds in evals/project.toml:
+# a retrieval or answering regression turns CI red. Its own data dir, so it never
+# touches the index `make run` uses.
+eval-gate: install
+	RAG_DATA_DIR=data/eval-gate $(BIN)/rag ingest corpus
+	RAG_DATA_DIR=data/eval-gate $(BIN)/rag eval evals/project.jsonl --out data/eval-gate/report
 
 lint: install
 	$(BIN)/ruff check .
@@ -33,10 +41,14 @@ fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-ingest
+bench: bench-ingest bench-quality
 
 bench-ingest: install
 	$(BIN)/python bench/ingest_throughput.py $(SHARED)/benchmarks/crud-news/docs.jsonl.gz --records 2000
+
+# Retrieval/answer table, refusal trade-off and latency on rgb-dev (first run ~12 min).
+bench-quality: install
+	RAG_DATA_DIR=data/bench $(BIN)/python bench/answer_quality.py $(SHARED)/benchmarks/rgb-dev
 
 clean:
 	rm -rf data .pytest_cache

@@ -1,0 +1,172 @@
+"""Evaluation runs: ask every question of a set, score retrieval, answers and refusals."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rag.metrics import (
+    Question,
+    answer_correct,
+    first_gold_rank,
+    hit_at,
+    percentile,
+    reciprocal_rank,
+)
+from rag.types import Answer
+
+
+class EvalSetError(ValueError):
+    """A question set we cannot use; the message names the line and the problem."""
+
+
+def load_questions(path: Path) -> list[Question]:
+    questions, seen = [], set()
+    for line_no, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise EvalSetError(f"{where}: not valid JSON ({err})") from None
+        if not isinstance(raw, dict) or not str(raw.get("question", "")).strip():
+            raise EvalSetError(f'{where}: needs a non-empty "question"')
+        qid = str(raw.get("id") or f"q{line_no}")
+        if qid in seen:
+            raise EvalSetError(f"{where}: duplicate id {qid!r}")
+        seen.add(qid)
+        answers = raw.get("answers") or []
+        expect_refusal = bool(raw.get("expect_refusal", False))
+        if not isinstance(answers, list) or (not answers and not expect_refusal):
+            raise EvalSetError(f'{where}: "answers" must be a non-empty list unless expect_refusal')
+        questions.append(
+            Question(
+                id=qid,
+                question=str(raw["question"]),
+                answers=answers,
+                gold_docs=[str(d) for d in raw.get("gold_docs") or []],
+                expect_refusal=expect_refusal,
+                kind=str(raw.get("kind", "")),
+            )
+        )
+    if not questions:
+        raise EvalSetError(f"{path}: no questions")
+    return questions
+
+
+@dataclass
+class Row:
+    """One question's outcome: what the per-question report shows."""
+
+    id: str
+    question: str
+    kind: str
+    expected: list
+    expect_refusal: bool
+    gold_docs: list[str]
+    answer: str
+    refused: bool
+    ranked_docs: list[str]
+    gold_rank: int  # 1-based rank of the first gold document among retrieved docs, 0 = none
+    correct: bool  # answerable: right answer; expect_refusal: refused
+    cited: int
+    cited_good: int  # citations from a gold document or quoting an answer item
+    latency_ms: float
+    citations: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def score(question: Question, answer: Answer, latency_ms: float) -> Row:
+    ranked = [h.chunk.doc_id for h in answer.hits]
+    good = sum(
+        c.doc_id in question.gold_docs
+        or any(answer_correct(c.text, [item]) for item in question.answers)
+        for c in answer.citations
+    )
+    if question.expect_refusal:
+        correct = answer.refused
+    else:
+        correct = not answer.refused and answer_correct(answer.answer, question.answers)
+    return Row(
+        id=question.id,
+        question=question.question,
+        kind=question.kind,
+        expected=question.answers,
+        expect_refusal=question.expect_refusal,
+        gold_docs=question.gold_docs,
+        answer=answer.answer,
+        refused=answer.refused,
+        ranked_docs=ranked,
+        gold_rank=first_gold_rank(ranked, question.gold_docs),
+        correct=correct,
+        cited=len(answer.citations),
+        cited_good=good,
+        latency_ms=latency_ms,
+        citations=answer.to_json()["citations"],
+    )
+
+
+def summarise(rows: Sequence[Row]) -> dict:
+    """The metrics object (definitions in evals/README.md)."""
+    answerable = [r for r in rows if not r.expect_refusal]
+    with_gold = [r for r in answerable if r.gold_docs]
+    cited = sum(r.cited for r in answerable)
+
+    def mean(values: Sequence[float]) -> float | None:
+        return round(statistics.fmean(values), 4) if values else None
+
+    return {
+        "n": len(rows),
+        "answerable": len(answerable),
+        "unanswerable": len(rows) - len(answerable),
+        "hit@1": mean([hit_at(r.gold_rank, 1) for r in with_gold]),
+        "hit@5": mean([hit_at(r.gold_rank, 5) for r in with_gold]),
+        "mrr@10": mean([reciprocal_rank(r.gold_rank, 10) for r in with_gold]),
+        "answer_acc": mean([float(r.correct) for r in answerable]),
+        "citation_precision": round(sum(r.cited_good for r in answerable) / cited, 4)
+        if cited
+        else None,
+        "refusal_acc": mean([float(r.refused == r.expect_refusal) for r in rows]),
+        "answer_chars_p50": percentile([len(r.answer) for r in answerable if not r.refused], 50),
+        "latency_ms": {
+            "p50": round(percentile([r.latency_ms for r in rows], 50), 1),
+            "p95": round(percentile([r.latency_ms for r in rows], 95), 1),
+        },
+    }
+
+
+def run(
+    ask: Callable[[str], Answer],
+    questions: Sequence[Question],
+    progress: Callable[[], None] = lambda: None,
+) -> list[Row]:
+    """Ask each question in turn (the model is loaded before the first is timed)."""
+    if questions:
+        ask(questions[0].question)  # warm-up: load the model and the indexes
+    rows = []
+    for q in questions:
+        started = time.perf_counter()
+        answer = ask(q.question)
+        rows.append(score(q, answer, (time.perf_counter() - started) * 1000))
+        progress()
+    return rows
+
+
+def set_collection(docs_path: Path) -> str:
+    """The collection a set's own corpus is indexed into: named after its content hash, so
+    an unchanged set is found again (no embedding) and a changed one gets a fresh index."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with docs_path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    name = "".join(ch if ch.isalnum() else "-" for ch in docs_path.parent.name)[:20]
+    return f"eval-{name}-{digest.hexdigest()[:12]}"

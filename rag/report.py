@@ -1,0 +1,225 @@
+"""Evaluation reports: thresholds, baselines and a self-contained HTML page.
+
+Everything shown in the page comes from documents and questions, which are untrusted:
+it is escaped before it is placed, and the page loads nothing from anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+from rag.evaluate import Row
+
+# The metrics a threshold may name (higher is better for each).
+GATED = ("hit@1", "hit@5", "mrr@10", "answer_acc", "citation_precision", "refusal_acc")
+
+
+class ThresholdError(ValueError):
+    """A thresholds file or flag we cannot use."""
+
+
+def set_config_path(set_path: Path) -> Path:
+    """`evals/project.jsonl` → `evals/project.toml`; a folder `x/` → `x.toml` beside it,
+    or `x/eval.toml` inside it."""
+    if set_path.is_dir():
+        inside = set_path / "eval.toml"
+        return inside if inside.is_file() else set_path.with_suffix(".toml")
+    return set_path.with_name(set_path.name.split(".", 1)[0] + ".toml")
+
+
+def load_thresholds(config: Path) -> dict[str, float]:
+    """`[min]` table of a set's TOML file: `"hit@5" = 0.9`, `answer_acc = 0.8` …"""
+    if not config.is_file():
+        return {}
+    try:
+        data = tomllib.loads(config.read_text("utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ThresholdError(f"{config}: {err}") from None
+    table = data.get("min", {})
+    unknown = set(table) - set(GATED)
+    if unknown:
+        raise ThresholdError(f"{config}: unknown metric(s) {sorted(unknown)}; use {list(GATED)}")
+    return {k: float(v) for k, v in table.items()}
+
+
+def shortfalls(metrics: dict, thresholds: dict[str, float]) -> list[str]:
+    """One line per metric under its threshold (a metric the set cannot measure is one)."""
+    out = []
+    for name, minimum in thresholds.items():
+        value = metrics.get(name)
+        if value is None:
+            out.append(f"{name}: not measured by this set (needs {minimum})")
+        elif value < minimum:
+            out.append(f"{name}: {value:.4f} < {minimum}")
+    return out
+
+
+def deltas(metrics: dict, baseline: dict) -> dict[str, float]:
+    """Metric − baseline for every number both reports have (latency by p50 and p95)."""
+    out = {}
+    for name, value in metrics.items():
+        old = baseline.get(name)
+        if isinstance(value, dict) and isinstance(old, dict):
+            for sub in value:
+                if isinstance(value[sub], int | float) and isinstance(old.get(sub), int | float):
+                    out[f"{name}.{sub}"] = round(value[sub] - old[sub], 4)
+        elif isinstance(value, int | float) and isinstance(old, int | float):
+            out[name] = round(value - old, 4)
+    return out
+
+
+def write_reports(out_dir: Path, metrics: dict, rows: Sequence[Row], title: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), "utf-8")
+    with (out_dir / "questions.jsonl").open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
+    (out_dir / "report.html").write_text(render_html(metrics, rows, title), "utf-8")
+
+
+_CSS = """
+body{font-family:"Noto Sans CJK SC","Noto Sans SC","Source Han Sans SC","PingFang SC",
+"Microsoft YaHei",sans-serif;margin:2rem auto;max-width:60rem;color:#1f2328;line-height:1.6}
+h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem}
+.meta{color:#656d76;font-size:.9rem}
+table.metrics{border-collapse:collapse;margin:.5rem 0}
+table.metrics td,table.metrics th{border:1px solid #d0d7de;padding:.3rem .8rem;text-align:right}
+table.metrics th:first-child,table.metrics td:first-child{text-align:left}
+.bad{color:#cf222e;font-weight:600}.good{color:#1a7f37}
+.charts{display:flex;gap:2rem;flex-wrap:wrap}
+.failure{border:1px solid #d0d7de;border-radius:6px;padding:.8rem 1rem;margin:1rem 0}
+.failure h3{font-size:1rem;margin:0 0 .4rem}.label{color:#656d76;font-size:.85rem}
+.answer{background:#f6f8fa;padding:.4rem .6rem;border-radius:4px}
+.passage{border-left:3px solid #d0d7de;padding-left:.7rem;margin:.4rem 0;font-size:.92rem}
+mark{background:#fff3b0}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return _e(value)
+
+
+def _bar_chart(title: str, labels: Sequence[str], values: Sequence[int], color: str) -> str:
+    """A small inline SVG bar chart (no scripts, no external files)."""
+    width, height, pad = 320, 160, 24
+    top = max(values) if values and max(values) > 0 else 1
+    bar = (width - 2 * pad) / max(1, len(values))
+    parts = [
+        f'<svg role="img" aria-label="{_e(title)}" width="{width}" height="{height + 40}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{_e(title)}</title>'
+    ]
+    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
+        h = (height - pad) * value / top
+        x = pad + i * bar
+        parts.append(
+            f'<rect x="{x + 2:.1f}" y="{height - h:.1f}" width="{bar - 4:.1f}" '
+            f'height="{h:.1f}" fill="{color}"/>'
+        )
+        parts.append(
+            f'<text x="{x + bar / 2:.1f}" y="{height - h - 4:.1f}" font-size="11" '
+            f'text-anchor="middle">{value}</text>'
+        )
+        parts.append(
+            f'<text x="{x + bar / 2:.1f}" y="{height + 14}" font-size="11" '
+            f'text-anchor="middle">{_e(label)}</text>'
+        )
+    parts.append(
+        f'<text x="{width / 2}" y="{height + 34}" font-size="12" '
+        f'text-anchor="middle">{_e(title)}</text></svg>'
+    )
+    return "".join(parts)
+
+
+def _highlight(text: str, quotes: Sequence[str]) -> str:
+    """Escape `text`, marking the quoted sentences (matched on the raw text, then escaped
+    piece by piece, so markup inside a document can never get through)."""
+    spans = sorted((start, start + len(q)) for q in quotes if q and (start := text.find(q)) >= 0)
+    out, pos = [], 0
+    for start, end in spans:
+        if start < pos:
+            continue
+        out.append(_e(text[pos:start]) + "<mark>" + _e(text[start:end]) + "</mark>")
+        pos = end
+    out.append(_e(text[pos:]))
+    return "".join(out)
+
+
+def render_html(metrics: dict, rows: Sequence[Row], title: str) -> str:
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    metric_rows = []
+    for name in (*GATED, "answer_chars_p50"):
+        metric_rows.append(f"<tr><td>{_e(name)}</td><td>{_fmt(metrics.get(name))}</td></tr>")
+    latency = metrics.get("latency_ms", {})
+    metric_rows.append(
+        f"<tr><td>latency p50 / p95 (ms)</td><td>{_fmt(latency.get('p50'))} / "
+        f"{_fmt(latency.get('p95'))}</td></tr>"
+    )
+
+    bins = ["1", "2", "3", "4", "5", "6–10", "无"]
+    counts = [0] * len(bins)
+    for r in rows:
+        if r.gold_docs and not r.expect_refusal:
+            rank = r.gold_rank
+            counts[rank - 1 if 1 <= rank <= 5 else 5 if 6 <= rank <= 10 else 6] += 1
+    edges = [50, 100, 200, 400, 800]
+    lat_labels = ["<50", "<100", "<200", "<400", "<800", "≥800"]
+    lat_counts = [0] * len(lat_labels)
+    for r in rows:
+        lat_counts[next((i for i, e in enumerate(edges) if r.latency_ms < e), len(edges))] += 1
+
+    failures = []
+    for r in rows:
+        if r.correct:
+            continue
+        expected = (
+            "应拒答"
+            if r.expect_refusal
+            else "、".join(
+                "/".join(map(str, item)) if isinstance(item, list) else str(item)
+                for item in r.expected
+            )
+        )
+        passages = "".join(
+            f'<div class="passage"><div class="label">[{_e(c["n"])}] {_e(c["title"] or c["doc_id"])}'
+            f" · {_e(c['date'] or '日期不详')} · {_e(c['source'] or '来源不详')}"
+            f" · {_e(c['chunk_id'])}</div>{_highlight(c['text'], c.get('quotes', []))}</div>"
+            for c in r.citations
+        )
+        gold = "、".join(r.gold_docs) or "—"
+        failures.append(
+            f'<div class="failure"><h3>{_e(r.id)} · {_e(r.question)}</h3>'
+            f'<div><span class="label">期望：</span>{_e(expected)}'
+            f' <span class="label">　金标文档：</span>{_e(gold)}'
+            f' <span class="label">　首个金标排名：</span>{_e(r.gold_rank or "未检出")}</div>'
+            f'<div class="label">回答{"（已拒答）" if r.refused else ""}：</div>'
+            f'<div class="answer">{_e(r.answer)}</div>{passages}</div>'
+        )
+    failures_html = "".join(failures) or "<p>没有失败的问题。</p>"
+    return f"""<!DOCTYPE html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<title>评测报告 · {_e(title)}</title><style>{_CSS}</style></head>
+<body><h1>评测报告 · {_e(title)}</h1>
+<div class="meta">{_e(when)} · {metrics.get("n", 0)} 个问题（可回答 {metrics.get("answerable", 0)}，应拒答 {metrics.get("unanswerable", 0)}）· 失败 {len(failures)}</div>
+<h2>指标</h2><table class="metrics"><tr><th>指标</th><th>数值</th></tr>{"".join(metric_rows)}</table>
+<h2>分布</h2><div class="charts">
+{_bar_chart("首个金标文档的排名", bins, counts, "#0969da")}
+{_bar_chart("每题延迟（毫秒）", lat_labels, lat_counts, "#8250df")}
+</div>
+<h2>失败的问题（{len(failures)}）</h2>{failures_html}
+</body></html>
+"""

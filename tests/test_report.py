@@ -1,0 +1,96 @@
+import pytest
+
+from rag.evaluate import Row
+from rag.report import (
+    ThresholdError,
+    deltas,
+    load_thresholds,
+    render_html,
+    set_config_path,
+    shortfalls,
+)
+
+
+def row(**kw) -> Row:
+    base = dict(
+        id="q1",
+        question="外资奖励多少？",
+        kind="figure",
+        expected=["2%"],
+        expect_refusal=False,
+        gold_docs=["a.md"],
+        answer="按2%奖励。[1]",
+        refused=False,
+        ranked_docs=["a.md"],
+        gold_rank=1,
+        correct=True,
+        cited=1,
+        cited_good=1,
+        latency_ms=42.0,
+        citations=[],
+    )
+    return Row(**{**base, **kw})
+
+
+def test_config_sits_beside_the_set(tmp_path):
+    assert set_config_path(tmp_path / "project.jsonl") == tmp_path / "project.toml"
+    folder = tmp_path / "rgb-dev"
+    folder.mkdir()
+    assert set_config_path(folder) == tmp_path / "rgb-dev.toml"
+    (folder / "eval.toml").write_text("", "utf-8")
+    assert set_config_path(folder) == folder / "eval.toml"
+
+
+def test_thresholds_are_read_from_the_min_table_and_unknown_names_rejected(tmp_path):
+    config = tmp_path / "s.toml"
+    config.write_text('[min]\n"hit@5" = 0.9\nanswer_acc = 0.75\n', "utf-8")
+    assert load_thresholds(config) == {"hit@5": 0.9, "answer_acc": 0.75}
+    config.write_text("[min]\nhit5 = 0.9\n", "utf-8")
+    with pytest.raises(ThresholdError, match="unknown metric"):
+        load_thresholds(config)
+    assert load_thresholds(tmp_path / "missing.toml") == {}
+
+
+def test_shortfalls_name_each_metric_below_its_threshold():
+    metrics = {"hit@5": 0.8, "answer_acc": 0.9, "citation_precision": None}
+    missed = shortfalls(metrics, {"hit@5": 0.85, "answer_acc": 0.9, "citation_precision": 0.5})
+    assert missed == [
+        "hit@5: 0.8000 < 0.85",
+        "citation_precision: not measured by this set (needs 0.5)",
+    ]
+
+
+def test_deltas_cover_numbers_and_latency():
+    now = {"hit@1": 0.9, "latency_ms": {"p50": 30.0, "p95": 60.0}, "set": "x"}
+    before = {"hit@1": 0.8, "latency_ms": {"p50": 20.0, "p95": 70.0}}
+    assert deltas(now, before) == {"hit@1": 0.1, "latency_ms.p50": 10.0, "latency_ms.p95": -10.0}
+
+
+def test_html_escapes_untrusted_text_and_marks_the_quoted_sentence():
+    hostile = "<script>alert(1)</script>"
+    failure = row(
+        id="q2",
+        correct=False,
+        question=f"问题{hostile}",
+        answer=f"回答<img src=x onerror=alert(1)>[1]",
+        citations=[
+            {
+                "n": 1,
+                "doc_id": "a.md",
+                "chunk_id": "a.md#0",
+                "title": hostile,
+                "date": "",
+                "source": "",
+                "text": f"前文。{hostile}被引用的句子。后文。",
+                "quotes": [f"{hostile}被引用的句子。"],
+            }
+        ],
+    )
+    page = render_html(
+        {"n": 2, "hit@1": 0.5, "latency_ms": {"p50": 1, "p95": 2}}, [row(), failure], "测试"
+    )
+    assert "<script>" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<mark>&lt;script&gt;alert(1)&lt;/script&gt;被引用的句子。</mark>" in page
+    assert page.count('class="failure"') == 1 and "<svg" in page
+    assert '<meta charset="utf-8">' in page
