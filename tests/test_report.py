@@ -72,7 +72,7 @@ def test_html_escapes_untrusted_text_and_marks_the_quoted_sentence():
         id="q2",
         correct=False,
         question=f"问题{hostile}",
-        answer=f"回答<img src=x onerror=alert(1)>[1]",
+        answer="回答<img src=x onerror=alert(1)>[1]",
         citations=[
             {
                 "n": 1,
