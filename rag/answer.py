@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from rag.lexical import bigram_tokens
+from rag.lexical import bigram_tokens, jaccard
 from rag.types import Answer, Citation, Hit
 
 REFUSAL = "知识库中没有找到与该问题相关的内容。"
@@ -86,16 +86,12 @@ def coverage(
     return sum(idf(t) for t in question_tokens & sentence_tokens) / total
 
 
-def jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
-
-
 @dataclass(frozen=True)
 class AnswerWeights:
     similarity: float = 1.0
     coverage: float = 0.5
     answer_type: float = 0.1
-    support: float = 0.2
+    support: float = 0.1
     question_form: float = 0.1
 
 

@@ -380,8 +380,6 @@ class Index:
         self, query_vector: np.ndarray, k: int, filters: Filters | None = None
     ) -> list[Stored]:
         """Top `k` chunks by cosine similarity to `query_vector`."""
-        if self.count() == 0:
-            return []
         found = self._collection.query(
             query_embeddings=[np.asarray(query_vector, dtype=np.float32)],
             n_results=k,

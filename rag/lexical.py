@@ -53,6 +53,10 @@ def jieba_tokens(text: str) -> list[str]:
     ]
 
 
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
 def tokenize(text: str, tokenizer: Tokenizer) -> list[str]:
     return bigram_tokens(text) if tokenizer is Tokenizer.BIGRAM else jieba_tokens(text)
 
