@@ -4,7 +4,7 @@ Usage:
     python bench/answer_quality.py ../shared/benchmarks/rgb-dev [--project evals/project.jsonl]
 
 Indexes the set's docs.jsonl into its own collection (cached by content hash; the first
-run embeds ~10k passages, about 7 minutes on 2 cores), then, with the models loaded:
+run embeds ~11k chunks, 11-12 minutes on 2 cores), then, with the models loaded:
 - one table of dense-only, BM25-only and hybrid retrieval, each answered by the
   extractive answerer, beside the naive baseline (first 300 characters of the top two
   dense passages): hit@1, hit@5, MRR@10, answer accuracy, median answer length;
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.answer import ExtractiveAnswerer, score_sentences
-from rag.chain import Assistant, open_index
+from rag.chain import SUPPORT_PASSAGES, Assistant, open_index
 from rag.config import Settings
 from rag.evaluate import load_questions, run, set_collection, summarise
 from rag.index import Filters
@@ -47,8 +47,9 @@ def ensure_indexed(settings: Settings, docs: Path, collection: str):
 
 
 def evidence_of(assistant: Assistant, question: str, filters: Filters | None = None) -> float:
+    """What the answerer compares with its refusal threshold, for this question."""
     answerer = assistant.answerer
-    hits = assistant.retriever.search(question, 10, filters)
+    hits = assistant.retriever.search(question, SUPPORT_PASSAGES, filters)
     return answerer.evidence(
         score_sentences(question, hits, answerer.idf, assistant.k, answerer.weights)
     )
@@ -155,7 +156,7 @@ def main() -> None:
         store.similarity_search(q.question, k=settings.k)
         plain.append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
-        hybrid.retriever.search(q.question, 10)
+        hybrid.retriever.search(q.question, SUPPORT_PASSAGES)
         retrieval.append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
         hybrid.ask(q.question)

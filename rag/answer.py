@@ -200,17 +200,26 @@ def select(
             for c in pool
         ]
         i = max(range(len(pool)), key=values.__getitem__)
-        if chosen and values[i] < best - relative_cutoff:
+        if values[i] < best - relative_cutoff:
             break
         cand = pool.pop(i)
         if used + len(cand.text) <= max_chars:
             chosen.append(cand)
             covered |= cand.context & question_tokens
             used += len(cand.text)
-    if not chosen:  # a single sentence longer than the budget: quote its start
-        first = sorted(candidates, key=lambda c: -c.score)[0]
-        chosen = [replace(first, text=first.text[: max_chars - 1] + "…")]
+    if not chosen:  # only sentences longer than the budget: quote the best one's start
+        first = max(candidates, key=lambda c: c.score)
+        chosen = [replace(first, text=first.text[:max_chars], end=first.start + max_chars)]
     return chosen
+
+
+_MARKER = re.compile(r"\[(\d+)\]")
+
+
+def plain_brackets(text: str) -> str:
+    """A quoted "[2]" (a footnote in the source) must not read as one of our citation
+    markers: write it with full-width brackets."""
+    return _MARKER.sub(r"［\1］", text)
 
 
 _WHICH_DOCUMENT = re.compile(
@@ -244,8 +253,10 @@ def compose(
         title, date, source = (chunk.meta.get(k, "") for k in ("title", "date", "source"))
         if attribute and title:
             about = "，".join(x for x in (source, date) if x)
-            parts.append(f"据《{title}》" + (f"（{about}）" if about else "") + "：")
-        parts.extend(f"{c.text}[{n}]" for c in sentences)
+            parts.append(
+                plain_brackets(f"据《{title}》" + (f"（{about}）" if about else "") + "：")
+            )
+        parts.extend(f"{plain_brackets(c.text)}[{n}]" for c in sentences)
         citations.append(
             Citation(
                 n=n,
@@ -288,14 +299,15 @@ class ExtractiveAnswerer:
     def evidence(self, candidates: Sequence[Candidate]) -> float:
         """How strongly the best sentence answers: its similarity plus its coverage of the
         question's rarer words (an on-topic passage that lacks the asked-about term is
-        weak evidence even when it is close in the vector space)."""
+        weak evidence even when it is close in the vector space). Refusal compares this
+        with `refusal_threshold`."""
         return max(
             (c.similarity + self.weights.coverage * c.coverage for c in candidates), default=0.0
         )
 
     def answer(self, question: str, hits: Sequence[Hit], k: int) -> Answer:
         candidates = score_sentences(question, hits, self.idf, k, self.weights)
-        if self.evidence(candidates) < self.refusal_threshold or not candidates:
+        if not candidates or self.evidence(candidates) < self.refusal_threshold:
             return Answer(question=question, answer=REFUSAL, refused=True)
         chosen = select(
             candidates,

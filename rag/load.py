@@ -82,12 +82,11 @@ def iter_sources(root: Path) -> Iterator[Source | LoadFailure]:
             yield LoadFailure(str(path), f"unsupported format '{path.suffix or path.name}'")
             continue
         try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise UnreadableError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
-            if path.name.lower().endswith(RECORD_SUFFIXES):
+            if path.name.lower().endswith(RECORD_SUFFIXES):  # streamed: any size
                 yield from iter_records(path)
                 continue
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise UnreadableError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
             data = path.read_bytes()
         except UnreadableError as err:
             yield LoadFailure(str(path), str(err))
@@ -170,17 +169,35 @@ def decode_text(data: bytes) -> str:
             return data.decode(encoding, errors="replace")
     if looks_binary(data):
         raise UnreadableError("binary content, not text")
-    for encoding in ("utf-8", "gb18030"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    # GB18030 decodes almost any byte string, Big5 included, into nonsense; only text whose
+    # double bytes all sit in the GB2312 area is certainly GB. The rest goes to a detector.
+    if _gb2312_only(data):
+        return data.decode("gb18030")
     from charset_normalizer import from_bytes
 
     best = from_bytes(data).best()
-    if best is None:
-        raise UnreadableError("unknown text encoding")
-    return str(best)
+    if best is not None:
+        return str(best)
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError:
+        raise UnreadableError("unknown text encoding") from None
+
+
+def _gb2312_only(data: bytes) -> bool:
+    i, n = 0, len(data)
+    while i < n:
+        if data[i] < 0x80:
+            i += 1
+        elif i + 1 < n and 0xA1 <= data[i] <= 0xFE and 0xA1 <= data[i + 1] <= 0xFE:
+            i += 2
+        else:
+            return False
+    return True
 
 
 def looks_binary(data: bytes) -> bool:

@@ -55,5 +55,6 @@ def reciprocal_rank(rank: int, cutoff: int = 10) -> float:
     return 1.0 / rank if 0 < rank <= cutoff else 0.0
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(values, q)) if len(values) else 0.0
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile, or None for no values (a metric the set cannot measure)."""
+    return float(np.percentile(values, q)) if len(values) else None

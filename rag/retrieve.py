@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,10 +47,6 @@ def fuse(
     top = float(bm25.max()) if bm25.size else 0.0
     lexical = bm25 / top if top > 0 else np.zeros_like(bm25)
     return weights.chunk * chunk_sim + weights.sentence * sentence_sim + weights.lexical * lexical
-
-
-def bigram_jaccard(a: str, b: str) -> float:
-    return jaccard(set(bigram_tokens(a)), set(bigram_tokens(b)))
 
 
 class HybridRetriever(BaseRetriever):
@@ -171,7 +166,3 @@ def to_langchain(hit: Hit) -> LCDocument:
             "score": hit.score,
         },
     )
-
-
-def doc_ids(hits: Sequence[Hit]) -> list[str]:
-    return [h.chunk.doc_id for h in hits]

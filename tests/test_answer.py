@@ -153,3 +153,20 @@ def test_which_document_questions_are_answered_with_the_title():
         answer.answer
         == "据《policies/x.md》（测试，2024-01-01）：第十八条 建立外资项目服务管家制度。[1]"
     )
+
+
+def test_a_bracketed_number_in_a_source_does_not_become_a_citation_marker():
+    hits = [hit("a", "根据《办法》[2]规定，首年补贴50%。")]
+    answer = ExtractiveAnswerer(flat_idf).answer("首年补贴多少？", hits, k=1)
+    assert re.findall(r"\[(\d+)\]", answer.answer) == ["1"]
+    assert "［2］" in answer.answer and answer.citations[0].quotes == (
+        "根据《办法》[2]规定，首年补贴50%。",
+    )
+
+
+def test_a_sentence_longer_than_the_budget_is_quoted_from_its_start_verbatim():
+    text = "第一条" + "，".join(f"企业可以申请第{i}项奖励" for i in range(20)) + "。"
+    h = hit("a", text)
+    answer = ExtractiveAnswerer(flat_idf, max_chars=40).answer("奖励有哪些？", [h], k=1)
+    quote = answer.citations[0].quotes[0]
+    assert len(quote) == 40 and quote in h.chunk.text

@@ -67,3 +67,9 @@ def test_a_long_paragraph_with_a_date_and_source_is_body_not_header():
     cleaned = clean(text)
     assert cleaned.text == text
     assert "title" not in cleaned.meta
+
+
+def test_a_sentence_starting_with_reporter_is_body_not_byline():
+    text = "莱芜区签约23个项目\n2022-08-04 来源: 大众日报\n□记 者 赵国陆\n通讯员 董萃萃 报道\n记者从区商务局获悉，上半年全区新签约项目12个。"
+    cleaned = clean(text)
+    assert cleaned.text == "记者从区商务局获悉，上半年全区新签约项目12个。"

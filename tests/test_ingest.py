@@ -127,3 +127,35 @@ def test_a_second_writer_is_refused(index):
         second.writing(),
     ):
         pass
+
+
+def test_a_document_edited_into_a_copy_of_another_loses_its_old_chunks(index, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("甲办法\n第一条 首年租金补贴50%。", "utf-8")
+    (folder / "b.txt").write_text("乙办法\n第一条 飞地项目奖励60%。", "utf-8")
+    run(index, folder)
+    (folder / "b.txt").write_text((folder / "a.txt").read_text("utf-8"), "utf-8")
+    report = run(index, folder)
+    assert report.duplicates == 1 and list(index.manifest.docs) == ["a.txt"]
+    assert_consistent(index)
+    assert not any("60%" in text for text, _ in chroma_state(index).values())
+
+
+def test_a_moved_corpus_folder_is_taken_over_without_embedding(tmp_path, e5_dir, corpus_copy):
+    index = Index(tmp_path / "data", "c", LazyEmbeddings(str(e5_dir), tmp_path))
+    run(index, corpus_copy)
+    moved = corpus_copy.rename(tmp_path / "moved")
+    fresh_model = LazyEmbeddings(str(e5_dir), tmp_path)
+    report = run(Index(tmp_path / "data", "c", fresh_model), moved)
+    assert (report.unchanged, report.failed, report.removed) == (7, 0, 0)
+    assert not fresh_model.loaded
+    assert {
+        e.origin for e in Index(tmp_path / "data", "c", fresh_model).manifest.docs.values()
+    } == {str(moved.resolve())}
+
+
+def test_an_index_refuses_a_different_embedding_model(index, corpus_copy, tmp_path):
+    run(index, corpus_copy)
+    with pytest.raises(RuntimeError, match="was built with the embedding model"):
+        Index(index.data_dir, "test", LazyEmbeddings("/elsewhere/multilingual-e5-small", tmp_path))

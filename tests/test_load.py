@@ -32,6 +32,15 @@ def test_gbk_and_utf8_bom_files_decode_to_the_same_text(tmp_path):
     assert docs["gbk.txt"].meta["title"] == "明川区楼宇经济扶持办法"
 
 
+def test_big5_is_not_mistaken_for_gbk():
+    text = "本報訊 台北市政府今日公布投資獎勵辦法，對新設企業給予補貼。"
+    assert decode_text(text.encode("big5")) == text
+
+
+def test_short_gbk_text_decodes_as_gbk():
+    assert decode_text("外资".encode("gbk")) == "外资"
+
+
 def test_gb18030_only_characters_decode():
     text = "䶮字与𠀀字的政策文件"
     assert decode_text(text.encode("gb18030")) == text

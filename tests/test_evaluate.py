@@ -1,0 +1,65 @@
+from rag.evaluate import score, summarise
+from rag.metrics import Question
+from rag.types import Answer, Chunk, Citation, Hit
+
+
+def answer(text: str, refused: bool, docs: list[str], cited: list[tuple[str, str]]) -> Answer:
+    hits = [Hit(Chunk(f"{d}#0", d, 0, "", 0, 0, {}), 1.0) for d in docs]
+    citations = [Citation(n, d, f"{d}#0", "", "", "", t, 1.0) for n, (d, t) in enumerate(cited, 1)]
+    return Answer("q", text, refused, citations, hits=hits)
+
+
+def test_a_row_records_rank_correctness_and_good_citations():
+    q = Question("q1", "外资奖励多少？", ["2%", "1000万元"], ["gold.md"])
+    row = score(
+        q,
+        answer(
+            "按2%奖励，最高1000万元。[1]",
+            False,
+            ["x.md", "gold.md", "gold.md"],
+            [("x.md", "无关"), ("y.md", "最高1000万元")],
+        ),
+        12.0,
+    )
+    assert (row.gold_rank, row.correct, row.cited, row.cited_good) == (2, True, 2, 1)
+
+
+def test_refusals_are_right_only_when_expected():
+    must_refuse = Question("r", "天气？", [], [], expect_refusal=True)
+    assert score(must_refuse, answer("知识库中没有找到…", True, [], []), 1.0).correct
+    answerable = Question("a", "外资？", ["2%"], ["g"])
+    assert not score(answerable, answer("知识库中没有找到…", True, [], []), 1.0).correct
+
+
+def test_summary_metrics_follow_their_definitions():
+    rows = [
+        score(
+            Question("a", "?", ["2%"], ["g"]), answer("2%[1]", False, ["g"], [("g", "2%")]), 10.0
+        ),
+        score(
+            Question("b", "?", ["3%"], ["g"]),
+            answer("5%[1]", False, ["x", "y", "g"], [("x", "5%")]),
+            20.0,
+        ),
+        score(Question("c", "?", [], [], expect_refusal=True), answer("拒答", True, [], []), 30.0),
+        score(
+            Question("d", "?", [], [], expect_refusal=True),
+            answer("乱答[1]", False, ["x"], [("x", "")]),
+            40.0,
+        ),
+    ]
+    m = summarise(rows)
+    assert (m["n"], m["answerable"], m["unanswerable"]) == (4, 2, 2)
+    assert m["hit@1"] == 0.5 and m["hit@5"] == 1.0 and m["mrr@10"] == round((1 + 1 / 3) / 2, 4)
+    assert m["answer_acc"] == 0.5
+    assert m["citation_precision"] == 0.5  # only answerable questions' citations count
+    assert m["refusal_acc"] == 0.75  # a, b, c right; d answered
+    assert m["latency_ms"] == {"p50": 25.0, "p95": 38.5}
+
+
+def test_a_set_without_gold_or_answers_reports_null_not_zero():
+    rows = [
+        score(Question("c", "?", [], [], expect_refusal=True), answer("拒答", True, [], []), 5.0)
+    ]
+    m = summarise(rows)
+    assert m["hit@1"] is None and m["answer_acc"] is None and m["answer_chars_p50"] is None
