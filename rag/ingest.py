@@ -19,7 +19,7 @@ from rag.types import Chunk, Document
 
 # Part of every source hash: bump it when loading, cleaning or splitting changes what a
 # file turns into, so the next ingest redoes every document instead of keeping stale chunks.
-PIPELINE_VERSION = 3
+PIPELINE_VERSION = 4
 
 # Chunks per write: large enough that sentence-transformers batches efficiently, small
 # enough that a killed run loses little work.
