@@ -28,22 +28,11 @@ import numpy as np
 from rag.answer import ExtractiveAnswerer, score_sentences
 from rag.chain import SUPPORT_PASSAGES, Assistant, open_index
 from rag.config import Settings
-from rag.evaluate import load_questions, run, set_collection, summarise
+from rag.evaluate import load_questions, open_set_index, run, summarise
 from rag.index import Filters
 from rag.ingest import ingest
 from rag.metrics import answer_correct, percentile
 from rag.retrieve import HybridRetriever, Mode
-
-
-def ensure_indexed(settings: Settings, docs: Path, collection: str):
-    index = open_index(settings, collection)
-    report = ingest([docs], index, settings.chunk_size, settings.chunk_overlap)
-    print(
-        f"index {collection}: {report.added} added, {report.unchanged} unchanged "
-        f"({report.seconds:.1f} s)",
-        flush=True,
-    )
-    return index
 
 
 def evidence_of(assistant: Assistant, question: str, filters: Filters | None = None) -> float:
@@ -63,8 +52,11 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings()
-    index = ensure_indexed(
-        settings, args.set_dir / "docs.jsonl", set_collection(args.set_dir / "docs.jsonl")
+    index, report = open_set_index(settings, args.set_dir)
+    print(
+        f"set corpus: {report.added + report.updated} embedded, {report.unchanged} cached "
+        f"({report.seconds:.1f} s)",
+        flush=True,
     )
     questions = load_questions(args.set_dir / "questions.jsonl")
     answerer = ExtractiveAnswerer(

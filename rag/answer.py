@@ -1,7 +1,7 @@
 """Answering. The default answerer is extractive: no LLM, every sentence quoted verbatim
 from a retrieved passage and followed by that passage's `[n]`.
 
-How a sentence is scored (weights measured on rgb-dev, bench/README.md):
+How a sentence is scored (weights chosen on rgb-dev and the project set, bench/README.md):
 - its in-context vector's cosine with the question (computed at ingest, free here);
 - how much of the question's vocabulary it covers, weighted by IDF (rare words count);
 - whether it holds the kind of value the question asks for (多少 → a number, 何时 → a date);

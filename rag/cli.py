@@ -220,10 +220,10 @@ def eval_(
     Thresholds come from `--min-METRIC` flags and from the `min` table of the set's TOML
     file (evals/project.jsonl → evals/project.toml); flags win.
     """
-    from rag.chain import build_assistant, check_k, open_index
-    from rag.evaluate import EvalSetError, load_questions, run, set_collection, summarise
-    from rag.ingest import ingest as run_ingest
+    from rag.chain import build_assistant, check_k
+    from rag.evaluate import EvalSetError, load_questions, open_set_index, run, summarise
     from rag.report import (
+        SUMMARY,
         ThresholdError,
         deltas,
         load_thresholds,
@@ -254,39 +254,31 @@ def eval_(
     thresholds.update({name: v for name, v in flags.items() if v is not None})
 
     try:
-        if eval_set.is_dir():
-            docs = eval_set / "docs.jsonl"
-            if not docs.is_file():
-                raise fail(f"{eval_set} has no docs.jsonl (a folder set needs its own corpus)", 2)
-            index = open_index(settings, set_collection(docs))
-            bar = _Bar("indexing the set's corpus")
-            try:
-                report = run_ingest(
-                    [docs], index, settings.chunk_size, settings.chunk_overlap, progress=bar
-                )
-            finally:
-                bar.stop()
+        bar = _Bar("embedding the set's corpus")
+        try:
+            index, report = open_set_index(settings, eval_set, progress=bar)
+        finally:
+            bar.stop()
+        if report is not None:
             err.print(
                 f"set corpus: {report.added + report.updated} embedded, {report.unchanged} cached",
                 markup=False,
             )
-        else:
-            index = open_index(settings)
-        if index.count() == 0:
-            raise fail(
-                "the index is empty; run `rag ingest` first (or give a folder set with docs.jsonl)"
-            )
-        assistant = build_assistant(settings, index)
-        bar = _Bar("asking")
-        bar.start(len(questions))
-        try:
-            rows = run(lambda q: assistant.ask(q, k=k), questions, progress=bar.advance)
-        finally:
-            bar.stop()
-    except (RuntimeError, OSError) as exc:
-        if isinstance(exc, typer.Exit):
-            raise
+        empty = index.count() == 0
+        if not empty:
+            assistant = build_assistant(settings, index)
+            bar = _Bar("asking")
+            bar.start(len(questions))
+            try:
+                rows = run(lambda q: assistant.ask(q, k=k), questions, progress=bar.advance)
+            finally:
+                bar.stop()
+    except (EvalSetError, RuntimeError, OSError) as exc:
         raise fail(str(exc)) from None
+    if empty:
+        raise fail(
+            "the index is empty; run `rag ingest` first (or give a folder set with docs.jsonl)"
+        )
     metrics = summarise(rows)
     metrics["set"] = str(eval_set)
     if out_dir:
@@ -295,17 +287,7 @@ def eval_(
     if as_json:
         out.print(json.dumps(metrics, ensure_ascii=False), markup=False)
     else:
-        for name in (
-            "n",
-            "hit@1",
-            "hit@5",
-            "mrr@10",
-            "answer_acc",
-            "citation_precision",
-            "refusal_acc",
-            "answer_chars_p50",
-            "latency_ms",
-        ):
+        for name in SUMMARY:
             out.print(f"{name:20s} {metrics[name]}", markup=False)
     if baseline_metrics is not None:
         for name, change in deltas(metrics, baseline_metrics).items():

@@ -9,6 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rag.chain import open_index
+from rag.config import Settings
+from rag.ingest import Progress, ingest
 from rag.metrics import (
     Question,
     answer_correct,
@@ -160,6 +163,19 @@ def run(
         rows.append(score(q, answer, (time.perf_counter() - started) * 1000))
         progress()
     return rows
+
+
+def open_set_index(settings: Settings, eval_set: Path, progress: Progress | None = None):
+    """The index a set is run against, and the ingest report when the set brings its own
+    corpus: a folder set's docs.jsonl is indexed into a collection of its own (cached)."""
+    if not eval_set.is_dir():
+        return open_index(settings), None
+    docs = eval_set / "docs.jsonl"
+    if not docs.is_file():
+        raise EvalSetError(f"{eval_set} has no docs.jsonl (a folder set needs its own corpus)")
+    index = open_index(settings, set_collection(docs))
+    report = ingest([docs], index, settings.chunk_size, settings.chunk_overlap, progress=progress)
+    return index, report
 
 
 def set_collection(docs_path: Path) -> str:

@@ -17,6 +17,8 @@ from rag.evaluate import Row
 
 # The metrics a threshold may name (higher is better for each).
 GATED = ("hit@1", "hit@5", "mrr@10", "answer_acc", "citation_precision", "refusal_acc")
+# What a person sees of a run, in this order.
+SUMMARY = ("n", *GATED, "answer_chars_p50", "latency_ms")
 
 
 class ThresholdError(ValueError):
@@ -160,7 +162,7 @@ def _highlight(text: str, quotes: Sequence[str]) -> str:
 def render_html(metrics: dict, rows: Sequence[Row], title: str) -> str:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     metric_rows = []
-    for name in (*GATED, "answer_chars_p50"):
+    for name in SUMMARY[1:-1]:
         metric_rows.append(f"<tr><td>{_e(name)}</td><td>{_fmt(metrics.get(name))}</td></tr>")
     latency = metrics.get("latency_ms", {})
     metric_rows.append(
@@ -193,9 +195,9 @@ def render_html(metrics: dict, rows: Sequence[Row], title: str) -> str:
             )
         )
         passages = "".join(
-            f'<div class="passage"><div class="label">[{_e(c["n"])}] {_e(c["title"] or c["doc_id"])}'
-            f" · {_e(c['date'] or '日期不详')} · {_e(c['source'] or '来源不详')}"
-            f" · {_e(c['chunk_id'])}</div>{_highlight(c['text'], c.get('quotes', []))}</div>"
+            f'<div class="passage"><div class="label">[{_e(c["n"])}] '
+            + " · ".join(_e(x) for x in (c["title"], c["date"], c["source"], c["chunk_id"]) if x)
+            + f"</div>{_highlight(c['text'], c.get('quotes', []))}</div>"
             for c in r.citations
         )
         gold = "、".join(r.gold_docs) or "—"
