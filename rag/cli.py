@@ -298,6 +298,26 @@ def eval_(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on (RAG_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (RAG_PORT)")] = None,
+) -> None:
+    """The web app: the chat at /, the HTTP API (/api/ask, /v1/chat/completions, /healthz,
+    /widget.js) beside it."""
+    settings = load_settings()
+    try:
+        # The web edge lives in ui.py, the one module that owns Gradio; the CLI is an edge
+        # too, so it may start the other one.
+        import ui
+    except ImportError as exc:
+        raise fail(
+            f"`rag serve` needs the web extra ({exc.name} is missing): "
+            "pip install 'policy-rag[web]'"
+        ) from None
+    ui.serve(settings, host or settings.host, port or settings.port)
+
+
 def main() -> None:
     try:
         app()

@@ -6,9 +6,10 @@ passed down as typed values; nothing in `rag/` reads the environment by itself.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +21,9 @@ from rag.e5_bundle import BUNDLED_E5
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RAG_", toml_file="rag.toml", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", toml_file="rag.toml", extra="ignore", enable_decoding=False
+    )
 
     data_dir: Path = Field(Path("data"), description="index, manifest and materialised model")
     corpus_dir: Path = Field(Path("corpus"), description="what `rag ingest` reads by default")
@@ -54,6 +57,33 @@ class Settings(BaseSettings):
         "(bench/README.md): recalibrate with `make bench-quality` for another model",
     )
     max_question_chars: int = Field(500, ge=10, le=10000)
+
+    host: str = Field("127.0.0.1", description="where `rag serve` listens")
+    port: int = Field(7860, ge=1, le=65535)
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="portal origins allowed to call the API (CORS) and frame the chat (CSP "
+        "frame-ancestors), e.g. http://portal.intra:8080; comma-separated or a JSON list",
+    )
+    root_path: str = Field("", description="sub-path behind a reverse proxy, e.g. /rag")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="proxies whose X-Forwarded-* headers are trusted"
+    )
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+            return [str(v).strip().rstrip("/") for v in items if str(v).strip()]
+        return value
+
+    @field_validator("root_path")
+    @classmethod
+    def _root_path(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        return value if not value or value.startswith("/") else "/" + value
 
     @classmethod
     def settings_customise_sources(

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rag.evaluate import Row
+from rag.render import highlight
 
 # The metrics a threshold may name (higher is better for each).
 GATED = ("hit@1", "hit@5", "mrr@10", "answer_acc", "citation_precision", "refusal_acc")
@@ -145,20 +146,6 @@ def _bar_chart(title: str, labels: Sequence[str], values: Sequence[int], color: 
     return "".join(parts)
 
 
-def _highlight(text: str, quotes: Sequence[str]) -> str:
-    """Escape `text`, marking the quoted sentences (matched on the raw text, then escaped
-    piece by piece, so markup inside a document can never get through)."""
-    spans = sorted((start, start + len(q)) for q in quotes if q and (start := text.find(q)) >= 0)
-    out, pos = [], 0
-    for start, end in spans:
-        if start < pos:
-            continue
-        out.append(_e(text[pos:start]) + "<mark>" + _e(text[start:end]) + "</mark>")
-        pos = end
-    out.append(_e(text[pos:]))
-    return "".join(out)
-
-
 def render_html(metrics: dict, rows: Sequence[Row], title: str) -> str:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     metric_rows = []
@@ -197,7 +184,7 @@ def render_html(metrics: dict, rows: Sequence[Row], title: str) -> str:
         passages = "".join(
             f'<div class="passage"><div class="label">[{_e(c["n"])}] '
             + " · ".join(_e(x) for x in (c["title"], c["date"], c["source"], c["chunk_id"]) if x)
-            + f"</div>{_highlight(c['text'], c.get('quotes', []))}</div>"
+            + f"</div>{highlight(c['text'], c.get('quotes', []))}</div>"
             for c in r.citations
         )
         gold = "、".join(r.gold_docs) or "—"

@@ -1,0 +1,221 @@
+"""The HTTP API (FastAPI): `POST /api/ask`, an OpenAI-compatible `POST /v1/chat/completions`,
+`GET /healthz` and `GET /widget.js`. The web chat (ui.py) is mounted beside it.
+
+Bad requests get a 4xx with a JSON body `{"error": {"message", "type"}}`, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rag.chain import Assistant, QuestionError
+from rag.index import Filters
+from rag.render import sources_text
+
+MODEL_NAME = "policy-rag"
+_MAX_TEXT = 20_000  # characters of any one message: far beyond a question, bounds the body
+
+
+class FiltersIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: date | None = None
+    until: date | None = None
+    source: str = Field("", max_length=200)
+    doc_type: str = Field("", max_length=50)
+
+    def to_filters(self) -> Filters:
+        if self.since and self.until and self.since > self.until:
+            raise QuestionError("filters.since is after filters.until")
+        return Filters(
+            since=self.since.isoformat() if self.since else "",
+            until=self.until.isoformat() if self.until else "",
+            source=self.source,
+            doc_type=self.doc_type,
+        )
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str = Field(max_length=_MAX_TEXT)
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _parts_to_text(cls, value):
+        """OpenAI clients may send content as a list of parts; keep the text parts."""
+        if isinstance(value, list):
+            return "".join(p.get("text", "") for p in value if isinstance(p, dict))
+        return value
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(max_length=_MAX_TEXT)
+    history: list[Message] = Field(default_factory=list, max_length=100)
+    filters: FiltersIn | None = None
+    k: int | None = Field(None, ge=1, le=50)
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # temperature, top_p … are accepted and ignored
+
+    model: str = MODEL_NAME
+    messages: list[Message] = Field(min_length=1, max_length=100)
+    stream: bool = False
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+def _last_user_message(messages: list[Message]) -> str:
+    if messages[-1].role != "user":
+        raise QuestionError("the last message must come from the user")
+    return messages[-1].content
+
+
+def create_app(
+    assistant_factory: Callable[[], Assistant],
+    allowed_origins: list[str] | None = None,
+    health: Callable[[], dict] | None = None,
+) -> FastAPI:
+    """The API app. The assistant (model, indexes) is built on first use, once."""
+    app = FastAPI(
+        title="招商政策问答 API", version="1", docs_url="/api/docs", openapi_url="/api/openapi.json"
+    )
+    origins = list(allowed_origins or [])
+    lock = threading.Lock()
+    built: list[Assistant] = []
+
+    def assistant() -> Assistant:
+        with lock:
+            if not built:
+                built.append(assistant_factory())
+        return built[0]
+
+    app.state.assistant = assistant
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["content-type", "authorization"],
+    )
+
+    @app.middleware("http")
+    async def frame_policy(request: Request, call_next):
+        response = await call_next(request)
+        # Who may put this app in a frame: itself and the configured portal origins.
+        response.headers["Content-Security-Policy"] = "frame-ancestors " + " ".join(
+            ["'self'", *origins]
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(422, f"{where}: {first.get('msg', 'invalid request')}".strip(": "))
+
+    @app.exception_handler(QuestionError)
+    async def bad_question(request: Request, exc: QuestionError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error: {type(exc).__name__}", "server_error")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", **(health() if health else {})}
+
+    @app.post("/api/ask")
+    def ask(body: AskRequest) -> dict:
+        filters = body.filters.to_filters() if body.filters else None
+        return assistant().ask(body.question, k=body.k, filters=filters).to_json()
+
+    @app.post("/v1/chat/completions", response_model=None)
+    def chat_completions(body: ChatRequest) -> dict | StreamingResponse:
+        question = _last_user_message(body.messages)
+        answer = assistant().ask(question).to_json()
+        content = answer["answer"] + sources_text(answer)
+        created = int(time.time())
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        if not body.stream:
+            return {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": body.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "citations": answer["citations"],
+                "refused": answer["refused"],
+            }
+        return StreamingResponse(
+            _sse(completion_id, created, body.model, content, answer),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    widget_js = (Path(__file__).parent / "static" / "widget.js").read_text("utf-8")
+
+    @app.get("/widget.js")
+    def widget() -> Response:
+        return Response(widget_js, media_type="text/javascript; charset=utf-8")
+
+    return app
+
+
+def _sse(completion_id: str, created: int, model: str, content: str, answer: dict) -> Iterator[str]:
+    """OpenAI's streaming format: chunks of `delta` content, then a last chunk with the
+    finish reason and our `citations`, then `[DONE]`."""
+
+    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
+        payload = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in _pieces(content):
+        yield chunk({"content": piece})
+    yield chunk({}, "stop", citations=answer["citations"], refused=answer["refused"])
+    yield "data: [DONE]\n\n"
+
+
+def _pieces(text: str, size: int = 24) -> Iterator[str]:
+    """The answer in small pieces, never splitting a `[n]` marker."""
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        bracket = text.rfind("[", start, end)
+        if bracket > start and "]" not in text[bracket:end]:
+            end = bracket
+        yield text[start:end]
+        start = end

@@ -1,0 +1,90 @@
+"""Answers as the browser shows them: pure functions from an answer object (the
+`rag ask --json` shape) to escaped markdown and HTML.
+
+Documents are untrusted: every piece of their text is escaped here before it is placed in
+markup, and only markup written in this module gets through.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
+_MARKER = re.compile(r"\[(\d+)\]")
+
+NOTHING_FOUND = "知识库中没有找到相关内容。可以换个说法，或放宽日期、来源筛选后再试。"
+
+
+def escape(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def escape_markdown(text: str) -> str:
+    """Text that a markdown renderer shows literally: HTML entities for <>&\"', backslashes
+    for markdown's own punctuation."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", escape(text))
+
+
+def answer_markdown(answer: dict) -> str:
+    """The answer for a chat bubble: escaped, with each `[n]` linked to its source."""
+    parts, pos = [], 0
+    text = answer["answer"]
+    known = {c["n"] for c in answer["citations"]}
+    for m in _MARKER.finditer(text):
+        n = int(m.group(1))
+        if n not in known:
+            continue
+        parts.append(escape_markdown(text[pos : m.start()]))
+        parts.append(f"[\\[{n}\\]](#rag-src-{n})")
+        pos = m.end()
+    parts.append(escape_markdown(text[pos:]))
+    return "".join(parts)
+
+
+def highlight(text: str, quotes: Sequence[str]) -> str:
+    """Escape `text`, marking the quoted sentences (found in the raw text, then escaped
+    piece by piece, so markup inside a document never gets through)."""
+    spans = sorted((start, start + len(q)) for q in quotes if q and (start := text.find(q)) >= 0)
+    out, pos = [], 0
+    for start, end in spans:
+        if start < pos:
+            continue
+        out.append(escape(text[pos:start]) + "<mark>" + escape(text[start:end]) + "</mark>")
+        pos = end
+    out.append(escape(text[pos:]))
+    return "".join(out)
+
+
+def sources_html(answer: dict | None) -> str:
+    """The sources panel: one entry per citation (title, date, source, the passage with
+    the quoted sentences highlighted), or a distinct box when nothing was found."""
+    if answer is None:
+        return '<div class="rag-sources rag-idle">提问后，这里会列出答案引用的原文段落。</div>'
+    if answer["refused"] or not answer["citations"]:
+        return f'<div class="rag-sources rag-empty" role="status">{escape(NOTHING_FOUND)}</div>'
+    items = []
+    for c in answer["citations"]:
+        meta = " · ".join(escape(x) for x in (c.get("date"), c.get("source")) if x)
+        items.append(
+            f'<li id="rag-src-{int(c["n"])}" class="rag-source">'
+            f'<div class="rag-source-title">[{int(c["n"])}] {escape(c.get("title") or c["doc_id"])}</div>'
+            f'<div class="rag-source-meta">{meta}</div>'
+            f'<div class="rag-source-text">{highlight(c["text"], c.get("quotes", []))}</div></li>'
+        )
+    return f'<ol class="rag-sources">{"".join(items)}</ol>'
+
+
+def sources_text(answer: dict) -> str:
+    """Plain-text source list appended to chat-completion answers for clients that only
+    show text."""
+    if answer["refused"] or not answer["citations"]:
+        return ""
+    lines = ["", "", "来源："]
+    for c in answer["citations"]:
+        about = "，".join(x for x in (c.get("date"), c.get("source")) if x)
+        lines.append(
+            f"[{c['n']}] {c.get('title') or c['doc_id']}" + (f"（{about}）" if about else "")
+        )
+    return "\n".join(lines)
