@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[web,dev]'
 	touch $(STAMP)
 
+# Index corpus/ (incremental: seconds when nothing changed) and serve the chat and API.
 run: install
 	$(BIN)/rag ingest
-	$(BIN)/rag ask "莱芜区上半年实际使用外资多少？"
+	$(BIN)/rag serve
 
 test: install
 	$(BIN)/ruff check .

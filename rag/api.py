@@ -113,7 +113,7 @@ def create_app(
         CORSMiddleware,
         allow_origins=origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["content-type", "authorization"],
+        allow_headers=["*"],  # the <gradio-app> client sends headers of its own
     )
 
     @app.middleware("http")

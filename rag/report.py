@@ -7,14 +7,13 @@ it is escaped before it is placed, and the page loads nothing from anywhere.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
 from rag.evaluate import Row
-from rag.render import highlight
+from rag.render import escape, highlight
 
 # The metrics a threshold may name (higher is better for each).
 GATED = ("hit@1", "hit@5", "mrr@10", "answer_acc", "citation_precision", "refusal_acc")
@@ -103,16 +102,12 @@ mark{background:#fff3b0}
 """
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _fmt(value: object) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
-    return _e(value)
+    return escape(value)
 
 
 def _bar_chart(title: str, labels: Sequence[str], values: Sequence[int], color: str) -> str:
@@ -121,8 +116,8 @@ def _bar_chart(title: str, labels: Sequence[str], values: Sequence[int], color: 
     top = max(values) if values and max(values) > 0 else 1
     bar = (width - 2 * pad) / max(1, len(values))
     parts = [
-        f'<svg role="img" aria-label="{_e(title)}" width="{width}" height="{height + 40}" '
-        f'xmlns="http://www.w3.org/2000/svg"><title>{_e(title)}</title>'
+        f'<svg role="img" aria-label="{escape(title)}" width="{width}" height="{height + 40}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
     ]
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         h = (height - pad) * value / top
@@ -137,11 +132,11 @@ def _bar_chart(title: str, labels: Sequence[str], values: Sequence[int], color: 
         )
         parts.append(
             f'<text x="{x + bar / 2:.1f}" y="{height + 14}" font-size="11" '
-            f'text-anchor="middle">{_e(label)}</text>'
+            f'text-anchor="middle">{escape(label)}</text>'
         )
     parts.append(
         f'<text x="{width / 2}" y="{height + 34}" font-size="12" '
-        f'text-anchor="middle">{_e(title)}</text></svg>'
+        f'text-anchor="middle">{escape(title)}</text></svg>'
     )
     return "".join(parts)
 
@@ -150,7 +145,7 @@ def render_html(metrics: dict, rows: Sequence[Row], title: str) -> str:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     metric_rows = []
     for name in SUMMARY[1:-1]:
-        metric_rows.append(f"<tr><td>{_e(name)}</td><td>{_fmt(metrics.get(name))}</td></tr>")
+        metric_rows.append(f"<tr><td>{escape(name)}</td><td>{_fmt(metrics.get(name))}</td></tr>")
     latency = metrics.get("latency_ms", {})
     metric_rows.append(
         f"<tr><td>latency p50 / p95 (ms)</td><td>{_fmt(latency.get('p50'))} / "
@@ -182,28 +177,30 @@ def render_html(metrics: dict, rows: Sequence[Row], title: str) -> str:
             )
         )
         passages = "".join(
-            f'<div class="passage"><div class="label">[{_e(c["n"])}] '
-            + " · ".join(_e(x) for x in (c["title"], c["date"], c["source"], c["chunk_id"]) if x)
+            f'<div class="passage"><div class="label">[{escape(c["n"])}] '
+            + " · ".join(
+                escape(x) for x in (c["title"], c["date"], c["source"], c["chunk_id"]) if x
+            )
             + f"</div>{highlight(c['text'], c.get('quotes', []))}</div>"
             for c in r.citations
         )
         gold = "、".join(r.gold_docs) or "—"
         failures.append(
-            f'<div class="failure"><h3>{_e(r.id)} · {_e(r.question)}</h3>'
-            f'<div><span class="label">期望：</span>{_e(expected)}'
-            f' <span class="label">　金标文档：</span>{_e(gold)}'
-            f' <span class="label">　首个金标排名：</span>{_e(r.gold_rank or "未检出")}</div>'
+            f'<div class="failure"><h3>{escape(r.id)} · {escape(r.question)}</h3>'
+            f'<div><span class="label">期望：</span>{escape(expected)}'
+            f' <span class="label">　金标文档：</span>{escape(gold)}'
+            f' <span class="label">　首个金标排名：</span>{escape(r.gold_rank or "未检出")}</div>'
             f'<div class="label">回答{"（已拒答）" if r.refused else ""}：</div>'
-            f'<div class="answer">{_e(r.answer)}</div>{passages}</div>'
+            f'<div class="answer">{escape(r.answer)}</div>{passages}</div>'
         )
     failures_html = "".join(failures) or "<p>没有失败的问题。</p>"
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
-<title>评测报告 · {_e(title)}</title><style>{_CSS}</style></head>
-<body><h1>评测报告 · {_e(title)}</h1>
-<div class="meta">{_e(when)} · {metrics.get("n", 0)} 个问题（可回答 {metrics.get("answerable", 0)}，应拒答 {metrics.get("unanswerable", 0)}）· 失败 {len(failures)}</div>
+<title>评测报告 · {escape(title)}</title><style>{_CSS}</style></head>
+<body><h1>评测报告 · {escape(title)}</h1>
+<div class="meta">{escape(when)} · {metrics.get("n", 0)} 个问题（可回答 {metrics.get("answerable", 0)}，应拒答 {metrics.get("unanswerable", 0)}）· 失败 {len(failures)}</div>
 <h2>指标</h2><table class="metrics"><tr><th>指标</th><th>数值</th></tr>{"".join(metric_rows)}</table>
 <h2>分布</h2><div class="charts">
 {_bar_chart("首个金标文档的排名", bins, counts, "#0969da")}

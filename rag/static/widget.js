@@ -24,7 +24,8 @@
   var css = [
     ":host{all:initial}",
     ".bubble{position:fixed;right:24px;bottom:24px;width:56px;height:56px;border-radius:50%;",
-    "border:none;background:#c0392b;color:#fff;font-size:26px;cursor:pointer;",
+    "border:none;background:#c0392b;color:#fff;cursor:pointer;display:flex;",
+    "align-items:center;justify-content:center;",
     "box-shadow:0 4px 12px rgba(0,0,0,.25);z-index:2147483000}",
     ".panel{position:fixed;right:24px;bottom:92px;width:380px;max-width:calc(100vw - 48px);",
     "height:560px;max-height:calc(100vh - 120px);display:none;flex-direction:column;",
@@ -67,7 +68,12 @@
     return node;
   }
 
-  var bubble = el("button", "bubble", "💬");
+  var bubble = el("button", "bubble");
+  // An inline icon: emoji fonts are often missing on intranet desktops.
+  bubble.innerHTML = '<svg viewBox="0 0 24 24" width="28" height="28" aria-hidden="true">' +
+    '<path fill="currentColor" d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4H4a2 2 0 0 1' +
+    '-2-2V6a2 2 0 0 1 2-2zm3 6a1.5 1.5 0 1 0 0 3 1.5 1.5 0 0 0 0-3zm5 0a1.5 1.5 0 1 0 0 3 1.5 1.5' +
+    ' 0 0 0 0-3zm5 0a1.5 1.5 0 1 0 0 3 1.5 1.5 0 0 0 0-3z"/></svg>';
   bubble.setAttribute("aria-label", "打开" + title);
   var panel = el("section", "panel");
   panel.setAttribute("role", "dialog");

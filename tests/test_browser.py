@@ -1,0 +1,267 @@
+"""Browser tests: Debian chromium driven by playwright against `rag serve` subprocesses.
+
+One server (and one portal page on a second port) is shared by the module; a second
+server runs behind a real nginx under a sub-path. Waits are on selectors, never on
+network idle (Gradio keeps a connection open).
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from tests.conftest import CORPUS, RAG, REPO
+
+CHROMIUM = "/usr/bin/chromium"
+HOSTILE = """---
+title: 恶意标题<script>alert("title")</script>
+date: 2024-05-01
+source: 测试来源
+---
+防注入测试条款
+第一条 防注入测试条款规定：<script>alert(1)</script>本条款用于检验页面是否转义。
+第二条 防注入测试条款还包括图片标签<img src=x onerror="alert(2)">，它必须原样显示为文字。
+"""
+HOSTILE_QUESTION = "防注入测试条款规定了什么？"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+def start_server(data_dir: Path, port: int, env: dict) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [RAG, "serve", "--port", str(port)],
+        env={**os.environ, "RAG_DATA_DIR": str(data_dir), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, e5_dir) -> Path:
+    root = tmp_path_factory.mktemp("web")
+    corpus = root / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    (corpus / "hostile.md").write_text(HOSTILE, "utf-8")
+    env = {**os.environ, "RAG_DATA_DIR": str(root / "data"), "RAG_EMBEDDING_MODEL": str(e5_dir)}
+    subprocess.run([RAG, "ingest", str(corpus)], env=env, check=True, capture_output=True)
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def portal_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def server(data_dir, e5_dir, portal_port):
+    port = free_port()
+    env = {
+        "RAG_EMBEDDING_MODEL": str(e5_dir),
+        "RAG_ALLOWED_ORIGINS": f"http://127.0.0.1:{portal_port}",
+    }
+    proc = start_server(data_dir, port, env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def portal(server, portal_port, tmp_path_factory):
+    """examples/intranet.html served from a second origin, pointed at the server."""
+    root = tmp_path_factory.mktemp("portal")
+    page = (REPO / "examples" / "intranet.html").read_text("utf-8")
+    (root / "index.html").write_text(page.replace("http://localhost:7860", server), "utf-8")
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **kw)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", portal_port), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{portal_port}/index.html"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser) -> Page:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.dialogs = []  # every alert() a hostile document manages to run lands here
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    yield page
+    context.close()
+
+
+def ask_in_chat(page: Page, question: str) -> None:
+    page.wait_for_selector("textarea", timeout=60_000)
+    page.fill("textarea", question)
+    page.keyboard.press("Enter")
+
+
+def test_chat_page_answers_shows_sources_and_stores_feedback(page, server, data_dir):
+    page.goto(server + "/")
+    ask_in_chat(page, "莱芜区上半年实际使用外资多少？")
+    first = page.locator("#rag-sources #rag-src-1")
+    first.wait_for(timeout=60_000)
+    assert "莱芜区集中签约23个“双招双引”项目" in first.inner_text()
+    assert "3227万美元" in first.locator("mark").first.inner_text()
+    bot = page.locator("[data-testid='bot']").last
+    assert "3227万美元" in bot.inner_text()
+    bot.locator("a[href='#rag-src-1']").first.click()
+    assert page.url.endswith("#rag-src-1")
+    page.get_by_label("Like").last.click()
+    deadline = time.monotonic() + 15
+    rows = []
+    while time.monotonic() < deadline and not rows:
+        db = data_dir / "feedback.sqlite"
+        if db.exists():
+            rows = (
+                sqlite3.connect(db)
+                .execute("SELECT rating, question, citations FROM feedback")
+                .fetchall()
+            )
+        time.sleep(0.3)
+    assert rows and rows[0][0] == 1 and rows[0][1] == "莱芜区上半年实际使用外资多少？"
+    assert "news/2022-08-04-laiwu-signing.txt" in rows[0][2]
+
+
+def test_nothing_relevant_found_has_its_own_state(page, server):
+    page.goto(server + "/")
+    ask_in_chat(page, "红烧肉怎么做才不腻？")
+    page.locator("#rag-sources .rag-empty").wait_for(timeout=60_000)
+    assert "知识库中没有找到" in page.locator("[data-testid='bot']").last.inner_text()
+
+
+def test_portal_widget_asks_and_shows_an_answer_with_sources(page, portal):
+    page.goto(portal)
+    widget = page.locator("[data-policy-rag-widget]")
+    widget.locator(".bubble").click()
+    widget.locator("input").fill("飞地项目投产后前三年按多大比例奖励？")
+    widget.locator("form button").click()
+    sources = widget.locator(".sources li")
+    sources.first.wait_for(timeout=60_000)
+    assert "明川区促进飞地经济发展的若干政策" in sources.first.inner_text()
+    assert widget.locator(".bot").last.locator(".marker").count() >= 1
+    page.screenshot(path=str(Path(os.environ.get("RAG_SCREENSHOTS", "/tmp")) / "portal-widget.png"))
+
+
+def test_portal_embeds_the_chat_in_an_iframe_and_as_a_web_component(page, portal):
+    page.goto(portal)
+    page.frame_locator("#iframe-embed iframe").locator("textarea").wait_for(timeout=90_000)
+    component = page.locator("gradio-app")
+    component.scroll_into_view_if_needed()  # the web component renders once it is in view
+    component.locator("textarea").wait_for(timeout=90_000)
+    component.locator("textarea").fill("莱芜区上半年实际使用外资多少？")
+    component.locator("textarea").press("Enter")
+    component.locator("#rag-src-1").wait_for(timeout=60_000)
+    assert "3227万美元" in component.locator("#rag-src-1").inner_text()
+
+
+def test_hostile_document_is_shown_as_text_and_runs_nothing(page, server, portal):
+    page.goto(server + "/")
+    ask_in_chat(page, HOSTILE_QUESTION)
+    panel = page.locator("#rag-sources")
+    panel.locator(".rag-source").first.wait_for(timeout=60_000)
+    assert "<script>alert(1)</script>" in panel.inner_text()
+    assert '<img src=x onerror="alert(2)">' in panel.inner_text()
+    bot = page.locator("[data-testid='bot']").last
+    assert "<script>alert(1)</script>" in bot.inner_text() or "<img" in bot.inner_text()
+    assert page.locator("img[src='x']").count() == 0
+
+    page.goto(portal)
+    widget = page.locator("[data-policy-rag-widget]")
+    widget.locator(".bubble").click()
+    widget.locator("input").fill(HOSTILE_QUESTION)
+    widget.locator("form button").click()
+    widget.locator(".sources li").first.wait_for(timeout=60_000)
+    assert "<script>alert(1)</script>" in widget.locator(".log").inner_text()
+    assert widget.locator("img").count() == 0
+    page.wait_for_timeout(1000)
+    assert page.dialogs == []
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(data_dir, e5_dir, tmp_path_factory):
+    """The app under /rag/ behind a real nginx, as an intranet would run it."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    app_port, proxy_port = free_port(), free_port()
+    proc = start_server(
+        data_dir, app_port, {"RAG_EMBEDDING_MODEL": str(e5_dir), "RAG_ROOT_PATH": "/rag"}
+    )
+    work = tmp_path_factory.mktemp("nginx")
+    conf = (REPO / "examples" / "nginx.conf").read_text("utf-8")
+    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{proxy_port};").replace(
+        "http://127.0.0.1:7860/", f"http://127.0.0.1:{app_port}/"
+    )
+    (work / "site.conf").write_text(conf, "utf-8")
+    (work / "nginx.conf").write_text(
+        f"worker_processes 1; pid {work}/nginx.pid; error_log {work}/error.log;\n"
+        "events {}\n"
+        f"http {{ access_log {work}/access.log; client_body_temp_path {work}/body;"
+        f" proxy_temp_path {work}/proxy; fastcgi_temp_path {work}/fcgi;"
+        f" uwsgi_temp_path {work}/uwsgi; scgi_temp_path {work}/scgi;"
+        f" include {work}/site.conf; }}\n",
+        "utf-8",
+    )
+    proxy = subprocess.Popen([nginx, "-c", str(work / "nginx.conf"), "-g", "daemon off;"])
+    try:
+        wait_healthy(f"http://127.0.0.1:{app_port}/healthz", proc)
+        wait_healthy(f"http://127.0.0.1:{proxy_port}/rag/healthz", proxy)
+        yield f"http://127.0.0.1:{proxy_port}/rag"
+    finally:
+        proxy.terminate()
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_everything_works_behind_a_reverse_proxy_under_a_sub_path(page, behind_nginx):
+    answer = httpx.post(
+        behind_nginx + "/api/ask", json={"question": "莱芜区上半年实际使用外资多少？"}, timeout=60
+    )
+    assert answer.status_code == 200 and "3227万美元" in answer.json()["answer"]
+    assert "api/ask" in httpx.get(behind_nginx + "/widget.js").text
+    page.goto(behind_nginx + "/")
+    ask_in_chat(page, "莱芜区上半年实际使用外资多少？")
+    page.locator("#rag-sources #rag-src-1").wait_for(timeout=60_000)
+    assert "3227万美元" in page.locator("[data-testid='bot']").last.inner_text()

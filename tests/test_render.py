@@ -1,0 +1,54 @@
+from rag.render import answer_markdown, escape_markdown, sources_html, sources_text
+
+HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+
+
+def answer(text, citations, refused=False):
+    return {"question": "q", "answer": text, "refused": refused, "citations": citations}
+
+
+def citation(n, text, quotes=(), title="标题", date="2024-01-01", source="来源"):
+    return {
+        "n": n,
+        "doc_id": f"d{n}",
+        "chunk_id": f"d{n}#0",
+        "title": title,
+        "date": date,
+        "source": source,
+        "text": text,
+        "score": 1.0,
+        "quotes": list(quotes),
+    }
+
+
+def test_markdown_escaping_shows_text_literally():
+    assert escape_markdown("*强调* <b>1</b> [2]") == r"\*强调\* &lt;b&gt;1&lt;/b&gt; \[2\]"
+
+
+def test_markers_become_links_to_their_source_and_stray_brackets_stay_text():
+    md = answer_markdown(answer("补贴50%。[1]见[9]。", [citation(1, "补贴50%。")]))
+    assert md == r"补贴50%。[\[1\]](#rag-src-1)见\[9\]。"
+
+
+def test_hostile_answer_text_is_escaped_in_markdown():
+    md = answer_markdown(answer(HOSTILE + "[1]", [citation(1, HOSTILE)]))
+    assert "<script>" not in md and "<img" not in md and "&lt;script&gt;" in md
+
+
+def test_sources_panel_escapes_everything_and_marks_quotes():
+    html = sources_html(
+        answer("x[1]", [citation(1, "前。" + HOSTILE + "后。", [HOSTILE + "后。"], title=HOSTILE)])
+    )
+    assert "<script>" not in html and "<img" not in html
+    assert 'id="rag-src-1"' in html and "<mark>&lt;script&gt;" in html
+
+
+def test_nothing_found_and_idle_states_differ():
+    assert "rag-empty" in sources_html(answer("知识库中没有找到…", [], refused=True))
+    assert "rag-idle" in sources_html(None)
+
+
+def test_plain_text_source_list_for_chat_clients():
+    text = sources_text(answer("x[1]", [citation(1, "t", title="飞地政策", source="明川区")]))
+    assert text == "\n\n来源：\n[1] 飞地政策（2024-01-01，明川区）"
+    assert sources_text(answer("拒答", [], refused=True)) == ""
