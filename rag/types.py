@@ -77,6 +77,12 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     hits: list[Hit] = field(default_factory=list)  # everything retrieved; not serialised
+    # What retrieval searched for: the question itself, or with a follow-up, the question
+    # made standalone from the conversation.
+    standalone_question: str = ""
+    unverified: list[str] = field(default_factory=list)  # generated sentences whose figures
+    # no cited passage contains (LLM answers only)
+    notice: str = ""  # e.g. that the LLM failed and this is the extractive answer
 
     def to_json(self) -> dict:
         """The `rag ask --json` object fixed by DESIGN.md."""
@@ -98,5 +104,8 @@ class Answer:
                 }
                 for c in self.citations
             ],
+            "standalone_question": self.standalone_question or self.question,
+            "unverified": list(self.unverified),
+            "notice": self.notice,
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }

@@ -1,0 +1,75 @@
+"""Grounding checks on generated answers: pure functions, Chinese examples inline."""
+
+from rag.grounding import (
+    MarkerStream,
+    check,
+    figures,
+    says_not_covered,
+    strip_unknown_markers,
+    supporting_sentences,
+)
+
+PASSAGES = {
+    1: "上半年,全区实际使用外资3227万美元,同比增长88.6%。",
+    2: "本办法自2025年2月1日起施行，有效期3年。对新引进企业给予最高1,000万元奖励。",
+}
+
+
+def test_figures_are_dates_numbers_percentages_and_amounts():
+    assert figures("自2025年2月1日起，奖励1,000万元，占比12.5%，共3项[2]。") == [
+        "2025年2月1日",
+        "1,000万",
+        "12.5%",
+        "3",
+    ]
+
+
+def test_figures_must_be_in_a_passage_the_sentence_cites():
+    checked = check(
+        "实际使用外资3227万美元[1]。本办法自2025年2月1日起施行[2]。增长88.6%[2]。"
+        "最高奖励1000万元[2]。有效期5年[2]。",
+        PASSAGES,
+    )
+    # 88.6% is in passage 1, but the sentence cites 2; "5年" is in no passage.
+    assert checked.unverified == ["增长88.6%。", "有效期5年。"]
+    assert checked.cited == [1, 2]
+
+
+def test_a_sentence_that_cites_nothing_verifies_nothing():
+    assert check("实际使用外资3227万美元。", PASSAGES).unverified == ["实际使用外资3227万美元。"]
+    assert check("详见相关办法[1]。", PASSAGES).unverified == []
+
+
+def test_markers_after_the_end_mark_belong_to_their_sentence():
+    checked = check("实际使用外资3227万美元。[1]有效期3年。[2]", PASSAGES)
+    assert checked.unverified == [] and checked.cited == [1, 2]
+
+
+def test_unknown_markers_are_removed_and_known_ones_kept():
+    assert strip_unknown_markers("甲[1]乙[9][2]丙[0]", {1, 2, 3}) == "甲[1]乙[2]丙"
+    checked = check("同比增长88.6%[9]。", PASSAGES)
+    assert checked.text == "同比增长88.6%。" and checked.cited == []
+
+
+def test_markers_split_across_streamed_pieces_are_filtered_whole():
+    stream = MarkerStream({1, 2, 3})
+    pieces = ["增长88.6%", "[", "1", "]。另有", "[1", "2]说明[", "3]", "[2"]
+    out = "".join(stream.feed(p) for p in pieces) + stream.flush()
+    assert out == "增长88.6%[1]。另有说明[3][2"  # a marker never closed is just text
+    assert stream.feed("见[1]") == "见[1]"
+
+
+def test_not_covered_phrasings_are_recognised():
+    assert says_not_covered("提供的资料中没有提及土地价格。")
+    assert says_not_covered("根据现有资料无法确定。")
+    assert not says_not_covered("上半年实际使用外资3227万美元[1]。")
+
+
+def test_supporting_sentences_are_those_holding_the_cited_figures():
+    answer = "有效期3年[2]。最高奖励1000万元[2]，增长88.6%[1]。"
+    assert supporting_sentences(answer, 2, PASSAGES[2]) == (
+        "本办法自2025年2月1日起施行，有效期3年。",
+        "对新引进企业给予最高1,000万元奖励。",
+    )
+    assert supporting_sentences(answer, 1, PASSAGES[1]) == (PASSAGES[1],)
+    assert supporting_sentences("详见办法[2]。", 2, PASSAGES[2]) == ()
