@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[web,dev]'
+	$(BIN)/pip install --quiet -e '.[web,llm,dev]'
 	touch $(STAMP)
 
 # Index corpus/ (incremental: seconds when nothing changed) and serve the chat and API.

@@ -23,7 +23,8 @@ from rag.chain import Assistant, QuestionError, build_assistant
 from rag.config import Settings
 from rag.feedback import FeedbackStore
 from rag.index import Filters
-from rag.render import answer_markdown, sources_html
+from rag.llm import LLMAnswerer
+from rag.render import answer_markdown, escape_markdown, sources_html
 
 GRADIO_LOADER = Path(gr.__file__).parent / "templates" / "frontend" / "gradio.js"
 ALL_SOURCES = "全部来源"
@@ -78,22 +79,34 @@ class AnswerLog:
 
 def build_blocks(assistant: Assistant, sources: list[str], feedback: FeedbackStore) -> gr.Blocks:
     answers = AnswerLog()
+    intro = (
+        "答案由大模型依据知识库原文写成，每句后的 [n] 指向右侧的来源段落；"
+        "⚠️ 标出数字未能在来源中核实的句子。"
+        if isinstance(assistant.answerer, LLMAnswerer)
+        else "答案逐句摘自知识库原文，每句后的 [n] 指向右侧的来源段落。"
+    )
 
     def respond(message, history, since, until, source, k, request: gr.Request):
+        written = ""
         try:
             filters = Filters(
                 since=parse_date(since, "起始日期"),
                 until=parse_date(until, "截止日期"),
                 source="" if source in (None, "", ALL_SOURCES) else source,
             )
-            answer = assistant.ask(message, k=int(k), filters=filters).to_json()
+            for item in assistant.stream(message, int(k), filters, history):
+                if isinstance(item, str):  # an LLM's words as they come, sources after
+                    written += item
+                    yield escape_markdown(written), sources_html(None)
+                else:
+                    answer = item.to_json()
         except QuestionError as exc:
             yield f"⚠️ {exc}", sources_html(None)
             return
         text = answer_markdown(answer)
-        # Stream the answer a sentence at a time; its sources come with the last piece.
-        for marker in list(SENTENCE_END.finditer(text))[:-1]:
-            yield text[: marker.end()], sources_html(None)
+        if not written:  # an extractive answer: shown a sentence at a time
+            for marker in list(SENTENCE_END.finditer(text))[:-1]:
+                yield text[: marker.end()], sources_html(None)
         answers.put(request.session_hash or "", len(history) + 1, answer)
         yield text, sources_html(answer)
 
@@ -103,7 +116,7 @@ def build_blocks(assistant: Assistant, sources: list[str], feedback: FeedbackSto
             feedback.add(1 if data.liked else -1, answer, request.session_hash or "")
 
     with gr.Blocks(title="招商政策问答") as blocks:
-        gr.Markdown("## 招商政策问答\n答案逐句摘自知识库原文，每句后的 [n] 指向右侧的来源段落。")
+        gr.Markdown(f"## 招商政策问答\n{intro}")
         panel = gr.HTML(sources_html(None), render=False, elem_id="rag-sources")
         with gr.Row():
             with gr.Column(scale=3):

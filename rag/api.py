@@ -6,6 +6,7 @@ Bad requests get a 4xx with a JSON body `{"error": {"message", "type"}}`, never 
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -147,16 +148,18 @@ def create_app(
     @app.post("/api/ask")
     def ask(body: AskRequest) -> dict:
         filters = body.filters.to_filters() if body.filters else None
-        return assistant().ask(body.question, k=body.k, filters=filters).to_json()
+        history = [m.model_dump() for m in body.history]
+        return assistant().ask(body.question, k=body.k, filters=filters, history=history).to_json()
 
     @app.post("/v1/chat/completions", response_model=None)
     def chat_completions(body: ChatRequest) -> dict | StreamingResponse:
         question = _last_user_message(body.messages)
-        answer = assistant().ask(question).to_json()
-        content = answer["answer"] + sources_text(answer)
+        history = [m.model_dump() for m in body.messages[:-1]]
         created = int(time.time())
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if not body.stream:
+            answer = assistant().ask(question, history=history).to_json()
+            content = _text(answer) + sources_text(answer)
             return {
                 "id": completion_id,
                 "object": "chat.completion",
@@ -171,9 +174,13 @@ def create_app(
                 ],
                 "citations": answer["citations"],
                 "refused": answer["refused"],
+                "unverified": answer["unverified"],
+                "notice": answer["notice"],
             }
+        pieces = assistant().stream(question, history=history)
+        first = next(pieces)  # a bad question fails here, as a 400, before streaming
         return StreamingResponse(
-            _sse(completion_id, created, body.model, content, answer),
+            _sse(completion_id, created, body.model, itertools.chain([first], pieces)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -187,9 +194,15 @@ def create_app(
     return app
 
 
-def _sse(completion_id: str, created: int, model: str, content: str, answer: dict) -> Iterator[str]:
+def _text(answer: dict) -> str:
+    """The answer as chat clients show it: the fallback notice first, when there is one."""
+    return (f"{answer['notice']}\n" if answer["notice"] else "") + answer["answer"]
+
+
+def _sse(completion_id: str, created: int, model: str, pieces: Iterator) -> Iterator[str]:
     """OpenAI's streaming format: chunks of `delta` content, then a last chunk with the
-    finish reason and our `citations`, then `[DONE]`."""
+    finish reason and our `citations`, then `[DONE]`. A generated answer streams as the
+    model writes it; an extractive one (or a fallback) in small pieces once it is ready."""
 
     def chunk(delta: dict, finish: str | None = None, **extra) -> str:
         payload = {
@@ -203,9 +216,29 @@ def _sse(completion_id: str, created: int, model: str, content: str, answer: dic
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
-    for piece in _pieces(content):
-        yield chunk({"content": piece})
-    yield chunk({}, "stop", citations=answer["citations"], refused=answer["refused"])
+    streamed = False
+    for item in pieces:
+        if isinstance(item, str):
+            streamed = True
+            yield chunk({"content": item})
+            continue
+        answer = item.to_json()
+        if streamed and answer["notice"]:  # the model failed part-way: say so, then quote
+            rest = f"\n\n{answer['notice']}\n{answer['answer']}"
+        elif streamed:  # the model's text is out; a refusal is only flagged below
+            rest = ""
+        else:
+            rest = _text(answer)
+        for piece in _pieces(rest + sources_text(answer)):
+            yield chunk({"content": piece})
+        yield chunk(
+            {},
+            "stop",
+            citations=answer["citations"],
+            refused=answer["refused"],
+            unverified=answer["unverified"],
+            notice=answer["notice"],
+        )
     yield "data: [DONE]\n\n"
 
 

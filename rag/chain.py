@@ -1,17 +1,21 @@
 """The question-answering chain, wired from the one `Settings` object.
 
-question → retrieve (hybrid) → answer (extractive) → `Answer` with citations and timings.
+question (+ history) → standalone question → retrieve (hybrid) → answer (extractive, or an
+LLM checked by rag.grounding) → `Answer` with citations and timings.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from rag.answer import Answerer, ExtractiveAnswerer
 from rag.config import Settings
 from rag.embed import LazyEmbeddings
+from rag.history import Message, standalone_question, turns
 from rag.index import Filters, Index
+from rag.llm import LLMAnswerer, LLMUnavailable, chat_model, load_prompts
 from rag.retrieve import HybridRetriever
 from rag.types import Answer
 
@@ -60,23 +64,66 @@ class Assistant:
     k: int = 5
     max_question_chars: int = 500
 
-    def ask(self, question: str, k: int | None = None, filters: Filters | None = None) -> Answer:
+    def ask(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: Filters | None = None,
+        history: Sequence[Message] = (),
+    ) -> Answer:
+        *_, answer = self.stream(question, k, filters, history)
+        return answer
+
+    def stream(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: Filters | None = None,
+        history: Sequence[Message] = (),
+    ) -> Iterator[str | Answer]:
+        """Pieces of a generated answer as they are written (none for extractive
+        answers), then the `Answer`. A bad question raises `QuestionError` on the first
+        `next()`, before any work is done."""
         question = check_question(question, self.max_question_chars)
         k = check_k(self.k if k is None else k)
+        history = turns(history)
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        hits = self.retriever.search(question, max(k, SUPPORT_PASSAGES), filters, timings=timings)
-        timings["retrieve_ms"] = (time.perf_counter() - started) * 1000
+        llm = self.answerer if isinstance(self.answerer, LLMAnswerer) else None
+        llm_down = False
+        standalone = standalone_question(history, question)
+        if llm and history:
+            try:
+                standalone = llm.condense(history, question)
+            except LLMUnavailable:
+                llm_down = True  # don't wait for it a second time to answer
+            timings["condense_ms"] = (time.perf_counter() - started) * 1000
         clock = time.perf_counter()
-        answer = self.answerer.answer(question, hits, k)
+        hits = self.retriever.search(standalone, max(k, SUPPORT_PASSAGES), filters, timings=timings)
+        timings["retrieve_ms"] = (time.perf_counter() - clock) * 1000
+        clock = time.perf_counter()
+        if llm is None:
+            answer = self.answerer.answer(standalone, hits, k)
+        elif llm_down:
+            answer = llm.unavailable(standalone, hits, k)
+        else:
+            for item in llm.stream(standalone, hits, k):
+                if isinstance(item, str):
+                    yield item
+                else:
+                    answer = item
         timings["answer_ms"] = (time.perf_counter() - clock) * 1000
         timings["total_ms"] = (time.perf_counter() - started) * 1000
+        answer.question = question
+        answer.standalone_question = standalone
         answer.timings_ms = timings
         answer.hits = hits
-        return answer
+        yield answer
 
 
 def build_assistant(settings: Settings, index: Index | None = None) -> Assistant:
+    """The assistant the settings describe: extractive answers, or with `llm_base_url`
+    set, the LLM's answers falling back to extractive ones."""
     index = index or open_index(settings)
     retriever = HybridRetriever(index=index, k=settings.k)
     answerer = ExtractiveAnswerer(
@@ -84,4 +131,15 @@ def build_assistant(settings: Settings, index: Index | None = None) -> Assistant
         max_chars=settings.answer_max_chars,
         refusal_threshold=settings.refusal_threshold,
     )
+    if settings.llm_base_url:
+        llm = chat_model(
+            settings.llm_base_url,
+            settings.llm_model,
+            settings.llm_api_key,
+            settings.llm_timeout,
+            settings.llm_temperature,
+        )
+        answerer = LLMAnswerer(
+            llm, load_prompts(settings.prompts_dir), answerer, settings.answer_max_chars
+        )
     return Assistant(retriever, answerer, settings.k, settings.max_question_chars)

@@ -135,6 +135,26 @@ def _iso_date(value: str | None, flag: str) -> str:
         raise fail(f"{flag} needs a date like 2024-03-15, got {value!r}", 2) from None
 
 
+def _read_history(path: Path) -> list[dict]:
+    """The `--history` file: a JSON list of {"role", "content"} messages."""
+    try:
+        history = json.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        raise fail(f"cannot read {path}: {exc.strerror or exc}", 2) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise fail(f"{path} is not UTF-8 JSON: {exc}", 2) from None
+    if not isinstance(history, list) or not all(
+        isinstance(m, dict)
+        and m.get("role") in ("user", "assistant", "system")
+        and isinstance(m.get("content"), str)
+        for m in history
+    ):
+        raise fail(
+            f'{path} must hold a JSON list of {{"role": "user"|"assistant", "content": "…"}}', 2
+        )
+    return history
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="the question, in Chinese or English")],
@@ -147,6 +167,13 @@ def ask(
         str | None, typer.Option(help="only documents dated on/before YYYY-MM-DD")
     ] = None,
     source: Annotated[str | None, typer.Option(help="only documents from this source")] = None,
+    history_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--history",
+            help='earlier turns: a JSON list of {"role": "user"|"assistant", "content": "…"}',
+        ),
+    ] = None,
 ) -> None:
     """Answer a question from the index, citing the passages used."""
     from rag.chain import QuestionError, build_assistant, check_k, check_question
@@ -162,10 +189,11 @@ def ask(
         k = check_k(settings.k if k is None else k)
     except QuestionError as exc:
         raise fail(str(exc), 2) from None
+    history = _read_history(history_file) if history_file else []
     try:
         assistant = build_assistant(settings)
         empty = assistant.retriever.index.count() == 0
-        answer = None if empty else assistant.ask(question, k=k, filters=filters)
+        answer = None if empty else assistant.ask(question, k, filters, history)
     except (RuntimeError, OSError) as exc:
         raise fail(str(exc)) from None
     if answer is None:
@@ -176,7 +204,11 @@ def ask(
     if as_json:
         out.print(json.dumps(answer.to_json(), ensure_ascii=False), markup=False)
         return
+    if answer.notice:
+        out.print(answer.notice, markup=False)
     out.print(answer.answer, markup=False)
+    for sentence in answer.unverified:
+        out.print(f"⚠ 未能在所引资料中核实的数字：{sentence}", markup=False)
     if answer.citations:
         out.print("\n来源：", markup=False)
     for c in answer.citations:

@@ -58,6 +58,19 @@ class Settings(BaseSettings):
     )
     max_question_chars: int = Field(500, ge=10, le=10000)
 
+    llm_base_url: str = Field(
+        "",
+        description="empty = extractive answers; else an OpenAI-compatible endpoint, "
+        "e.g. http://127.0.0.1:11434/v1 (Ollama) or http://gpu01:8000/v1 (vLLM)",
+    )
+    llm_model: str = Field("", description="the model name the endpoint serves")
+    llm_api_key: str = Field("", description="sent as a bearer token; local servers ignore it")
+    llm_timeout: float = Field(
+        30.0, gt=0, le=600, description="seconds to wait for the model before falling back"
+    )
+    llm_temperature: float = Field(0.1, ge=0, le=2)
+    prompts_dir: Path = Field(Path("prompts"), description="the LLM's prompt templates")
+
     host: str = Field("127.0.0.1", description="where `rag serve` listens")
     port: int = Field(7860, ge=1, le=65535)
     allowed_origins: list[str] = Field(

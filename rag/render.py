@@ -11,9 +11,12 @@ import html
 import re
 from collections.abc import Sequence
 
+from rag.grounding import sentence_spans, unmarked
+
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
 _MARKER = re.compile(r"\[(\d+)\]")
 
+UNVERIFIED_NOTE = "⚠️ 标注的句子含有未能在所引资料中核实的数字，请以原文为准。"
 NOTHING_FOUND = "知识库中没有找到相关内容。可以换个说法，或放宽日期、来源筛选后再试。"
 
 
@@ -28,10 +31,29 @@ def escape_markdown(text: str) -> str:
 
 
 def answer_markdown(answer: dict) -> str:
-    """The answer for a chat bubble: escaped, with each `[n]` linked to its source."""
-    parts, pos = [], 0
+    """The answer for a chat bubble: escaped, each `[n]` linked to its source, a fallback
+    notice above it, and ⚠️ after each sentence whose figures could not be verified."""
     text = answer["answer"]
     known = {c["n"] for c in answer["citations"]}
+    unverified = set(answer.get("unverified", ()))
+    parts, pos = [], 0
+    for start, end in sentence_spans(text):
+        parts.append(_linked(text[pos:start], known) + _linked(text[start:end], known))
+        if unmarked(text[start:end]) in unverified:
+            parts.append(" ⚠️")
+        pos = end
+    parts.append(_linked(text[pos:], known))
+    markdown = "".join(parts)
+    if unverified:
+        markdown += f"\n\n{UNVERIFIED_NOTE}"
+    if answer.get("notice"):
+        markdown = f"> {escape_markdown(answer['notice'])}\n\n{markdown}"
+    return markdown
+
+
+def _linked(text: str, known: set[int]) -> str:
+    """Escaped `text` with each marker of a known source linked to it."""
+    parts, pos = [], 0
     for m in _MARKER.finditer(text):
         n = int(m.group(1))
         if n not in known:

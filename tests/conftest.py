@@ -3,13 +3,20 @@ once per session and shared, so integration tests pay for it once."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
 
 from rag import e5_bundle
 from rag.embed import LazyEmbeddings
@@ -84,3 +91,42 @@ def run_rag(*args: str, env: dict | None = None, timeout: float = 300, **kw):
         env={**os.environ, **(env or {})},
         **kw,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(app):
+    """`app` served by uvicorn on a free local port; yields an httpx client for it."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.config.port}", timeout=60) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def sse_events(api, request: dict) -> list[dict]:
+    """The chunks of a streamed chat completion (after checking the stream's framing)."""
+    with api.stream("POST", "/v1/chat/completions", json=request) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    return chunks
+
+
+def streamed_text(chunks: list[dict]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)

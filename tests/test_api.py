@@ -1,47 +1,49 @@
 """The HTTP API over real HTTP: a uvicorn server on a free port, httpx as the client."""
 
-import json
-import socket
-import threading
-import time
-
-import httpx
 import pytest
-import uvicorn
 
 from rag.api import create_app
+from tests.conftest import serving, sse_events, streamed_text
 
 PORTAL = "http://portal.example:8080"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+FOLLOW_UP = [
+    {"role": "user", "content": "莱芜区上半年实际使用外资多少？"},
+    {"role": "assistant", "content": "上半年,全区实际使用外资3227万美元[1]"},
+]
 
 
 @pytest.fixture(scope="module")
 def api(assistant):
     app = create_app(lambda: assistant, [PORTAL], health=lambda: {"chunks": 1})
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.config.port}", timeout=60) as client:
+    with serving(app) as client:
         yield client
-    server.should_exit = True
-    thread.join(10)
 
 
 def test_ask_returns_the_rag_ask_json_object(api):
     r = api.post("/api/ask", json={"question": "莱芜区上半年实际使用外资多少？"})
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"question", "answer", "refused", "citations", "timings_ms"}
+    assert set(body) == {
+        "question",
+        "answer",
+        "refused",
+        "citations",
+        "timings_ms",
+        "standalone_question",
+        "unverified",
+        "notice",
+    }
     assert "3227万美元" in body["answer"] and body["citations"][0]["doc_id"].startswith("news/")
+    assert body["standalone_question"] == body["question"] and body["unverified"] == []
+
+
+def test_ask_keeps_the_subject_of_a_follow_up(api):
+    r = api.post("/api/ask", json={"question": "那欧美资金呢？", "history": FOLLOW_UP})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["question"] == "那欧美资金呢？"
+    assert body["standalone_question"] == "莱芜区上半年实际使用外资多少？那欧美资金呢？"
+    assert "3008万美元" in body["answer"]
 
 
 def test_ask_applies_filters_and_k(api):
@@ -115,15 +117,15 @@ def test_chat_completions_streams_server_sent_events(api):
         "stream": True,
         "messages": [{"role": "user", "content": "莱芜区上半年实际使用外资多少？"}],
     }
-    with api.stream("POST", "/v1/chat/completions", json=request) as r:
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
-    assert events[-1] == "[DONE]"
-    chunks = [json.loads(e) for e in events[:-1]]
-    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
-    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
-    assert "3227万美元" in text and len(chunks) > 3
+    chunks = sse_events(api, request)
+    assert "3227万美元" in streamed_text(chunks) and len(chunks) > 3
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and chunks[-1]["citations"]
+
+
+def test_chat_completions_reads_earlier_messages_as_history(api):
+    messages = [*FOLLOW_UP, {"role": "user", "content": "那欧美资金呢？"}]
+    r = api.post("/v1/chat/completions", json={"messages": messages})
+    assert "3008万美元" in r.json()["choices"][0]["message"]["content"]
 
 
 @pytest.mark.parametrize(

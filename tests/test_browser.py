@@ -22,6 +22,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from tests.conftest import CORPUS, RAG, REPO
+from tests.llm_server import LLMServer, Reply, cite
 
 CHROMIUM = "/usr/bin/chromium"
 HOSTILE = """---
@@ -166,6 +167,16 @@ def test_chat_page_answers_shows_sources_and_stores_feedback(page, server, data_
     assert "news/2022-08-04-laiwu-signing.txt" in rows[0][2]
 
 
+def test_a_follow_up_in_the_chat_keeps_its_subject(page, server):
+    page.goto(server + "/")
+    ask_in_chat(page, "莱芜区上半年实际使用外资多少？")
+    page.locator("#rag-sources #rag-src-1").wait_for(timeout=60_000)
+    ask_in_chat(page, "那欧美资金呢？")
+    bots = page.locator("[data-testid='bot']")
+    bots.nth(1).filter(has_text="3008万美元").wait_for(timeout=60_000)
+    assert "3008万美元" in page.locator("#rag-sources").inner_text()
+
+
 def test_nothing_relevant_found_has_its_own_state(page, server):
     page.goto(server + "/")
     ask_in_chat(page, "红烧肉怎么做才不腻？")
@@ -184,6 +195,12 @@ def test_portal_widget_asks_and_shows_an_answer_with_sources(page, portal):
     assert "明川区促进飞地经济发展的若干政策" in sources.first.inner_text()
     assert widget.locator(".bot").last.locator(".marker").count() >= 1
     page.screenshot(path=str(Path(os.environ.get("RAG_SCREENSHOTS", "/tmp")) / "portal-widget.png"))
+    # A follow-up is asked with the page's history, so it stays on 飞地 projects.
+    widget.locator("input").fill("那第四年和第五年呢？")
+    widget.locator("form button").click()
+    follow_up_sources = widget.locator(".sources").nth(1)  # none if it were refused
+    follow_up_sources.wait_for(timeout=60_000)
+    assert "6:4" in follow_up_sources.inner_text()
 
 
 def test_portal_embeds_the_chat_in_an_iframe_and_as_a_web_component(page, portal):
@@ -265,3 +282,57 @@ def test_everything_works_behind_a_reverse_proxy_under_a_sub_path(page, behind_n
     ask_in_chat(page, "莱芜区上半年实际使用外资多少？")
     page.locator("#rag-sources #rag-src-1").wait_for(timeout=60_000)
     assert "3227万美元" in page.locator("[data-testid='bot']").last.inner_text()
+
+
+@pytest.fixture(scope="module")
+def llm():
+    """A local OpenAI-compatible server standing in for the site's LLM (tests/llm_server.py)."""
+    with LLMServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def llm_web(data_dir, e5_dir, llm):
+    port = free_port()
+    env = {
+        "RAG_EMBEDDING_MODEL": str(e5_dir),
+        "RAG_LLM_BASE_URL": llm.base_url,
+        "RAG_LLM_MODEL": "qwen-test",
+        "RAG_PROMPTS_DIR": str(REPO / "prompts"),
+    }
+    proc = start_server(data_dir, port, env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_llm_answers_in_the_chat_mark_unverified_figures_and_keep_the_subject(page, llm_web, llm):
+    def reply(messages):
+        prompt = messages[-1]["content"]
+        if "改写后的问题" in prompt:
+            return Reply("莱芜区上半年实际使用欧美资金多少？")
+        if "欧美资金多少" in prompt:
+            return Reply(f"实际使用欧美资金3008万美元[{cite(messages, '3008万美元')}]。")
+        n = cite(messages, "3227万美元")
+        return Reply(f"上半年实际使用外资3227万美元[{n}]。全年目标为5000万美元[{n}]。")
+
+    llm.reply = reply
+    page.goto(llm_web + "/")
+    ask_in_chat(page, "莱芜区上半年实际使用外资多少？")
+    assert "由大模型依据知识库原文写成" in page.locator("body").inner_text()
+    page.locator("#rag-sources .rag-source").first.wait_for(timeout=60_000)
+    bot = page.locator("[data-testid='bot']").last
+    text = bot.inner_text()
+    assert "3227万美元" in text and "全年目标为5000万美元" in text
+    assert text.count("⚠️") == 2  # after the invented sentence, and the note below
+    assert "未能在所引资料中核实" in text
+    ask_in_chat(page, "那欧美资金呢？")
+    page.locator("[data-testid='bot']").nth(1).filter(has_text="3008万美元").wait_for(
+        timeout=60_000
+    )
+    page.screenshot(path=str(Path(os.environ.get("RAG_SCREENSHOTS", "/tmp")) / "chat-llm.png"))
+    condense = [r for r in llm.requests if "改写后的问题" in r["messages"][-1]["content"]]
+    assert "用户：莱芜区上半年实际使用外资多少？" in condense[-1]["messages"][-1]["content"]

@@ -41,7 +41,10 @@ def test_rag_ask_json_answers_the_seed_figure_and_cites_the_seed(tmp_path, e5_di
     result = run_rag("ask", "--json", "莱芜区上半年实际使用外资多少？", env=env)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert set(answer) == {"question", "answer", "refused", "citations", "timings_ms"}
+    assert set(answer) == {
+        *("question", "answer", "refused", "citations", "timings_ms"),  # DESIGN.md's
+        *("standalone_question", "unverified", "notice"),  # conversations and LLM answers
+    }
     assert "3227万美元" in answer["answer"] and not answer["refused"]
     cited = {c["n"]: c for c in answer["citations"]}
     first = int(re.search(r"3227万美元[^\[]*\[(\d+)\]", answer["answer"]).group(1))
@@ -63,6 +66,36 @@ def test_rag_ask_json_answers_the_seed_figure_and_cites_the_seed(tmp_path, e5_di
         "来源" in human.stdout
         and "莱芜区集中签约23个“双招双引”项目（2022-08-04，大众日报）" in human.stdout
     )
+
+    # A follow-up with --history keeps the subject of the conversation.
+    history = tmp_path / "turns.json"
+    turns = [
+        {"role": "user", "content": "莱芜区上半年实际使用外资多少？"},
+        {"role": "assistant", "content": answer["answer"]},
+    ]
+    history.write_text(json.dumps(turns, ensure_ascii=False), "utf-8")
+    follow_up = run_rag("ask", "--json", "--history", str(history), "那欧美资金呢？", env=env)
+    assert follow_up.returncode == 0, follow_up.stderr
+    assert "3008万美元" in json.loads(follow_up.stdout)["answer"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"role": "user"}', "must hold a JSON list"),
+        (b'[{"role": "user", "content": 3}]', "must hold a JSON list"),
+        (b"[{oops", "is not UTF-8 JSON"),
+        ("[]".encode("utf-16"), "is not UTF-8 JSON"),
+    ],
+)
+def test_a_bad_history_file_is_a_clear_error(tmp_path, content, message):
+    history = tmp_path / "turns.json"
+    history.write_bytes(content)
+    result = run_rag("ask", "--history", str(history), "那欧美资金呢？")
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = run_rag("ask", "--history", str(tmp_path / "nope.json"), "外资")
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,8 @@
     ".sources li.flash{border-color:#0969da;background:#eef6ff}",
     ".src-title{font-weight:600}.src-meta{color:#656d76}",
     ".quote{background:#fff3b0}",
+    ".notice{color:#6b4f00;font-size:12.5px;margin-bottom:4px}",
+    ".unverified{color:#9a3412;font-size:12.5px;margin-top:4px}",
     "form{display:flex;gap:6px;padding:8px;border-top:1px solid #d0d7de}",
     "input{flex:1;padding:8px;border:1px solid #d0d7de;border-radius:6px;font:inherit}",
     "form button{padding:8px 14px;border:none;border-radius:6px;background:#c0392b;",
@@ -107,11 +109,13 @@
   close.addEventListener("click", function () { panel.classList.remove("open"); });
 
   var turn = 0;
+  var history = [];  // this page's conversation, so follow-ups keep their subject
 
   function renderAnswer(answer) {
     turn += 1;
     var id = "t" + turn;
     var msg = el("div", "msg bot" + (answer.refused ? " empty" : ""));
+    if (answer.notice) msg.appendChild(el("div", "notice", answer.notice));
     var known = {};
     answer.citations.forEach(function (c) { known[c.n] = true; });
     var text = answer.answer, pos = 0, re = /\[(\d+)\]/g, m;
@@ -131,6 +135,9 @@
       pos = m.index + m[0].length;
     }
     msg.appendChild(document.createTextNode(text.slice(pos)));
+    (answer.unverified || []).forEach(function (sentence) {
+      msg.appendChild(el("div", "unverified", "⚠ 数字未能在所引资料中核实：" + sentence));
+    });
     log.appendChild(msg);
 
     if (answer.citations.length) {
@@ -162,7 +169,7 @@
     var pending = el("div", "msg bot", "正在查找…");
     log.appendChild(pending);
     log.scrollTop = log.scrollHeight;
-    var body = { question: question };
+    var body = { question: question, history: history.slice(-6) };
     if (k) body.k = k;
     fetch(new URL("api/ask", base).href, {
       method: "POST",
@@ -175,7 +182,11 @@
           return data;
         });
       })
-      .then(function (answer) { pending.remove(); renderAnswer(answer); })
+      .then(function (answer) {
+        pending.remove();
+        renderAnswer(answer);
+        history.push({ role: "user", content: question }, { role: "assistant", content: answer.answer });
+      })
       .catch(function (error) { pending.textContent = "出错了：" + error.message; })
       .then(function () { send.disabled = false; input.focus(); });
   });
