@@ -23,6 +23,13 @@ from rag.types import Answer, Citation, Hit
 
 REFUSAL = "知识库中没有找到与该问题相关的内容。"
 MIN_SENTENCE_CHARS = 6  # shorter pieces are headings or fragments, not answers
+# Lines that give a policy document its form but say nothing: chapter headings (第二章 奖励
+# 标准), the document number (明投促发〔2025〕3号), the addressee or a lead-in ending in a
+# colon (各街道办事处，区直有关部门：). They share the title's words, so without this they
+# would score like the clauses under them.
+_STRUCTURAL = re.compile(
+    r"^第[一二三四五六七八九十百零〇]+[章节编]\s*\S{0,20}$|〔\d{4}〕\d+号$|^[^。；]{0,60}[：:]$"
+)
 
 
 class Answerer(Protocol):
@@ -110,6 +117,7 @@ class Candidate:
     score: float = 0.0
 
 
+NOTICE_SIMILARITY = 0.6  # a sentence this close to the `notice` metadata restates it
 SUPPORTING_COVERAGE = 0.3  # a sentence elsewhere must be this much about the question
 
 
@@ -130,12 +138,15 @@ def score_sentences(
     sentences: list[list[tuple[int, int, str, set[str], set[str], float]]] = []
     for hit in hits:
         title_tokens = set(bigram_tokens(hit.chunk.meta.get("title", "")))
+        notice_tokens = set(bigram_tokens(hit.chunk.meta.get("notice", "")))
         spans = hit.sentence_spans or ((0, len(hit.chunk.text)),)
         sims = hit.sentence_scores or (hit.dense_score,) * len(spans)
         rows = []
         for (start, end), sim in zip(spans, sims, strict=True):
             text = hit.chunk.text[start:end]
             tokens = set(bigram_tokens(text))
+            if notice_tokens and jaccard(tokens, notice_tokens) >= NOTICE_SIMILARITY:
+                continue  # the document's notice about itself (示例文本…), not its content
             rows.append((start, end, text, tokens, tokens | title_tokens, sim))
         sentences.append(rows)
     # Sentences anywhere in the hits that are about the question: where corroboration counts.
@@ -148,7 +159,7 @@ def score_sentences(
     out = []
     for i, rows in enumerate(sentences[:passages]):
         for start, end, text, tokens, context, sim in rows:
-            if len(text) < MIN_SENTENCE_CHARS:
+            if len(text) < MIN_SENTENCE_CHARS or _STRUCTURAL.search(text.strip()):
                 continue
             cov = coverage(q_tokens, context, idf)
             values = typed_values(text, question)

@@ -19,7 +19,9 @@ from rag.split import sentence_spans
 from rag.types import Chunk, Hit
 
 
-def hit(doc_id: str, text: str, sims: list[float] | None = None, score: float = 1.0) -> Hit:
+def hit(
+    doc_id: str, text: str, sims: list[float] | None = None, score: float = 1.0, **meta: str
+) -> Hit:
     spans = tuple((s.start, s.end) for s in sentence_spans(text))
     sims = sims or [0.9] * len(spans)
     chunk = Chunk(
@@ -29,7 +31,7 @@ def hit(doc_id: str, text: str, sims: list[float] | None = None, score: float = 
         text,
         0,
         len(text),
-        {"title": doc_id, "date": "2024-01-01", "source": "测试"},
+        {"title": doc_id, "date": "2024-01-01", "source": "测试", **meta},
     )
     return Hit(
         chunk, score, dense_score=max(sims), sentence_spans=spans, sentence_scores=tuple(sims)
@@ -170,3 +172,18 @@ def test_a_sentence_longer_than_the_budget_is_quoted_from_its_start_verbatim():
     answer = ExtractiveAnswerer(flat_idf, max_chars=40).answer("奖励有哪些？", [h], k=1)
     quote = answer.citations[0].quotes[0]
     assert len(quote) == 40 and quote in h.chunk.text
+
+
+def test_document_form_and_notices_are_never_quoted():
+    """Headings, the document number, the addressee line and the document's own notice
+    share the question's words through the title, but answer nothing."""
+    notice = "本文件为示例文本，所述地区与机构均为虚构。"
+    text = (
+        f"【示例文本】{notice}\n明投促发〔2025〕3号\n各街道办事处，区直有关部门，各园区管委会：\n"
+        "第二章 奖励标准\n第七条 外资来源为欧美资金的，奖励比例提高0.5个百分点。"
+    )
+    passage = hit("明川区鼓励外商投资奖励办法", text, notice=notice)
+    answer = ExtractiveAnswerer(flat_idf, max_chars=300).answer(
+        "明川区鼓励外商投资奖励办法对欧美资金有什么额外奖励？", [passage], 5
+    )
+    assert answer.answer == "第七条 外资来源为欧美资金的，奖励比例提高0.5个百分点。[1]"
