@@ -347,7 +347,10 @@ def serve(
             f"`rag serve` needs the web extra ({exc.name} is missing): "
             "pip install 'policy-rag[web]'"
         ) from None
-    ui.serve(settings, host or settings.host, port or settings.port)
+    try:
+        ui.serve(settings, host or settings.host, port or settings.port)
+    except RuntimeError as exc:  # a broken prompt template, a missing extra …
+        raise fail(str(exc)) from None
 
 
 def main() -> None:

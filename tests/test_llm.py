@@ -18,7 +18,7 @@ from rag.api import create_app
 from rag.chain import build_assistant
 from rag.config import Settings
 from rag.llm import FALLBACK_NOTICE, PromptError, load_prompts
-from tests.conftest import REPO, serving, sse_events, streamed_text
+from tests.conftest import REPO, free_port, run_rag, serving, sse_events, streamed_text
 from tests.llm_server import LLMServer, Reply, cite, passages
 
 QUESTION = "莱芜区上半年实际使用外资多少？"
@@ -229,3 +229,13 @@ def test_chat_completions_never_hang_on_a_dead_model(llm, llm_api):
     chunks = sse_events(llm_api, request)
     assert streamed_text(chunks).startswith(FALLBACK_NOTICE)
     assert chunks[-1]["notice"] == FALLBACK_NOTICE and "3227万美元" in streamed_text(chunks)
+
+
+def test_a_broken_prompt_stops_rag_serve_with_a_clear_message(tmp_path):
+    folder = tmp_path / "prompts"
+    shutil.copytree(REPO / "prompts", folder)
+    (folder / "system.txt").write_text("只依据资料回答。", "utf-8")
+    env = {"RAG_LLM_BASE_URL": "http://127.0.0.1:9/v1", "RAG_PROMPTS_DIR": str(folder)}
+    result = run_rag("serve", "--port", str(free_port()), env=env, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "system.txt must use the placeholder(s) ['max_chars', 'refusal']" in result.stderr
