@@ -7,10 +7,10 @@ network idle (Gradio keeps a connection open).
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -21,7 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from tests.conftest import CORPUS, RAG, REPO
+from tests.conftest import CORPUS, RAG, REPO, free_port
 from tests.llm_server import LLMServer, Reply, cite
 
 CHROMIUM = "/usr/bin/chromium"
@@ -35,12 +35,6 @@ source: 测试来源
 第二条 防注入测试条款还包括图片标签<img src=x onerror="alert(2)">，它必须原样显示为文字。
 """
 HOSTILE_QUESTION = "防注入测试条款规定了什么？"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
@@ -68,6 +62,19 @@ def start_server(data_dir: Path, port: int, env: dict) -> subprocess.Popen:
     return proc
 
 
+@contextlib.contextmanager
+def serving(data_dir: Path, env: dict):
+    """`rag serve` on a free port until the block ends; yields its base URL."""
+    port = free_port()
+    proc = start_server(data_dir, port, env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, e5_dir) -> Path:
     root = tmp_path_factory.mktemp("web")
@@ -86,18 +93,12 @@ def portal_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(data_dir, e5_dir, portal_port):
-    port = free_port()
     env = {
         "RAG_EMBEDDING_MODEL": str(e5_dir),
         "RAG_ALLOWED_ORIGINS": f"http://127.0.0.1:{portal_port}",
     }
-    proc = start_server(data_dir, port, env)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with serving(data_dir, env) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -293,20 +294,14 @@ def llm():
 
 @pytest.fixture(scope="module")
 def llm_web(data_dir, e5_dir, llm):
-    port = free_port()
     env = {
         "RAG_EMBEDDING_MODEL": str(e5_dir),
         "RAG_LLM_BASE_URL": llm.base_url,
         "RAG_LLM_MODEL": "qwen-test",
         "RAG_PROMPTS_DIR": str(REPO / "prompts"),
     }
-    proc = start_server(data_dir, port, env)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with serving(data_dir, env) as url:
+        yield url
 
 
 def test_llm_answers_in_the_chat_mark_unverified_figures_and_keep_the_subject(page, llm_web, llm):
