@@ -4,12 +4,15 @@ Measured on rgb-dev (bench/README.md): reciprocal-rank fusion with BM25 ranks *b
 dense-only at hit@1, because BM25's same-topic distractors share the question's words.
 What does help hit@1 is the best in-context sentence of a chunk (a chunk that holds the
 answer usually has one sentence very close to the question); BM25 then only adds recall,
-with a small weight on its score normalised by the best BM25 score of the query.
+with a small weight on its score normalised by the best BM25 score of the query. A chunk
+that names only years other than the one the question asks about loses a little: it is
+most likely about another period (rgb-dev answer accuracy 0.85 → 0.87).
 """
 
 from __future__ import annotations
 
 import enum
+import re
 import time
 from dataclasses import dataclass
 
@@ -24,6 +27,7 @@ from rag.lexical import bigram_tokens, jaccard
 from rag.types import Hit
 
 NEAR_DUPLICATE = 0.9  # bigram Jaccard above which two chunks say the same thing
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
 
 
 class Mode(enum.StrEnum):
@@ -37,6 +41,15 @@ class FusionWeights:
     chunk: float = 1.0
     sentence: float = 1.0
     lexical: float = 0.02
+    other_year: float = 0.03  # 0.02–0.08 measured the same on rgb-dev; project set unmoved
+
+
+def about_other_years(text: str, question: str) -> bool:
+    """The question names a year and `text` names years, none of them that one
+    (“2023年考研报名人数…” for “2022年考研报名人数是多少”)."""
+    asked = set(_YEAR.findall(question))
+    named = set(_YEAR.findall(text))
+    return bool(asked and named and not named & asked)
 
 
 def fuse(
@@ -123,6 +136,8 @@ class HybridRetriever(BaseRetriever):
             scores = bm25
         else:
             scores = fuse(chunk_sim, best_sentence, bm25, self.weights)
+            other_period = [about_other_years(s.chunk.text, question) for s in stored]
+            scores -= self.weights.other_year * np.array(other_period, dtype=np.float32)
 
         hits: list[Hit] = []
         kept_tokens: list[set[str]] = []

@@ -5,7 +5,7 @@ from langchain_core.documents import Document
 
 from rag.index import Filters
 from rag.ingest import ingest
-from rag.retrieve import FusionWeights, HybridRetriever, Mode, fuse
+from rag.retrieve import FusionWeights, HybridRetriever, Mode, about_other_years, fuse
 
 SEED = "news/2022-08-04-laiwu-signing.txt"
 
@@ -92,3 +92,12 @@ def test_date_filters_treat_undated_documents_alike_in_both_retrievers():
     assert Filters(doc_type="news").mask(fields).tolist() == [False, True, False]
     assert Filters(exclude_docs=frozenset({"b"})).mask(fields).tolist() == [True, False, True]
     assert Filters().chroma_where() is None and not Filters()
+
+
+def test_a_chunk_about_another_year_is_recognised():
+    question = "2022年考研报名人数是多少"
+    assert about_other_years("2023年考研报名人数约474万人。", question)
+    assert not about_other_years("2022年考研报名人数457万，比2021年增加80万。", question)
+    assert not about_other_years("考研报名人数再创新高。", question)  # names no year
+    assert not about_other_years("2023年考研报名人数约474万人。", "考研报名人数是多少")
+    assert not about_other_years("编号20231号文件", question)  # not a year: more digits
