@@ -12,17 +12,25 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-_MARKER = re.compile(r"\[(\d+)\]")
-# Dates first, so "2024年4月1日" is one figure rather than three numbers.
+MARKER = re.compile(r"\[(\d{1,3})\]")  # a citation marker [n]
+# Dates first, so "2024年4月1日" is one figure rather than three numbers. Amounts written
+# in Chinese numerals (五百万元, 百分之五十) are figures too.
 _FIGURE = re.compile(
-    r"\d{4}年\d{1,2}月\d{1,2}日|\d{4}年\d{1,2}月|\d{1,2}月\d{1,2}日|\d{4}-\d{1,2}-\d{1,2}"
-    r"|\d+(?:[.,]\d+)*(?:\s*[万亿千百])?(?:\s*[%‰])?"
+    r"\d{4}年\d{1,2}月\d{1,2}日|\d{4}年\d{1,2}月|\d{1,2}月\d{1,2}日"
+    r"|\d+(?:\.\d+)?(?:[万亿千百])?[%‰]?"
+    r"|百分之[零〇一二三四五六七八九十百点]+"
+    r"|[零〇一二三四五六七八九十百千两]+(?:点[零〇一二三四五六七八九]+)?[万亿]?(?:元|美元|倍|个百分点)"
 )
-_SENTENCE = re.compile(r"[^。！？；!?;\n]+[。！？；!?;\n]*(?:\s*\[\d+\])*")
+# Sentences end at 。！？ and line ends; a clause after ；still belongs to the sentence
+# whose marker closes it ("补贴50万元；最高100万元[1]。").
+_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?\n]*(?:\s*\[\d{1,3}\])*")
 _NOT_COVERED = re.compile(
     r"没有找到|未找到|没有(?:提及|提到|涉及|相关)|未(?:提及|提到|涉及)|无法(?:回答|确定|找到)"
     r"|不包含|并未说明|没有说明|资料中没有|材料中没有|不足以回答"
 )
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_ISO_DATE = re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})")
+_LEADING_ZERO = re.compile(r"(?<=[年月])0(?=\d[月日])")
 
 
 @dataclass(frozen=True)
@@ -33,22 +41,29 @@ class Checked:
 
 
 def _norm(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).replace(",", "").replace(" ", "")
+    """One spelling per figure: half-width (５０％ → 50%), no thousands separators (1,000)
+    or spaces, dates as 2024年4月1日 (from 2024-04-01 or 2024年04月01日)."""
+    text = _THOUSANDS.sub("", text)  # before NFKC: a full-width ，separates list items
+    text = unicodedata.normalize("NFKC", text).replace(" ", "")
+    text = _ISO_DATE.sub(lambda m: f"{m[1]}年{int(m[2])}月{int(m[3])}日", text)
+    return _LEADING_ZERO.sub("", text)
 
 
 def _stated_in(figure: str, normalised_text: str) -> bool:
     """`figure` occurs as a whole number: "5" is not in "2025", "88.6" not in "188.6"."""
-    pattern = r"(?<![\d.])" + re.escape(_norm(figure)) + r"(?!\d|\.\d)"
+    pattern = r"(?<![\d.])" + re.escape(figure)
+    if figure[-1].isdigit():
+        pattern += r"(?!\d|\.\d)"
     return re.search(pattern, normalised_text) is not None
 
 
 def figures(text: str) -> list[str]:
-    """Dates, numbers, percentages and 万/亿 amounts stated in `text`."""
-    return [m.group(0) for m in _FIGURE.finditer(_MARKER.sub("", text))]
+    """Dates, numbers, percentages and amounts stated in `text`, normalised."""
+    return [m.group(0) for m in _FIGURE.finditer(_norm(MARKER.sub("", text)))]
 
 
 def strip_unknown_markers(text: str, known: set[int]) -> str:
-    return _MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in known else "", text)
+    return MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in known else "", text)
 
 
 def check(answer: str, passages: Mapping[int, str]) -> Checked:
@@ -56,7 +71,7 @@ def check(answer: str, passages: Mapping[int, str]) -> Checked:
     the passages it cites (a sentence citing nothing verifies nothing)."""
     text = strip_unknown_markers(answer, set(passages))
     cited: list[int] = []
-    for m in _MARKER.finditer(text):
+    for m in MARKER.finditer(text):
         if int(m.group(1)) not in cited:
             cited.append(int(m.group(1)))
     unverified = []
@@ -65,7 +80,7 @@ def check(answer: str, passages: Mapping[int, str]) -> Checked:
         stated = figures(sentence)
         if not stated:
             continue
-        sources = _norm("\n".join(passages[int(n)] for n in _MARKER.findall(sentence)))
+        sources = _norm("\n".join(passages[int(n)] for n in MARKER.findall(sentence)))
         if not all(_stated_in(f, sources) for f in stated):
             unverified.append(unmarked(sentence))
     return Checked(text, cited, unverified)
@@ -75,9 +90,9 @@ def supporting_sentences(answer: str, n: int, passage: str) -> tuple[str, ...]:
     """The sentences of passage `n` that hold a figure the answer states while citing
     [n]: what the sources panel highlights for a generated answer."""
     stated = {
-        _norm(f)
+        f
         for start, end in sentence_spans(answer)
-        if str(n) in _MARKER.findall(answer[start:end])
+        if str(n) in MARKER.findall(answer[start:end])
         for f in figures(answer[start:end])
     }
     return tuple(
@@ -95,7 +110,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
 def unmarked(sentence: str) -> str:
     """A sentence as `unverified` lists it: without its markers."""
-    return _MARKER.sub("", sentence).strip()
+    return MARKER.sub("", sentence).strip()
 
 
 def says_not_covered(text: str) -> bool:

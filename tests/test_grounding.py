@@ -18,10 +18,22 @@ PASSAGES = {
 def test_figures_are_dates_numbers_percentages_and_amounts():
     assert figures("自2025年2月1日起，奖励1,000万元，占比12.5%，共3项[2]。") == [
         "2025年2月1日",
-        "1,000万",
+        "1000万",
         "12.5%",
         "3",
     ]
+    # One spelling each: full-width, ISO dates, leading zeros, Chinese-numeral amounts.
+    assert figures("补贴５０％，2024-04-01起，2024年04月至今") == [
+        "50%",
+        "2024年4月1日",
+        "2024年4月",
+    ]
+    assert figures("最高五百万元，提高百分之五十，另加一点五个百分点") == [
+        "五百万元",
+        "百分之五十",
+        "一点五个百分点",
+    ]
+    assert figures("一次性奖励，十分重要") == []  # Chinese numerals without an amount unit
 
 
 def test_figures_must_be_in_a_passage_the_sentence_cites():
@@ -73,3 +85,22 @@ def test_supporting_sentences_are_those_holding_the_cited_figures():
     )
     assert supporting_sentences(answer, 1, PASSAGES[1]) == (PASSAGES[1],)
     assert supporting_sentences("详见办法[2]。", 2, PASSAGES[2]) == ()
+
+
+def test_figures_are_compared_in_one_spelling():
+    passages = {
+        1: "本办法自2024年4月1日起施行。分别奖励100，200，300万元。",
+        2: "施行日期：2024-04-01。租金补贴50%。",
+    }
+    checked = check(
+        "自2024年4月起施行[1]。施行日期为2024年4月1日[2]。分别奖励100、200、300万元[1]。补贴５０％[2]。",
+        passages,
+    )
+    assert checked.unverified == []
+    assert check("补贴五百万元[1]。", passages).unverified == ["补贴五百万元。"]
+    assert check("补贴５０％[1]。", {1: "补贴50万元。"}).unverified == ["补贴５０％。"]
+
+
+def test_a_clause_after_a_semicolon_shares_its_sentence_marker():
+    passage = {1: "企业补贴50万元；单个企业最高100万元。"}
+    assert check("企业补贴50万元；最高100万元[1]。", passage).unverified == []
