@@ -94,7 +94,7 @@ class Assistant:
         standalone = standalone_question(history, question)
         if llm and history:
             try:
-                standalone = llm.condense(history, question)
+                standalone = llm.condense(history, question) or standalone
             except LLMUnavailable:
                 llm_down = True  # don't wait for it a second time to answer
             timings["condense_ms"] = (time.perf_counter() - started) * 1000
@@ -138,8 +138,13 @@ def build_assistant(settings: Settings, index: Index | None = None) -> Assistant
             settings.llm_api_key,
             settings.llm_timeout,
             settings.llm_temperature,
+            max_tokens=4 * settings.answer_max_chars,  # a Chinese character is 1–2 tokens
         )
         answerer = LLMAnswerer(
-            llm, load_prompts(settings.prompts_dir), answerer, settings.answer_max_chars
+            llm,
+            load_prompts(settings.prompts_dir),
+            answerer,
+            settings.answer_max_chars,
+            settings.llm_timeout,
         )
     return Assistant(retriever, answerer, settings.k, settings.max_question_chars)

@@ -66,7 +66,10 @@ class Settings(BaseSettings):
     llm_model: str = Field("", description="the model name the endpoint serves")
     llm_api_key: str = Field("", description="sent as a bearer token; local servers ignore it")
     llm_timeout: float = Field(
-        30.0, gt=0, le=600, description="seconds to wait for the model before falling back"
+        60.0,
+        gt=0,
+        le=600,
+        description="seconds an LLM answer may take before the extractive answer is given instead",
     )
     llm_temperature: float = Field(0.1, ge=0, le=2)
     prompts_dir: Path = Field(Path("prompts"), description="the LLM's prompt templates")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ class Reply:
     status: int = 200  # anything else: an error body instead of an answer
     delay: float = 0.0  # seconds before the first byte (to provoke timeouts)
     drop_after: int | None = None  # streamed pieces sent before the connection is cut
+    piece_delay: float = 0.0  # seconds between streamed pieces (a slow, rambling model)
 
 
 ReplyFn = Callable[[list[dict]], Reply]
@@ -87,6 +89,7 @@ class LLMServer:
                         self.close_connection = True
                         return  # no terminating chunk: the client sees a broken body
                     self._event(chunk(body, {"content": piece}))
+                    time.sleep(reply.piece_delay)
                 self._event(chunk(body, {}, "stop"))
                 self._write(b"data: [DONE]\n\n")
                 self._write(b"")  # the last chunk of the chunked body
@@ -98,7 +101,7 @@ class LLMServer:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -110,6 +113,12 @@ class LLMServer:
     def __exit__(self, *exc) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that gave up
+            super().handle_error(request, client_address)
 
 
 def completion(body: dict, text: str) -> dict:

@@ -17,7 +17,7 @@ import pytest
 from rag.api import create_app
 from rag.chain import build_assistant
 from rag.config import Settings
-from rag.llm import FALLBACK_NOTICE, PromptError, load_prompts
+from rag.llm import FALLBACK_NOTICE, UNCITED_NOTICE, PromptError, load_prompts
 from tests.conftest import REPO, free_port, run_rag, serving, sse_events, streamed_text
 from tests.llm_server import LLMServer, Reply, cite, passages
 
@@ -107,7 +107,11 @@ def test_an_answer_saying_the_material_does_not_cover_it_is_a_refusal(llm, make_
     assert answer.answer == load_prompts(REPO / "prompts").no_answer
 
 
-@pytest.mark.parametrize("failure", [Reply(delay=3.0), Reply(status=500)], ids=["timeout", "500"])
+@pytest.mark.parametrize(
+    "failure",
+    [Reply(delay=3.0), Reply(status=500), Reply("上半年" * 40, piece_delay=0.1), Reply("")],
+    ids=["timeout", "500", "too-slow-in-all", "empty"],
+)
 def test_on_llm_failure_the_extractive_answer_comes_back_with_a_notice(
     llm, make_assistant, failure
 ):
@@ -115,11 +119,51 @@ def test_on_llm_failure_the_extractive_answer_comes_back_with_a_notice(
     assistant = make_assistant(timeout=1.0)
     started = time.perf_counter()
     answer = assistant.ask(QUESTION)
-    if failure.delay:  # it gave up at its timeout, before the server would have replied
-        assert time.perf_counter() - started < failure.delay
+    if failure.delay or failure.piece_delay:  # it gave up, long before the server was done
+        assert time.perf_counter() - started < 3.0
     assert answer.notice == FALLBACK_NOTICE and not answer.refused
     assert "3227万美元" in answer.answer and answer.citations
     assert len(llm.requests) == 1  # no retries: the user is waiting
+
+
+@pytest.mark.parametrize(
+    "reply", ["[1][2]", "上半年实际使用外资3227万美元，同比增长88.6%。"], ids=["markers", "none"]
+)
+def test_an_answer_citing_nothing_is_not_given(llm, make_assistant, reply):
+    llm.reply = lambda messages: Reply(reply)
+    answer = make_assistant().ask(QUESTION)
+    assert answer.notice == UNCITED_NOTICE and answer.citations and not answer.refused
+    assert answer.answer != reply and "3227万美元" in answer.answer  # the extractive one
+
+
+def test_a_not_covered_answer_with_a_marker_is_still_a_refusal(llm, make_assistant):
+    llm.reply = lambda messages: Reply("资料中没有提及该地区的土地出让价格[1]。")
+    answer = make_assistant().ask("明川区工业用地出让底价是每亩多少钱？")
+    assert answer.refused and answer.citations == [] and not answer.notice
+
+
+@pytest.mark.parametrize(
+    ("condensed", "expected"),
+    [
+        (
+            "<think>用户在问欧美资金。</think>\n改写后的问题：“莱芜区上半年实际使用欧美资金多少？”",
+            "莱芜区上半年实际使用欧美资金多少？",
+        ),
+        ("", "莱芜区上半年实际使用外资多少？那欧美资金呢？"),  # unusable: the offline rule
+        ("莱" * 500, "莱芜区上半年实际使用外资多少？那欧美资金呢？"),
+    ],
+    ids=["wrapped", "empty", "runaway"],
+)
+def test_the_models_rewrite_is_cleaned_or_replaced(llm, make_assistant, condensed, expected):
+    def reply(messages):
+        if "改写后的问题" in messages[-1]["content"]:
+            return Reply(condensed)
+        return Reply(f"实际使用欧美资金3008万美元[{cite(messages, '3008万美元')}]。")
+
+    llm.reply = reply
+    history = [{"role": "user", "content": QUESTION}]
+    answer = make_assistant().ask("那欧美资金呢？", history=history)
+    assert answer.standalone_question == expected
 
 
 def test_a_follow_up_is_condensed_by_the_model_before_retrieval(llm, make_assistant):
@@ -163,6 +207,9 @@ def test_prompt_templates_are_checked_at_start(tmp_path):
         load_prompts(folder)
     (folder / "answer.txt").write_text("{passages}{question}{user}", "utf-8")
     with pytest.raises(PromptError, match="unknown placeholder"):
+        load_prompts(folder)
+    (folder / "answer.txt").write_text("{passages}{question}{}", "utf-8")
+    with pytest.raises(PromptError, match="not a valid template"):
         load_prompts(folder)
     (folder / "answer.txt").unlink()
     with pytest.raises(PromptError, match="cannot read prompt"):
@@ -218,6 +265,7 @@ def test_chat_completions_stream_the_models_text_as_it_arrives(llm, llm_api):
     text = streamed_text(chunks)
     assert text.startswith("实际使用外资3227万美元[") and "[9]" not in text
     assert "来源：" in text  # the plain-text source list follows the model's words
+    assert "未能在所引资料中核实" in text and "- 同比增长99%。" in text
     last = chunks[-1]
     assert last["choices"][0]["finish_reason"] == "stop" and last["unverified"] == ["同比增长99%。"]
     assert markers(text.split("来源：")[0]) == {c["n"] for c in last["citations"]}
