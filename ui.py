@@ -76,6 +76,16 @@ class AnswerLog:
         with self._lock:
             return self._log.get(session, {}).get(index)
 
+    def plain(self, session: str, history: list[dict]) -> list[dict]:
+        """The chat history with each answer as its plain text rather than the rendered
+        markdown the chatbot holds (links, escapes, notices)."""
+        return [
+            {**m, "content": answer["answer"]}
+            if m.get("role") == "assistant" and (answer := self.get(session, i))
+            else m
+            for i, m in enumerate(history)
+        ]
+
 
 def build_blocks(assistant: Assistant, sources: list[str], feedback: FeedbackStore) -> gr.Blocks:
     answers = AnswerLog()
@@ -87,14 +97,14 @@ def build_blocks(assistant: Assistant, sources: list[str], feedback: FeedbackSto
     )
 
     def respond(message, history, since, until, source, k, request: gr.Request):
-        written = ""
+        written, session = "", request.session_hash or ""
         try:
             filters = Filters(
                 since=parse_date(since, "起始日期"),
                 until=parse_date(until, "截止日期"),
                 source="" if source in (None, "", ALL_SOURCES) else source,
             )
-            for item in assistant.stream(message, int(k), filters, history):
+            for item in assistant.stream(message, int(k), filters, answers.plain(session, history)):
                 if isinstance(item, str):  # an LLM's words as they come, sources after
                     written += item
                     yield escape_markdown(written), sources_html(None)
@@ -107,7 +117,7 @@ def build_blocks(assistant: Assistant, sources: list[str], feedback: FeedbackSto
         if not written:  # an extractive answer: shown a sentence at a time
             for marker in list(SENTENCE_END.finditer(text))[:-1]:
                 yield text[: marker.end()], sources_html(None)
-        answers.put(request.session_hash or "", len(history) + 1, answer)
+        answers.put(session, len(history) + 1, answer)
         yield text, sources_html(answer)
 
     def on_like(data: gr.LikeData, request: gr.Request):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from rag.grounding import MARKER
 from rag.lexical import bigram_tokens, jaccard
 from rag.types import Answer, Citation, Hit
 
@@ -224,13 +225,10 @@ def select(
     return chosen
 
 
-_MARKER = re.compile(r"\[(\d+)\]")
-
-
 def plain_brackets(text: str) -> str:
     """A quoted "[2]" (a footnote in the source) must not read as one of our citation
     markers: write it with full-width brackets."""
-    return _MARKER.sub(r"［\1］", text)
+    return MARKER.sub(r"［\1］", text)
 
 
 _WHICH_DOCUMENT = re.compile(

@@ -23,8 +23,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rag.chain import Assistant, QuestionError
+from rag.history import text_of
 from rag.index import Filters
-from rag.render import sources_text
+from rag.render import sources_text, unverified_text
 
 MODEL_NAME = "policy-rag"
 _MAX_TEXT = 20_000  # characters of any one message: far beyond a question, bounds the body
@@ -57,9 +58,7 @@ class Message(BaseModel):
     @classmethod
     def _parts_to_text(cls, value):
         """OpenAI clients may send content as a list of parts; keep the text parts."""
-        if isinstance(value, list):
-            return "".join(p.get("text", "") for p in value if isinstance(p, dict))
-        return value
+        return text_of(value) if isinstance(value, list) else value
 
 
 class AskRequest(BaseModel):
@@ -159,7 +158,7 @@ def create_app(
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if not body.stream:
             answer = assistant().ask(question, history=history).to_json()
-            content = _text(answer) + sources_text(answer)
+            content = _text(answer) + unverified_text(answer) + sources_text(answer)
             return {
                 "id": completion_id,
                 "object": "chat.completion",
@@ -223,12 +222,12 @@ def _sse(completion_id: str, created: int, model: str, pieces: Iterator) -> Iter
             yield chunk({"content": item})
             continue
         answer = item.to_json()
-        if streamed and answer["notice"]:  # the model failed part-way: say so, then quote
-            rest = f"\n\n{answer['notice']}\n{answer['answer']}"
+        if streamed and answer["notice"]:  # the model failed part-way: void what it wrote
+            rest = f"\n\n（以上回答未完成，作废。）{_text(answer)}"
         elif streamed:  # the model's text is out; a refusal is only flagged below
-            rest = ""
+            rest = unverified_text(answer)
         else:
-            rest = _text(answer)
+            rest = _text(answer) + unverified_text(answer)
         for piece in _pieces(rest + sources_text(answer)):
             yield chunk({"content": piece})
         yield chunk(

@@ -150,7 +150,9 @@ def _read_history(path: Path) -> list[dict]:
         for m in history
     ):
         raise fail(
-            f'{path} must hold a JSON list of {{"role": "user"|"assistant", "content": "…"}}', 2
+            f'{path} must hold a JSON list of {{"role": "user"|"assistant"|"system", '
+            '"content": "…"}',
+            2,
         )
     return history
 

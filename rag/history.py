@@ -19,9 +19,9 @@ MAX_TURNS = 6  # messages of history that inform a question; older ones rarely m
 # A question that leans on the one before it: opens with a connective, ends with 呢,
 # or points back with a pronoun.
 _LEANS_BACK = re.compile(
-    r"^(?:那么?|还有|另外|此外|以及|再|其中|同样|如果是|换成|改成)"
+    r"^(?:那么?|还有|另外|此外|以及|其中|同样|如果是|换成|改成)"
     r"|呢\s*[？?。!！]*\s*$"
-    r"|它|它们|其[中他它]|该(?:政策|办法|文件|项目|区|地|企业|奖励|补贴|条款)|这(?:个|项|些|条|份)|上述|前面|刚才"
+    r"|它|该(?:政策|办法|文件|项目|区|地|企业|奖励|补贴|条款)|这(?:个|项|条|份)|上述|前面|刚才"
 )
 _TRAILING_MARKS = re.compile(r"[\s？?。!！]+$")
 _SHORT = 6  # a question of this few characters cannot stand alone
@@ -59,15 +59,12 @@ def leans_back(question: str) -> bool:
 
 def standalone_question(history: Iterable[Message], question: str) -> str:
     """The question as retrieval should see it: itself when it stands alone, otherwise
-    the previous standalone question followed by it."""
-    previous = ""
+    the last question that stood alone followed by it (so a chain of follow-ups keeps
+    the subject without growing)."""
+    subject = ""
     for message in turns(history)[-MAX_TURNS:]:
-        if message["role"] == "user":
-            previous = _joined(previous, message["content"])
-    return _joined(previous, question)
-
-
-def _joined(previous: str, question: str) -> str:
-    if not previous or not leans_back(question):
+        if message["role"] == "user" and not leans_back(message["content"]):
+            subject = message["content"]
+    if not subject or not leans_back(question):
         return question
-    return f"{_TRAILING_MARKS.sub('', previous)}？{question}"
+    return f"{_TRAILING_MARKS.sub('', subject)}？{question}"

@@ -11,10 +11,9 @@ import html
 import re
 from collections.abc import Sequence
 
-from rag.grounding import sentence_spans, unmarked
+from rag.grounding import MARKER, sentence_spans, unmarked
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
-_MARKER = re.compile(r"\[(\d+)\]")
 
 UNVERIFIED_NOTE = "⚠️ 标注的句子含有未能在所引资料中核实的数字，请以原文为准。"
 NOTHING_FOUND = "知识库中没有找到相关内容。可以换个说法，或放宽日期、来源筛选后再试。"
@@ -54,7 +53,7 @@ def answer_markdown(answer: dict) -> str:
 def _linked(text: str, known: set[int]) -> str:
     """Escaped `text` with each marker of a known source linked to it."""
     parts, pos = [], 0
-    for m in _MARKER.finditer(text):
+    for m in MARKER.finditer(text):
         n = int(m.group(1))
         if n not in known:
             continue
@@ -96,6 +95,15 @@ def sources_html(answer: dict | None) -> str:
             f'<div class="rag-source-text">{highlight(c["text"], c.get("quotes", []))}</div></li>'
         )
     return f'<ol class="rag-sources">{"".join(items)}</ol>'
+
+
+def unverified_text(answer: dict) -> str:
+    """Plain-text warning listing the sentences whose figures could not be verified."""
+    if not answer.get("unverified"):
+        return ""
+    lines = ["", "", "⚠ 以下句子中的数字未能在所引资料中核实，请以原文为准："]
+    lines += [f"- {sentence}" for sentence in answer["unverified"]]
+    return "\n".join(lines)
 
 
 def sources_text(answer: dict) -> str:

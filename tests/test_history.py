@@ -26,14 +26,21 @@ def test_elliptical_questions_lean_on_the_previous_one(question):
 
 
 @pytest.mark.parametrize(
-    "question", ["明川区写字楼租金补贴第一年是多少？", "飞地项目的税收怎么分成？"]
+    "question",
+    [
+        "明川区写字楼租金补贴第一年是多少？",
+        "飞地项目的税收怎么分成？",
+        "再生资源产业有什么补贴？",
+        "这些年外资增长多少？",
+        "其他区县的招商政策有哪些？",
+    ],
 )
 def test_a_question_that_stands_alone_is_kept_as_it_is(question):
     assert not leans_back(question)
     assert standalone_question([{"role": "user", "content": FIRST}], question) == question
 
 
-def test_follow_ups_chain_back_to_the_last_standalone_question():
+def test_follow_ups_lean_on_the_last_question_that_stood_alone():
     history = [
         {"role": "user", "content": "飞地项目的税收怎么分成？"},
         {"role": "assistant", "content": "按5:5分成[1]。"},
@@ -43,7 +50,7 @@ def test_follow_ups_chain_back_to_the_last_standalone_question():
         {"role": "assistant", "content": "3008万美元[1]。"},
     ]
     assert standalone_question(history, "制造业外资呢？") == (
-        "莱芜区上半年实际使用外资多少？那欧美资金呢？制造业外资呢？"
+        "莱芜区上半年实际使用外资多少？制造业外资呢？"
     )
     assert standalone_question([], "那欧美资金呢？") == "那欧美资金呢？"
 
