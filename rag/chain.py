@@ -60,7 +60,7 @@ def check_k(k: int) -> int:
 @dataclass
 class Assistant:
     retriever: HybridRetriever
-    answerer: Answerer
+    answerer: Answerer | LLMAnswerer  # LLMAnswerer streams; see `stream`
     k: int = 5
     max_question_chars: int = 500
 
