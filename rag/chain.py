@@ -1,6 +1,6 @@
 """The question-answering chain, wired from the one `Settings` object.
 
-question (+ history) → standalone question → retrieve (hybrid) → answer (extractive, or an
+question (+ history) → standalone question → retrieve (hybrid) → [rerank] → answer (extractive, or an
 LLM checked by rag.grounding) → `Answer` with citations and timings.
 """
 
@@ -16,6 +16,7 @@ from rag.embed import LazyEmbeddings
 from rag.history import Message, standalone_question, turns
 from rag.index import Filters, Index
 from rag.llm import LLMAnswerer, LLMUnavailable, chat_model, load_prompts
+from rag.rerank import CrossEncoderReranker
 from rag.retrieve import HybridRetriever
 from rag.types import Answer
 
@@ -63,6 +64,7 @@ class Assistant:
     answerer: Answerer | LLMAnswerer  # LLMAnswerer streams; see `stream`
     k: int = 5
     max_question_chars: int = 500
+    reranker: CrossEncoderReranker | None = None
 
     def ask(
         self,
@@ -101,6 +103,8 @@ class Assistant:
         clock = time.perf_counter()
         hits = self.retriever.search(standalone, max(k, SUPPORT_PASSAGES), filters, timings=timings)
         timings["retrieve_ms"] = (time.perf_counter() - clock) * 1000
+        if self.reranker:
+            hits = self.reranker.rerank(standalone, hits, timings)
         clock = time.perf_counter()
         if llm is None:
             answer = self.answerer.answer(standalone, hits, k)
@@ -147,4 +151,5 @@ def build_assistant(settings: Settings, index: Index | None = None) -> Assistant
             settings.answer_max_chars,
             settings.llm_timeout,
         )
-    return Assistant(retriever, answerer, settings.k, settings.max_question_chars)
+    reranker = CrossEncoderReranker(settings.rerank_model) if settings.rerank_model else None
+    return Assistant(retriever, answerer, settings.k, settings.max_question_chars, reranker)

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
             )
         return self
 
+    rerank_model: str = Field(
+        "",
+        description="empty = no reranking; a local sentence-transformers CrossEncoder folder "
+        "(e.g. bge-reranker-base) that reorders the retrieved passages",
+    )
     k: int = Field(5, ge=1, le=50, description="passages an answer may quote")
     answer_max_chars: int = Field(300, ge=20, le=4000, description="length budget of an answer")
     refusal_threshold: float = Field(
