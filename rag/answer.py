@@ -314,17 +314,42 @@ class ExtractiveAnswerer:
             (c.similarity + self.weights.coverage * c.coverage for c in candidates), default=0.0
         )
 
-    def answer(self, question: str, hits: Sequence[Hit], k: int) -> Answer:
+    def choose(self, question: str, hits: Sequence[Hit], k: int, max_chars: int) -> list[Candidate]:
+        """The sentences that answer `question` from the first `k` hits; none when the
+        evidence is too weak to answer."""
         candidates = score_sentences(question, hits, self.idf, k, self.weights)
         if not candidates or self.evidence(candidates) < self.refusal_threshold:
-            return Answer(question=question, answer=REFUSAL, refused=True)
-        chosen = select(
+            return []
+        return select(
             candidates,
-            self.max_chars,
+            max_chars,
             self.relative_cutoff,
             self.redundancy,
             set(bigram_tokens(question)),
             self.idf,
             self.coverage_gain,
         )
+
+    def answer(self, question: str, hits: Sequence[Hit], k: int) -> Answer:
+        chosen = self.choose(question, hits, k, self.max_chars)
+        if not chosen:
+            return Answer(question=question, answer=REFUSAL, refused=True)
+        return compose(question, hits, chosen, attribute=wants_attribution(question))
+
+    def answer_parts(
+        self, question: str, parts: Sequence[tuple[str, Sequence[Hit]]], hits: Sequence[Hit], k: int
+    ) -> Answer:
+        """One answer to a question split into `parts` (each a question and its own hits):
+        each part chooses its sentences within an equal share of the length budget, and
+        they are cited from `hits`, the parts' hits merged. Refused only when no part
+        has evidence enough."""
+        position = {hit.chunk.chunk_id: i for i, hit in enumerate(hits)}
+        chosen: list[Candidate] = []
+        for part, part_hits in parts:
+            for cand in self.choose(part, part_hits, k, self.max_chars // len(parts)):
+                cand = replace(cand, hit=position[part_hits[cand.hit].chunk.chunk_id])
+                if all((cand.hit, cand.start) != (c.hit, c.start) for c in chosen):
+                    chosen.append(cand)
+        if not chosen:
+            return Answer(question=question, answer=REFUSAL, refused=True)
         return compose(question, hits, chosen, attribute=wants_attribution(question))

@@ -1,7 +1,8 @@
 """The question-answering chain, wired from the one `Settings` object.
 
-question (+ history) → standalone question → retrieve (hybrid) → [rerank] → answer (extractive, or an
-LLM checked by rag.grounding) → `Answer` with citations and timings.
+question (+ history) → standalone question → one question per compared item (“A和B分别…”)
+→ retrieve (hybrid) → [rerank] → answer (extractive, or an LLM checked by rag.grounding)
+→ `Answer` with citations and timings.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from dataclasses import dataclass
 
 from rag.answer import Answerer, ExtractiveAnswerer
 from rag.config import Settings
+from rag.decompose import split_comparison
 from rag.embed import LazyEmbeddings
 from rag.history import Message, standalone_question, turns
 from rag.index import Filters, Index
 from rag.llm import LLMAnswerer, LLMUnavailable, chat_model, load_prompts
 from rag.rerank import CrossEncoderReranker
-from rag.retrieve import HybridRetriever
+from rag.retrieve import HybridRetriever, interleave
 from rag.types import Answer
 
 SUPPORT_PASSAGES = 10  # retrieved beyond k only to corroborate candidate answers
@@ -101,12 +103,20 @@ class Assistant:
                 llm_down = True  # don't wait for it a second time to answer
             timings["condense_ms"] = (time.perf_counter() - started) * 1000
         clock = time.perf_counter()
-        hits = self.retriever.search(standalone, max(k, SUPPORT_PASSAGES), filters, timings=timings)
+        parts = []
+        for part in split_comparison(standalone):
+            part_hits = self.retriever.search(
+                part, max(k, SUPPORT_PASSAGES), filters, timings=timings
+            )
+            if self.reranker:
+                part_hits = self.reranker.rerank(part, part_hits, timings)
+            parts.append((part, part_hits))
+        hits = interleave([part_hits for _, part_hits in parts])
         timings["retrieve_ms"] = (time.perf_counter() - clock) * 1000
-        if self.reranker:
-            hits = self.reranker.rerank(standalone, hits, timings)
         clock = time.perf_counter()
-        if llm is None:
+        if llm is None and len(parts) > 1:
+            answer = self.answerer.answer_parts(standalone, parts, hits, k)
+        elif llm is None:
             answer = self.answerer.answer(standalone, hits, k)
         elif llm_down:
             answer = llm.unavailable(standalone, hits, k)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,6 +168,18 @@ class HybridRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[LCDocument]:
         return [to_langchain(hit) for hit in self.search(query)]
+
+
+def interleave(hit_lists: Sequence[Sequence[Hit]]) -> list[Hit]:
+    """The hits of several searches in one list: every search's first hit, then every
+    second, …, each chunk once — so each part of a split question has its best passage
+    among the first ones."""
+    merged: dict[str, Hit] = {}
+    for rank in range(max((len(h) for h in hit_lists), default=0)):
+        for hits in hit_lists:
+            if rank < len(hits):
+                merged.setdefault(hits[rank].chunk.chunk_id, hits[rank])
+    return list(merged.values())
 
 
 def to_langchain(hit: Hit) -> LCDocument:

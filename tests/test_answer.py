@@ -144,6 +144,30 @@ def test_a_second_passage_that_covers_the_rest_of_the_question_is_added():
     assert [c.text for c in with_gain][:2] == ["每年3月31日前申报。", "每年4月30日前申报。"]
 
 
+def test_a_split_question_quotes_each_part_from_its_own_hits():
+    enclave = hit(
+        "enclave", "第二十条 飞地奖补每年3月31日前申报。第二十一条 飞地资金由财政局拨付。"
+    )
+    building = hit("building", "第二十一条 楼宇扶持每年4月30日前申报。")
+    answerer = ExtractiveAnswerer(flat_idf, refusal_threshold=0.5)
+    parts = [("飞地奖补哪天前申报？", [enclave]), ("楼宇扶持哪天前申报？", [building])]
+    answer = answerer.answer_parts("飞地和楼宇分别哪天前申报？", parts, [enclave, building], k=1)
+    assert "3月31日" in answer.answer and "4月30日" in answer.answer
+    assert [c.doc_id for c in answer.citations] == ["enclave", "building"]
+    assert all(len(c.quotes) == 1 for c in answer.citations)  # each part's half of the budget
+
+
+def test_a_split_question_is_refused_only_when_every_part_is():
+    football = hit("a", "今天的足球比赛很精彩。", [0.70])
+    answerer = ExtractiveAnswerer(flat_idf, refusal_threshold=0.9)
+    weak = [("足球哪天？", [football]), ("篮球哪天？", [football])]
+    assert answerer.answer_parts("足球和篮球分别哪天？", weak, [football], k=1).refused
+    enclave = hit("enclave", "飞地奖补每年3月31日前申报。", [0.95])
+    mixed = [("飞地奖补哪天前申报？", [enclave]), ("足球哪天？", [football])]
+    answer = answerer.answer_parts("飞地和足球分别哪天？", mixed, [enclave, football], k=1)
+    assert not answer.refused and [c.doc_id for c in answer.citations] == ["enclave"]
+
+
 def test_which_document_questions_are_answered_with_the_title():
     assert wants_attribution("给外资企业配服务管家出自哪份政策？")
     assert wants_attribution("这条规定在哪份文件里？")

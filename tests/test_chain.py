@@ -26,6 +26,18 @@ def test_every_marker_in_every_answer_refers_to_a_returned_citation(assistant):
             assert answer.citations == [], q.id
 
 
+def test_a_comparison_is_answered_from_both_documents(assistant):
+    """Asked as one question, the vector lands between the two policies and only one
+    figure is quoted; split, each policy answers its half."""
+    answer = assistant.ask("外资奖励办法和飞地政策规定的年度申报截止日期分别是哪天？")
+    assert "2月28日" in answer.answer and "3月31日" in answer.answer
+    assert {c.doc_id for c in answer.citations} >= {
+        "policies/foreign-investment-awards.md",
+        "policies/enclave-economy.md",
+    }
+    assert assistant.ask("红烧肉和糖醋排骨分别怎么做？").refused
+
+
 @pytest.mark.parametrize(
     ("question", "problem"),
     [("", "empty"), ("   \n ", "empty"), ("外资" * 400, "limit is 500")],

@@ -5,7 +5,15 @@ from langchain_core.documents import Document
 
 from rag.index import Filters
 from rag.ingest import ingest
-from rag.retrieve import FusionWeights, HybridRetriever, Mode, about_other_years, fuse
+from rag.retrieve import (
+    FusionWeights,
+    HybridRetriever,
+    Mode,
+    about_other_years,
+    fuse,
+    interleave,
+)
+from rag.types import Chunk, Hit
 
 SEED = "news/2022-08-04-laiwu-signing.txt"
 
@@ -101,3 +109,11 @@ def test_a_chunk_about_another_year_is_recognised():
     assert not about_other_years("考研报名人数再创新高。", question)  # names no year
     assert not about_other_years("2023年考研报名人数约474万人。", "考研报名人数是多少")
     assert not about_other_years("编号20231号文件", question)  # not a year: more digits
+
+
+def test_interleave_takes_each_search_in_turn_and_each_chunk_once():
+    def hits(*ids):
+        return [Hit(Chunk(i, i.split("#")[0], 0, i, 0, 1), 1.0) for i in ids]
+
+    merged = interleave([hits("a#0", "b#0", "c#0"), hits("d#0", "a#0"), hits()])
+    assert [h.chunk.chunk_id for h in merged] == ["a#0", "d#0", "b#0", "c#0"]
