@@ -38,6 +38,12 @@ class Answerer(Protocol):
         """Answer from the first `k` hits; later hits may only corroborate."""
         ...
 
+    def answer_parts(
+        self, question: str, parts: Sequence[tuple[str, Sequence[Hit]]], hits: Sequence[Hit], k: int
+    ) -> Answer:
+        """Answer a question split into parts, each with its own hits (rag.decompose)."""
+        ...
+
 
 class AnswerType(enum.StrEnum):
     NUMBER = "number"
@@ -246,15 +252,22 @@ def wants_attribution(question: str) -> bool:
 
 
 def compose(
-    question: str, hits: Sequence[Hit], chosen: Sequence[Candidate], attribute: bool = False
+    question: str,
+    hits: Sequence[Hit],
+    chosen: Sequence[Candidate],
+    attribute: bool = False,
+    best_first: bool = True,
 ) -> Answer:
-    """Best passage first, sentences in their original order within a passage, each
-    followed by `[n]`; passages numbered in order of first use, only used ones cited.
-    With `attribute`, each passage's sentences are introduced by its title and date."""
+    """Best passage first (or, without `best_first`, in the order `chosen` first uses
+    them), sentences in their original order within a passage, each followed by `[n]`;
+    passages numbered in order of first use, only used ones cited. With `attribute`, each
+    passage's sentences are introduced by its title and date."""
     by_hit: dict[int, list[Candidate]] = {}
     for cand in chosen:
         by_hit.setdefault(cand.hit, []).append(cand)
-    order = sorted(by_hit, key=lambda h: -max(c.score for c in by_hit[h]))
+    order = list(by_hit)
+    if best_first:
+        order.sort(key=lambda h: -max(c.score for c in by_hit[h]))
     parts, citations = [], []
     for n, h in enumerate(order, 1):
         sentences = sorted(by_hit[h], key=lambda c: c.start)
@@ -339,17 +352,27 @@ class ExtractiveAnswerer:
     def answer_parts(
         self, question: str, parts: Sequence[tuple[str, Sequence[Hit]]], hits: Sequence[Hit], k: int
     ) -> Answer:
-        """One answer to a question split into `parts` (each a question and its own hits):
-        each part chooses its sentences within an equal share of the length budget, and
-        they are cited from `hits`, the parts' hits merged. Refused only when no part
-        has evidence enough."""
+        """One answer to a question split into `parts` (each a question and its own hits),
+        the parts answered in their order: each quotes from its first ⌈k / len(parts)⌉ hits
+        within an equal share of the length budget, cited from `hits`, the
+        parts' hits merged. A part without evidence enough is named in the `notice`; the
+        question is refused only when no part has any."""
         position = {hit.chunk.chunk_id: i for i, hit in enumerate(hits)}
+        share = -(-k // len(parts))  # ⌈k / parts⌉: each item may quote that many passages
         chosen: list[Candidate] = []
+        missing: list[str] = []
         for part, part_hits in parts:
-            for cand in self.choose(part, part_hits, k, self.max_chars // len(parts)):
+            found = self.choose(part, part_hits, share, self.max_chars // len(parts))
+            if not found:
+                missing.append(part)
+            for cand in found:
                 cand = replace(cand, hit=position[part_hits[cand.hit].chunk.chunk_id])
                 if all((cand.hit, cand.start) != (c.hit, c.start) for c in chosen):
                     chosen.append(cand)
         if not chosen:
             return Answer(question=question, answer=REFUSAL, refused=True)
-        return compose(question, hits, chosen, attribute=wants_attribution(question))
+        answer = compose(
+            question, hits, chosen, attribute=wants_attribution(question), best_first=False
+        )
+        answer.notice = "".join(f"知识库中没有找到与“{part}”相关的内容。" for part in missing)
+        return answer

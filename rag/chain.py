@@ -104,12 +104,17 @@ class Assistant:
             timings["condense_ms"] = (time.perf_counter() - started) * 1000
         clock = time.perf_counter()
         parts = []
-        for part in split_comparison(standalone):
+        # Only a question that stands alone is split: a follow-up joined to the question
+        # before it would carry that question's items into every part.
+        for part in split_comparison(standalone) if standalone == question else [standalone]:
+            part_timings: dict[str, float] = {}
             part_hits = self.retriever.search(
-                part, max(k, SUPPORT_PASSAGES), filters, timings=timings
+                part, max(k, SUPPORT_PASSAGES), filters, timings=part_timings
             )
             if self.reranker:
-                part_hits = self.reranker.rerank(part, part_hits, timings)
+                part_hits = self.reranker.rerank(part, part_hits, part_timings)
+            for name, ms in part_timings.items():
+                timings[name] = timings.get(name, 0.0) + ms
             parts.append((part, part_hits))
         hits = interleave([part_hits for _, part_hits in parts])
         timings["retrieve_ms"] = (time.perf_counter() - clock) * 1000

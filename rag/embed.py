@@ -37,6 +37,35 @@ def default_prefixes(model: str) -> tuple[str, str]:
     return ("query: ", "passage: ") if "e5" in model.lower() else ("", "")
 
 
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_cross_encoder(model: str):
+    """A sentence-transformers `CrossEncoder` from a local folder (or the Hugging Face
+    cache), never from the network; a clear `RuntimeError` when it is not there."""
+    from sentence_transformers import CrossEncoder
+
+    _quiet_transformers()
+    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
+        # A path, not a Hugging Face id: sentence-transformers would call it a bad repo id.
+        raise RuntimeError(
+            f"reranker folder {model!r} does not exist. Set RAG_RERANK_MODEL to a local "
+            "sentence-transformers CrossEncoder folder, or empty to rerank nothing."
+        )
+    try:
+        return CrossEncoder(model, device="cpu", local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise RuntimeError(
+            f"cannot load reranker {model!r} offline: {str(err).rstrip('.')}. Set "
+            "RAG_RERANK_MODEL to a local sentence-transformers CrossEncoder folder, or empty "
+            "to rerank nothing."
+        ) from err
+
+
 def pool_spans(
     tokens: np.ndarray,
     token_chars: Sequence[tuple[int, int]],
@@ -93,10 +122,8 @@ class LazyEmbeddings(Embeddings):
 
     def _load(self):
         from langchain_huggingface import HuggingFaceEmbeddings
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+        _quiet_transformers()
         path = resolve_model_path(self.model, self.data_dir)
         common = {"normalize_embeddings": True, "batch_size": self.batch_size}
         try:

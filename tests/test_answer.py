@@ -144,17 +144,45 @@ def test_a_second_passage_that_covers_the_rest_of_the_question_is_added():
     assert [c.text for c in with_gain][:2] == ["每年3月31日前申报。", "每年4月30日前申报。"]
 
 
-def test_a_split_question_quotes_each_part_from_its_own_hits():
-    enclave = hit(
-        "enclave", "第二十条 飞地奖补每年3月31日前申报。第二十一条 飞地资金由财政局拨付。"
+def test_a_split_question_quotes_each_part_from_its_own_hits_in_their_order():
+    enclave = hit("enclave", "飞地奖补每年3月31日前申报。飞地奖补资金由财政局拨付。", [0.9, 0.9])
+    building = hit(
+        "building", "楼宇扶持每年4月30日前申报。楼宇扶持资金由商务局拨付。", [0.95, 0.95]
     )
-    building = hit("building", "第二十一条 楼宇扶持每年4月30日前申报。")
-    answerer = ExtractiveAnswerer(flat_idf, refusal_threshold=0.5)
     parts = [("飞地奖补哪天前申报？", [enclave]), ("楼宇扶持哪天前申报？", [building])]
-    answer = answerer.answer_parts("飞地和楼宇分别哪天前申报？", parts, [enclave, building], k=1)
+    # Each part may quote both of its sentences (14 characters each) within 60 characters,
+    # but only one within its half of 40.
+    roomy = ExtractiveAnswerer(flat_idf, max_chars=60, relative_cutoff=1.0)
+    both = roomy.answer_parts("飞地和楼宇分别哪天前申报？", parts, [enclave, building], k=2)
+    assert [len(c.quotes) for c in both.citations] == [2, 2]
+    tight = ExtractiveAnswerer(flat_idf, max_chars=40, relative_cutoff=1.0)
+    answer = tight.answer_parts("飞地和楼宇分别哪天前申报？", parts, [enclave, building], k=2)
+    assert [len(c.quotes) for c in answer.citations] == [1, 1]
     assert "3月31日" in answer.answer and "4月30日" in answer.answer
+    # the parts' order, although the building sentences score higher
     assert [c.doc_id for c in answer.citations] == ["enclave", "building"]
-    assert all(len(c.quotes) == 1 for c in answer.citations)  # each part's half of the budget
+    assert answer.notice == ""
+
+
+def test_a_split_question_shares_k_among_its_parts():
+    parts = [
+        (
+            "飞地奖补哪天前申报？",
+            [hit("e1", "飞地奖补3月31日前申报。"), hit("e2", "飞地奖补按季度申报。")],
+        ),
+        (
+            "楼宇扶持哪天前申报？",
+            [hit("b1", "楼宇扶持4月30日前申报。"), hit("b2", "楼宇扶持按年度申报。")],
+        ),
+    ]
+    merged = [h for _, hits in parts for h in hits]
+    answerer = ExtractiveAnswerer(flat_idf, relative_cutoff=1.0)
+    assert (
+        len(answerer.answer_parts("飞地和楼宇分别哪天前申报？", parts, merged, k=2).citations) == 2
+    )
+    assert (
+        len(answerer.answer_parts("飞地和楼宇分别哪天前申报？", parts, merged, k=4).citations) == 4
+    )
 
 
 def test_a_split_question_is_refused_only_when_every_part_is():
@@ -166,6 +194,7 @@ def test_a_split_question_is_refused_only_when_every_part_is():
     mixed = [("飞地奖补哪天前申报？", [enclave]), ("足球哪天？", [football])]
     answer = answerer.answer_parts("飞地和足球分别哪天？", mixed, [enclave, football], k=1)
     assert not answer.refused and [c.doc_id for c in answer.citations] == ["enclave"]
+    assert answer.notice == "知识库中没有找到与“足球哪天？”相关的内容。"
 
 
 def test_which_document_questions_are_answered_with_the_title():

@@ -10,6 +10,7 @@ from that order, and that a wrong setting is a clear error.
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.chain import build_assistant
@@ -20,12 +21,10 @@ from tests.conftest import CORPUS, run_rag
 QUESTION = "飞地项目投产后财政收入怎么分享？"
 
 
-@pytest.fixture(scope="session")
-def cross_encoder_dir(e5_dir, tmp_path_factory) -> Path:
+def tiny_cross_encoder(out: Path, e5_dir: Path, labels: int) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    out = tmp_path_factory.mktemp("tiny-cross-encoder")
     tokenizer = AutoTokenizer.from_pretrained(e5_dir)
     torch.manual_seed(7)
     config = BertConfig(
@@ -35,12 +34,17 @@ def cross_encoder_dir(e5_dir, tmp_path_factory) -> Path:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=514,
-        num_labels=1,
+        num_labels=labels,
         initializer_range=0.5,  # spread the scores: the default init gives near-ties
     )
     BertForSequenceClassification(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_dir(e5_dir, tmp_path_factory) -> Path:
+    return tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"), e5_dir, 1)
 
 
 def test_reranker_orders_the_hits_by_its_own_scores(assistant, cross_encoder_dir):
@@ -83,3 +87,21 @@ def test_a_reranker_that_is_not_on_disk_is_one_clear_line(tmp_path, e5_dir):
     assert result.returncode == 1
     assert "does not exist" in result.stderr and str(missing) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_two_label_reranker_is_scored_by_the_probability_of_relevant(tmp_path, e5_dir):
+    from sentence_transformers import CrossEncoder
+
+    folder = tiny_cross_encoder(tmp_path / "two-labels", e5_dir, 2)
+    texts = ["实际使用外资3227万美元。", "今天天气很好。", "飞地项目前5年按6:4分享。"]
+    logits = CrossEncoder(str(folder), device="cpu").predict([(QUESTION, t) for t in texts])
+    relevant = np.exp(logits[:, 1]) / np.exp(logits).sum(axis=1)
+    scores = CrossEncoderReranker(str(folder)).scores(QUESTION, texts)
+    assert scores == pytest.approx(relevant, rel=1e-5)
+    assert not np.allclose(scores, logits[:, 1])  # not the raw logit
+
+
+def test_a_classifier_with_more_labels_is_not_taken_for_a_reranker(tmp_path, e5_dir):
+    folder = tiny_cross_encoder(tmp_path / "nli", e5_dir, 3)
+    with pytest.raises(RuntimeError, match="has 3 labels"):
+        CrossEncoderReranker(str(folder))
