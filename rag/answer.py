@@ -354,7 +354,8 @@ class ExtractiveAnswerer:
     ) -> Answer:
         """One answer to a question split into `parts` (each a question and its own hits),
         the parts answered in their order: each quotes from its first ⌈k / len(parts)⌉ hits
-        within an equal share of the length budget, cited from `hits`, the
+        within an equal share of the length budget (at least its best sentence whole),
+        cited from `hits`, the
         parts' hits merged. A part without evidence enough is named in the `notice`; the
         question is refused only when no part has any."""
         position = {hit.chunk.chunk_id: i for i, hit in enumerate(hits)}
@@ -362,7 +363,12 @@ class ExtractiveAnswerer:
         chosen: list[Candidate] = []
         missing: list[str] = []
         for part, part_hits in parts:
-            found = self.choose(part, part_hits, share, self.max_chars // len(parts))
+            budget = self.max_chars // len(parts)
+            found = self.choose(part, part_hits, share, budget)
+            if len(found) == 1 and len(found[0].text) >= budget:
+                # Its best sentence is longer than its share: quote it whole, not cut
+                # before the figure, even if the answer then runs over the budget.
+                found = self.choose(part, part_hits, share, self.max_chars)
             if not found:
                 missing.append(part)
             for cand in found:

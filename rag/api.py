@@ -194,7 +194,7 @@ def create_app(
 
 
 def _text(answer: dict) -> str:
-    """The answer as chat clients show it: the fallback notice first, when there is one."""
+    """The answer as chat clients show it: the notice first, when there is one."""
     return (f"{answer['notice']}\n" if answer["notice"] else "") + answer["answer"]
 
 

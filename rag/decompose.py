@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-_COMPARISON = re.compile(r"分别|各自|各(?=是|为|有|多少|几|占|按|能|可)")
+# 各 only before what asks for a value: 各有千秋 and 各部门 are not comparisons.
+_COMPARISON = re.compile(r"分别|各自|各(?=是|为|有多少|有几|多少|几|占|按)")
 _CONJUNCTIONS = {"和", "与", "跟", "及", "以及", "、"}
 _PUNCTUATION = set("，,。；;？?！!：:")
 _ITEM_CHARS = (2, 40)  # an item outside this is a misparse
@@ -55,13 +56,33 @@ def _item_start(tokens: list[Token], join: int, verbs: bool) -> int:
 def _item_end(tokens: list[Token], join: int, verbs: bool) -> int:
     """Where the last item ends: on from its conjunction to a word it cannot hold, or to a
     preposition after its first word (“楼宇企业|按区级经济贡献奖励”; an item may start with
-    one: “在飞地园区租标准厂房”)."""
+    one: “在产业园租厂房”)."""
     end = join + 1
     while end < len(tokens) and not _ends_item(tokens, end, verbs):
         end += 1
         if end < len(tokens) and tokens[end][1] == "p":
             break
     return end
+
+
+def _clean_edges(tokens: list[Token], start: int, end: int, joins: list[int], verbs: bool) -> bool:
+    """Whether the items' edges are certain. Without a 的/对/preposition/punctuation/year
+    on both sides, items of different lengths may have swallowed a shared word (“博士后
+    进站和出站的补贴”, “开办补贴和租金补贴比例”); a verb against an edge may belong to the
+    items or to all of them; and “X的A和Y的B” pairs X with B (“北京的地铁和上海的公交”)."""
+    before = tokens[start - 1] if start > 0 else ("", "")
+    after = tokens[end] if end < len(tokens) else ("", "")
+    if before[0] == "的" and after[0] == "的":
+        return False
+    if not verbs and (_verb(before[1]) or _verb(after[1])):
+        return False
+    lengths = {b - a for a, b in zip([start - 1, *joins], [*joins, end], strict=True)}
+
+    def hard(token: Token) -> bool:
+        word, flag = token
+        return not word or word in {"的", "对"} or word in _PUNCTUATION or flag in ("p", "t")
+
+    return len(lengths) == 1 or (hard(before) and (hard(after) or after[1][:1] == "m"))
 
 
 def split_comparison(question: str) -> list[str]:
@@ -111,6 +132,8 @@ def split_comparison(question: str) -> list[str]:
             # “省级和市级奖励”: the first item only modifies, so the noun after the last
             # item is shared by all of them.
             end = joins[-1] + 1 + len(first)
+        if not _clean_edges(tokens, start, end, joins, verbs):
+            return [question]
         bounds = [(start, joins[0])] + [
             (a + 1, b) for a, b in zip(joins, [*joins[1:], end], strict=True)
         ]
@@ -119,7 +142,10 @@ def split_comparison(question: str) -> list[str]:
     if len(set(items)) < len(items) or any(not lo <= len(item) <= hi for item in items):
         return [question]
     prefix = "".join(words[:start])
-    rest = "".join(words[end:]) + _COMPARISON.sub("", question[marker.start() :])
+    tail = question[marker.end() :]
+    if _COMPARISON.search(tail):
+        return [question]  # “…分别是什么，各自的期限…”: two comparisons, asked whole
+    rest = "".join(words[end:]) + tail
     return [prefix + item + rest for item in items]
 
 

@@ -29,7 +29,7 @@ def test_every_marker_in_every_answer_refers_to_a_returned_citation(assistant):
 def test_a_comparison_is_answered_from_both_documents(assistant):
     """Asked as one question, the vector lands between the two policies and only one
     figure is quoted; split, each policy answers its half."""
-    answer = assistant.ask("外资奖励办法和飞地政策规定的年度申报截止日期分别是哪天？")
+    answer = assistant.ask("外资到资奖励和飞地项目奖补的申报截止日期分别是什么时候？")
     assert "2月28日" in answer.answer and "3月31日" in answer.answer
     assert {c.doc_id for c in answer.citations} >= {
         "policies/foreign-investment-awards.md",
