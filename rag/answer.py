@@ -327,21 +327,34 @@ class ExtractiveAnswerer:
             (c.similarity + self.weights.coverage * c.coverage for c in candidates), default=0.0
         )
 
-    def choose(self, question: str, hits: Sequence[Hit], k: int, max_chars: int) -> list[Candidate]:
+    def choose(
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        k: int,
+        max_chars: int,
+        whole_within: int | None = None,
+    ) -> list[Candidate]:
         """The sentences that answer `question` from the first `k` hits; none when the
-        evidence is too weak to answer."""
+        evidence is too weak to answer. When only the start of the best sentence fits in
+        `max_chars` and `whole_within` is given, they are chosen again within that."""
         candidates = score_sentences(question, hits, self.idf, k, self.weights)
         if not candidates or self.evidence(candidates) < self.refusal_threshold:
             return []
-        return select(
-            candidates,
-            max_chars,
-            self.relative_cutoff,
-            self.redundancy,
-            set(bigram_tokens(question)),
-            self.idf,
-            self.coverage_gain,
-        )
+        budgets = [max_chars] if whole_within is None else [max_chars, whole_within]
+        for budget in budgets:
+            chosen = select(
+                candidates,
+                budget,
+                self.relative_cutoff,
+                self.redundancy,
+                set(bigram_tokens(question)),
+                self.idf,
+                self.coverage_gain,
+            )
+            if not (len(chosen) == 1 and len(chosen[0].text) >= budget):
+                break
+        return chosen
 
     def answer(self, question: str, hits: Sequence[Hit], k: int) -> Answer:
         chosen = self.choose(question, hits, k, self.max_chars)
@@ -355,20 +368,17 @@ class ExtractiveAnswerer:
         """One answer to a question split into `parts` (each a question and its own hits),
         the parts answered in their order: each quotes from its first ⌈k / len(parts)⌉ hits
         within an equal share of the length budget (at least its best sentence whole),
-        cited from `hits`, the
-        parts' hits merged. A part without evidence enough is named in the `notice`; the
-        question is refused only when no part has any."""
+        cited from `hits`, the parts' hits merged. A part without evidence enough is named
+        in the `notice`; the question is refused only when no part has any."""
         position = {hit.chunk.chunk_id: i for i, hit in enumerate(hits)}
         share = -(-k // len(parts))  # ⌈k / parts⌉: each item may quote that many passages
+        budget = self.max_chars // len(parts)
         chosen: list[Candidate] = []
         missing: list[str] = []
         for part, part_hits in parts:
-            budget = self.max_chars // len(parts)
-            found = self.choose(part, part_hits, share, budget)
-            if len(found) == 1 and len(found[0].text) >= budget:
-                # Its best sentence is longer than its share: quote it whole, not cut
-                # before the figure, even if the answer then runs over the budget.
-                found = self.choose(part, part_hits, share, self.max_chars)
+            # A best sentence longer than the part's share is quoted whole, not cut before
+            # its figure, even if the answer then runs over the budget.
+            found = self.choose(part, part_hits, share, budget, whole_within=self.max_chars)
             if not found:
                 missing.append(part)
             for cand in found:

@@ -95,6 +95,9 @@ def split_comparison(question: str) -> list[str]:
     marker = _COMPARISON.search(question)
     if not marker:
         return [question]
+    tail = question[marker.end() :]
+    if _COMPARISON.search(tail):
+        return [question]  # “…分别是什么，各自的期限…”: two comparisons, asked whole
     tokens = _segment(question[: marker.start()])
     words = [w for w, _ in tokens]
     joins = [i for i, w in enumerate(words) if w in _CONJUNCTIONS and 0 < i < len(words) - 1]
@@ -142,9 +145,6 @@ def split_comparison(question: str) -> list[str]:
     if len(set(items)) < len(items) or any(not lo <= len(item) <= hi for item in items):
         return [question]
     prefix = "".join(words[:start])
-    tail = question[marker.end() :]
-    if _COMPARISON.search(tail):
-        return [question]  # “…分别是什么，各自的期限…”: two comparisons, asked whole
     rest = "".join(words[end:]) + tail
     return [prefix + item + rest for item in items]
 

@@ -44,6 +44,12 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+_RERANK_HINT = (
+    "Set RAG_RERANK_MODEL to a local sentence-transformers CrossEncoder folder, or empty to "
+    "rerank nothing."
+)
+
+
 def load_cross_encoder(model: str):
     """A sentence-transformers `CrossEncoder` from a local folder (or the Hugging Face
     cache), never from the network; a clear `RuntimeError` when it is not there."""
@@ -52,17 +58,12 @@ def load_cross_encoder(model: str):
     _quiet_transformers()
     if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
         # A path, not a Hugging Face id: sentence-transformers would call it a bad repo id.
-        raise RuntimeError(
-            f"reranker folder {model!r} does not exist. Set RAG_RERANK_MODEL to a local "
-            "sentence-transformers CrossEncoder folder, or empty to rerank nothing."
-        )
+        raise RuntimeError(f"reranker folder {model!r} does not exist. {_RERANK_HINT}")
     try:
         return CrossEncoder(model, device="cpu", local_files_only=True)
     except (OSError, ValueError) as err:
         raise RuntimeError(
-            f"cannot load reranker {model!r} offline: {str(err).rstrip('.')}. Set "
-            "RAG_RERANK_MODEL to a local sentence-transformers CrossEncoder folder, or empty "
-            "to rerank nothing."
+            f"cannot load reranker {model!r} offline: {str(err).rstrip('.')}. {_RERANK_HINT}"
         ) from err
 
 
