@@ -7,6 +7,8 @@ chat, renders its sources beside it (escaped by rag.render) and stores 👍/👎
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -19,13 +21,17 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from rag.api import create_app
-from rag.chain import Assistant, QuestionError, build_assistant
+from rag.chain import Assistant, QuestionError, build_assistant, check_kbs, open_index
 from rag.config import Settings
 from rag.feedback import FeedbackStore
 from rag.index import Filters
+from rag.jobs import JobQueue
 from rag.llm import LLMAnswerer
+from rag.owner import own
 from rag.render import answer_markdown, escape_markdown, sources_html
+from rag.telemetry import configure_logging
 
+log = logging.getLogger("rag.ui")
 GRADIO_LOADER = Path(gr.__file__).parent / "templates" / "frontend" / "gradio.js"
 ALL_SOURCES = "全部来源"
 SENTENCE_END = re.compile(r"\]\(#rag-src-\d+\)")  # the link after each quoted sentence
@@ -87,8 +93,23 @@ class AnswerLog:
         ]
 
 
-def build_blocks(assistant: Assistant, sources: list[str], feedback: FeedbackStore) -> gr.Blocks:
+def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int = 8) -> gr.Blocks:
+    """The chat page. Up to `concurrency` answers are worked on at once (Gradio's default
+    is one); more people wait in a bounded queue."""
     answers = AnswerLog()
+    index = assistant.retriever.index
+
+    def choices():
+        """Sources and knowledge bases as they are now: documents come and go while the
+        server runs, so the page asks on every load."""
+        fields = index.snapshot().lexical.fields
+        sources = sorted({s for s in fields["source"].tolist() if s})
+        kbs = [name for name, _, _ in index.manifest.kbs()]
+        return (
+            gr.Dropdown(choices=[ALL_SOURCES, *sources], value=ALL_SOURCES),
+            gr.Dropdown(choices=kbs, value=[]),
+        )
+
     intro = (
         "答案由大模型依据知识库原文写成，每句后的 [n] 指向右侧的来源段落；"
         "⚠️ 标出数字未能在来源中核实的句子。"
@@ -96,13 +117,17 @@ def build_blocks(assistant: Assistant, sources: list[str], feedback: FeedbackSto
         else "答案逐句摘自知识库原文，每句后的 [n] 指向右侧的来源段落。"
     )
 
-    def respond(message, history, since, until, source, k, request: gr.Request):
-        written, session = "", request.session_hash or ""
+    def respond(message, history, since, until, source, k, kbs=None, request: gr.Request = None):
+        written, session = "", (request.session_hash if request else "") or ""
+        history = history if isinstance(history, list) else []
         try:
+            if not isinstance(message, str):  # the Gradio API lets a client send null
+                raise QuestionError("问题不能为空")
             filters = Filters(
                 since=parse_date(since, "起始日期"),
                 until=parse_date(until, "截止日期"),
                 source="" if source in (None, "", ALL_SOURCES) else source,
+                kbs=check_kbs(index, kbs if isinstance(kbs, list | str) else None),
             )
             for item in assistant.stream(message, int(k), filters, answers.plain(session, history)):
                 if isinstance(item, str):  # an LLM's words as they come, sources after
@@ -132,8 +157,9 @@ def build_blocks(assistant: Assistant, sources: list[str], feedback: FeedbackSto
             with gr.Column(scale=3):
                 since = gr.Textbox(label="起始日期", placeholder="2024-01-01", render=False)
                 until = gr.Textbox(label="截止日期", placeholder="2025-12-31", render=False)
-                source = gr.Dropdown(
-                    [ALL_SOURCES, *sources], value=ALL_SOURCES, label="来源", render=False
+                source = gr.Dropdown([ALL_SOURCES], value=ALL_SOURCES, label="来源", render=False)
+                kb = gr.Dropdown(
+                    [], value=[], multiselect=True, label="知识库（不选 = 全部）", render=False
                 )
                 k = gr.Slider(1, 10, value=assistant.k, step=1, label="引用段落数 k", render=False)
                 chat = gr.ChatInterface(
@@ -144,13 +170,14 @@ def build_blocks(assistant: Assistant, sources: list[str], feedback: FeedbackSto
                     textbox=gr.Textbox(
                         placeholder="请输入问题…", max_length=500, submit_btn="提问"
                     ),
-                    additional_inputs=[since, until, source, k],
+                    additional_inputs=[since, until, source, k, kb],
                     additional_inputs_accordion=gr.Accordion(
-                        "筛选：日期、来源、k", open=False, render=False
+                        "筛选：知识库、日期、来源、k", open=False, render=False
                     ),
                     additional_outputs=[panel],
                     api_name="chat",
                     fill_height=False,
+                    concurrency_limit=concurrency,
                 )
                 with gr.Row():
                     for question in EXAMPLES:  # example questions: a click fills the box
@@ -161,18 +188,54 @@ def build_blocks(assistant: Assistant, sources: list[str], feedback: FeedbackSto
                 gr.Markdown("### 来源")
                 panel.render()
         chat.chatbot.like(on_like, inputs=None, outputs=None)
+        blocks.load(choices, None, [source, kb], api_name=False, queue=False)
+    # Bounded: beyond this many waiting, Gradio tells the user the queue is full.
+    blocks.queue(default_concurrency_limit=concurrency, max_size=8 * concurrency)
     return blocks
 
 
 def create_server_app(settings: Settings) -> FastAPI:
-    """The API with the chat mounted at `/` and the web-component loader at `/gradio.js`."""
-    assistant = build_assistant(settings)
-    index = assistant.retriever.index
+    """The API with the chat mounted at `/`, the management page at `/admin`, the ingest
+    job worker, and the web-component loader at `/gradio.js`."""
+    index = open_index(settings, writer_model=True)
+    assistant = build_assistant(settings, index)
+    jobs = JobQueue(index, settings.data_dir, settings.chunk_size, settings.chunk_overlap)
+    warm = threading.Event()
+
+    def warm_up() -> None:
+        """Load the model and the index before the first question needs them."""
+        try:
+            index.embeddings.embed_query("预热")
+            index.snapshot()
+        except Exception:
+            log.exception("warming up failed; the first question will try again")
+        warm.set()
 
     def health() -> dict:
-        return {"chunks": index.count(), "documents": len(index.manifest.docs)}
+        snap = index._snapshot  # what was loaded last: no query, no lock
+        return {
+            "generation": snap.generation if snap else None,
+            "chunks": snap.chunks if snap else None,
+            "documents": snap.documents if snap else None,
+            "jobs_queued": jobs.queued_cached,
+        }
 
-    app = create_app(lambda: assistant, settings.allowed_origins, health)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+        jobs.start()
+        yield
+        jobs.stop()  # after uvicorn has let in-flight requests finish
+
+    app = create_app(
+        lambda: assistant,
+        settings.allowed_origins,
+        health,
+        jobs=jobs,
+        data_dir=settings.data_dir,
+        ready=warm.is_set,
+        lifespan=lifespan,
+    )
 
     @app.get("/gradio.js")
     def gradio_loader() -> Response:
@@ -180,8 +243,9 @@ def create_server_app(settings: Settings) -> FastAPI:
         works with no CDN (its assets come from this server's /assets/)."""
         return Response(GRADIO_LOADER.read_text("utf-8"), media_type="text/javascript")
 
-    sources = sorted({s for s in index.lexical.fields["source"].tolist() if s})
-    blocks = build_blocks(assistant, sources, FeedbackStore(settings.data_dir / "feedback.sqlite"))
+    blocks = build_blocks(
+        assistant, FeedbackStore(settings.data_dir / "feedback.sqlite"), settings.concurrency
+    )
     return gr.mount_gradio_app(
         app,
         blocks,
@@ -194,14 +258,24 @@ def create_server_app(settings: Settings) -> FastAPI:
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
-    uvicorn.run(
-        create_server_app(settings),
-        host=host,
-        port=port,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        root_path=settings.root_path,
-    )
+    """Serve until SIGTERM/SIGINT: in-flight answers finish, the running ingest job stops
+    after its current batch and resumes at the next start."""
+    configure_logging()
+    if not settings.chroma_url:  # an embedded store has one writer: this server
+        owning = own(settings.data_dir, f"http://{host}:{port}{settings.root_path}")
+    else:
+        owning = contextlib.nullcontext()
+    with owning:
+        uvicorn.run(
+            create_server_app(settings),
+            host=host,
+            port=port,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            root_path=settings.root_path,
+            log_level="warning",  # our own access line per request is in rag.request
+            timeout_graceful_shutdown=30,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

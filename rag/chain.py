@@ -29,16 +29,28 @@ class QuestionError(ValueError):
     """A question we refuse to process; the message is meant for the user."""
 
 
-def open_index(settings: Settings, collection: str | None = None) -> Index:
-    embeddings = LazyEmbeddings(
-        settings.embedding_model,
-        settings.data_dir,
-        query_prefix=settings.query_prefix,
-        passage_prefix=settings.passage_prefix,
-        batch_size=settings.embed_batch_size,
-    )
+def open_index(
+    settings: Settings, collection: str | None = None, writer_model: bool = False
+) -> Index:
+    """The configured index. With `writer_model`, ingest gets a model instance of its own
+    (a server: answers never wait behind an embedding batch of a job)."""
+
+    def model() -> LazyEmbeddings:
+        return LazyEmbeddings(
+            settings.embedding_model,
+            settings.data_dir,
+            query_prefix=settings.query_prefix,
+            passage_prefix=settings.passage_prefix,
+            batch_size=settings.embed_batch_size,
+        )
+
+    embeddings = model()
     return Index(
-        settings.data_dir, collection or settings.collection, embeddings, settings.chroma_url
+        settings.data_dir,
+        collection or settings.collection,
+        embeddings,
+        settings.chroma_url,
+        writer_embeddings=model() if writer_model else None,
     )
 
 
@@ -52,6 +64,20 @@ def check_question(question: str, max_chars: int) -> str:
             f"the question is {len(question)} characters long; the limit is {max_chars}"
         )
     return question
+
+
+def check_kbs(index: Index, kbs: str | Sequence[str] | None) -> frozenset[str]:
+    """The knowledge bases to search (empty = all), or a `QuestionError` naming one that
+    does not exist."""
+    names = [kbs] if isinstance(kbs, str) else list(kbs or ())
+    names = [n.strip() for n in names if n and n.strip()]
+    known = {name for name, _, _ in index.manifest.kbs()}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise QuestionError(
+            f"unknown knowledge base {unknown[0]!r}; known: {', '.join(sorted(known)) or 'none'}"
+        )
+    return frozenset(names)
 
 
 def check_k(k: int) -> int:
@@ -95,27 +121,30 @@ class Assistant:
         timings: dict[str, float] = {}
         llm = self.answerer if isinstance(self.answerer, LLMAnswerer) else None
         llm_down = False
+        condense_failure = ""
         standalone = standalone_question(history, question)
         if llm and history:
             try:
                 standalone = llm.condense(history, question) or standalone
-            except LLMUnavailable:
+            except LLMUnavailable as exc:
                 llm_down = True  # don't wait for it a second time to answer
+                condense_failure = str(exc)
             timings["condense_ms"] = (time.perf_counter() - started) * 1000
         clock = time.perf_counter()
         parts = []
-        # Only a question that stands alone is split: a follow-up joined to the question
-        # before it would carry that question's items into every part.
-        for part in split_comparison(standalone) if standalone == question else [standalone]:
-            part_timings: dict[str, float] = {}
-            part_hits = self.retriever.search(
-                part, max(k, SUPPORT_PASSAGES), filters, timings=part_timings
-            )
-            if self.reranker:
-                part_hits = self.reranker.rerank(part, part_hits, part_timings)
-            for name, ms in part_timings.items():
-                timings[name] = timings.get(name, 0.0) + ms
-            parts.append((part, part_hits))
+        with self.retriever.index.reading() as snapshot:  # one generation for the whole answer
+            # Only a question that stands alone is split: a follow-up joined to the question
+            # before it would carry that question's items into every part.
+            for part in split_comparison(standalone) if standalone == question else [standalone]:
+                part_timings: dict[str, float] = {}
+                part_hits = self.retriever.search(
+                    part, max(k, SUPPORT_PASSAGES), filters, timings=part_timings, snapshot=snapshot
+                )
+                if self.reranker:
+                    part_hits = self.reranker.rerank(part, part_hits, part_timings)
+                for name, ms in part_timings.items():
+                    timings[name] = timings.get(name, 0.0) + ms
+                parts.append((part, part_hits))
         hits = interleave([part_hits for _, part_hits in parts])
         timings["retrieve_ms"] = (time.perf_counter() - clock) * 1000
         clock = time.perf_counter()
@@ -124,7 +153,7 @@ class Assistant:
         elif llm is None:
             answer = self.answerer.answer(standalone, hits, k)
         elif llm_down:
-            answer = llm.unavailable(standalone, hits, k)
+            answer = llm.unavailable(standalone, hits, k, reason=f"condense: {condense_failure}")
         else:
             for item in llm.stream(standalone, hits, k):
                 if isinstance(item, str):
@@ -137,6 +166,7 @@ class Assistant:
         answer.standalone_question = standalone
         answer.timings_ms = timings
         answer.hits = hits
+        answer.generation = snapshot.generation
         yield answer
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -21,8 +22,8 @@ PROCESS_START = time.perf_counter()
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="招商政策问答: offline, cited answers."
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -72,6 +73,16 @@ class _Bar:
         self._progress.stop()
 
 
+def _sharing(settings: Settings):
+    """Commands that open an embedded store never run beside the server that owns it
+    (`DataDirOwned`, a RuntimeError, says what to do); a Chroma server takes many."""
+    from contextlib import nullcontext
+
+    from rag.owner import sharing
+
+    return nullcontext() if settings.chroma_url else sharing(settings.data_dir)
+
+
 @app.callback()
 def _root() -> None:
     """招商政策问答: offline, cited answers over investment-promotion documents."""
@@ -88,23 +99,33 @@ def ingest(
     as_json: Annotated[
         bool, typer.Option("--json", help="print the counts as one JSON object")
     ] = False,
+    kb: Annotated[
+        str, typer.Option("--kb", help="the knowledge base the documents belong to")
+    ] = "default",
 ) -> None:
     """Index documents (.txt .md .html .pdf .docx, .jsonl[.gz] records), incrementally."""
     from rag.chain import open_index
     from rag.ingest import ingest as run_ingest
+    from rag.manifest import check_kb_name
 
     settings = load_settings()
     roots = paths or [settings.corpus_dir]
+    try:
+        kb = check_kb_name(kb)
+    except ValueError as exc:
+        raise fail(f"--kb: {exc}", 2) from None
     bar = _Bar("embedding")
     try:
-        report = run_ingest(
-            roots,
-            open_index(settings),
-            settings.chunk_size,
-            settings.chunk_overlap,
-            rebuild=rebuild,
-            progress=bar,
-        )
+        with _sharing(settings):
+            report = run_ingest(
+                roots,
+                open_index(settings),
+                settings.chunk_size,
+                settings.chunk_overlap,
+                rebuild=rebuild,
+                progress=bar,
+                kb=kb,
+            )
     except (RuntimeError, OSError) as exc:
         raise fail(str(exc)) from None
     finally:
@@ -176,10 +197,15 @@ def ask(
             help='earlier turns: a JSON list of {"role": "user"|"assistant", "content": "…"}',
         ),
     ] = None,
+    kb: Annotated[
+        list[str] | None, typer.Option("--kb", help="knowledge base to search (repeatable)")
+    ] = None,
 ) -> None:
-    """Answer a question from the index, citing the passages used."""
-    from rag.chain import QuestionError, build_assistant, check_k, check_question
+    """Answer a question from the index, citing the passages used. When a running
+    `rag serve` owns the data dir, the question goes to it."""
+    from rag.chain import QuestionError, build_assistant, check_k, check_kbs, check_question
     from rag.index import Filters
+    from rag.owner import DataDirOwned
 
     settings = load_settings()
     filters = Filters(
@@ -193,32 +219,76 @@ def ask(
         raise fail(str(exc), 2) from None
     history = _read_history(history_file) if history_file else []
     try:
-        assistant = build_assistant(settings)
-        empty = assistant.retriever.index.count() == 0
-        answer = None if empty else assistant.ask(question, k, filters, history)
+        with _sharing(settings):
+            assistant = build_assistant(settings)
+            filters = replace(filters, kbs=check_kbs(assistant.retriever.index, kb))
+            empty = assistant.retriever.index.count() == 0
+            answer = None if empty else assistant.ask(question, k, filters, history).to_json()
+    except DataDirOwned:
+        answer = _ask_server(settings.data_dir, question, k, filters, history, kb or [])
+    except QuestionError as exc:
+        raise fail(str(exc), 2) from None
     except (RuntimeError, OSError) as exc:
         raise fail(str(exc)) from None
     if answer is None:
         raise fail("the index is empty; run `rag ingest` first")
-    answer.timings_ms["process_ms"] = (time.perf_counter() - PROCESS_START) * 1000
-    answer.timings_ms["command_ms"] = (time.perf_counter() - started) * 1000
+    answer["timings_ms"]["process_ms"] = round((time.perf_counter() - PROCESS_START) * 1000, 1)
+    answer["timings_ms"]["command_ms"] = round((time.perf_counter() - started) * 1000, 1)
 
     if as_json:
-        out.print(json.dumps(answer.to_json(), ensure_ascii=False), markup=False)
+        out.print(json.dumps(answer, ensure_ascii=False), markup=False)
         return
-    if answer.notice:
-        out.print(answer.notice, markup=False)
-    out.print(answer.answer, markup=False)
-    for sentence in answer.unverified:
+    if answer["notice"]:
+        out.print(answer["notice"], markup=False)
+    out.print(answer["answer"], markup=False)
+    for sentence in answer["unverified"]:
         out.print(f"⚠ 未能在所引资料中核实的数字：{sentence}", markup=False)
-    if answer.citations:
+    if answer["citations"]:
         out.print("\n来源：", markup=False)
-    for c in answer.citations:
+    for c in answer["citations"]:
         out.print(
-            f"[{c.n}] {c.title}（{c.date or '日期不详'}，{c.source or '来源不详'}）", markup=False
+            f"[{c['n']}] {c['title']}（{c['date'] or '日期不详'}，{c['source'] or '来源不详'}）",
+            markup=False,
         )
-        for quote in c.quotes:
+        for quote in c["quotes"]:
             out.print(f"    “{quote}”", markup=False)
+
+
+def _ask_server(data_dir: Path, question, k, filters, history, kbs) -> dict | None:
+    """Ask the server that owns the data dir (its embedded store is not ours to open)."""
+    import httpx
+
+    from rag.owner import owned_message, owner_url
+
+    url = owner_url(data_dir)
+    if not url:
+        raise fail(owned_message(data_dir))
+    body = {
+        "question": question,
+        "k": k,
+        "history": history,
+        "kb": kbs,
+        "filters": {
+            key: value
+            for key, value in (
+                ("since", filters.since),
+                ("until", filters.until),
+                ("source", filters.source),
+            )
+            if value
+        },
+    }
+    try:
+        response = httpx.post(f"{url}/api/ask", json=body, timeout=120)
+    except httpx.HTTPError as exc:
+        raise fail(f"the server at {url} owns {data_dir} but did not answer: {exc}") from None
+    if response.status_code != 200:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {response.status_code}"
+        raise fail(f"{url}: {message}", 2 if response.status_code < 500 else 1)
+    return response.json()
 
 
 @app.command(name="eval")
@@ -288,25 +358,26 @@ def eval_(
     thresholds.update({name: v for name, v in flags.items() if v is not None})
 
     try:
-        bar = _Bar("embedding the set's corpus")
-        try:
-            index, report = open_set_index(settings, eval_set, progress=bar)
-        finally:
-            bar.stop()
-        if report is not None:
-            err.print(
-                f"set corpus: {report.added + report.updated} embedded, {report.unchanged} cached",
-                markup=False,
-            )
-        empty = index.count() == 0
-        if not empty:
-            assistant = build_assistant(settings, index)
-            bar = _Bar("asking")
-            bar.start(len(questions))
+        with _sharing(settings):
+            bar = _Bar("embedding the set's corpus")
             try:
-                rows = run(lambda q: assistant.ask(q, k=k), questions, progress=bar.advance)
+                index, report = open_set_index(settings, eval_set, progress=bar)
             finally:
                 bar.stop()
+            if report is not None:
+                err.print(
+                    f"set corpus: {report.added + report.updated} embedded, {report.unchanged} cached",
+                    markup=False,
+                )
+            empty = index.count() == 0
+            if not empty:
+                assistant = build_assistant(settings, index)
+                bar = _Bar("asking")
+                bar.start(len(questions))
+                try:
+                    rows = run(lambda q: assistant.ask(q, k=k), questions, progress=bar.advance)
+                finally:
+                    bar.stop()
     except (EvalSetError, RuntimeError, OSError) as exc:
         raise fail(str(exc)) from None
     if empty:

@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         description="portal origins allowed to call the API (CORS) and frame the chat (CSP "
         "frame-ancestors), e.g. http://portal.intra:8080; comma-separated or a JSON list",
     )
+    concurrency: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="chat answers worked on at once (the model itself runs one call at a "
+        "time; the rest of an answer, and waiting for an LLM, overlap)",
+    )
     root_path: str = Field("", description="sub-path behind a reverse proxy, e.g. /rag")
     forwarded_allow_ips: str = Field(
         "127.0.0.1", description="proxies whose X-Forwarded-* headers are trusted"

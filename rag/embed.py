@@ -110,6 +110,9 @@ class LazyEmbeddings(Embeddings):
         self.batch_size = batch_size
         self._impl = None
         self._lock = threading.Lock()
+        # One caller at a time: a fast tokenizer used from two threads at once fails with
+        # "Already borrowed", and two forward passes on 2 cores only slow each other.
+        self._busy = threading.Lock()
 
     @property
     def loaded(self) -> bool:
@@ -158,6 +161,10 @@ class LazyEmbeddings(Embeddings):
         and better than embedding each sentence on its own (see bench/README.md).
         """
         model = self.sentence_transformer
+        with self._busy:
+            return self._embed_chunks(model, texts, sentence_spans)
+
+    def _embed_chunks(self, model, texts, sentence_spans):
         outputs = model.encode(
             list(texts),
             prompt=self.passage_prefix,
@@ -188,7 +195,11 @@ class LazyEmbeddings(Embeddings):
         return chunk_vectors, sentence_vectors
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self._embeddings().embed_documents(texts)
+        impl = self._embeddings()
+        with self._busy:
+            return impl.embed_documents(texts)
 
     def embed_query(self, text: str) -> list[float]:
-        return self._embeddings().embed_query(text)
+        impl = self._embeddings()
+        with self._busy:
+            return impl.embed_query(text)

@@ -1,76 +1,49 @@
-"""The index: one Chroma collection, its manifest and its lexical side, kept consistent.
+"""The index readers and writers use: the vector store, the manifest and the lexical
+index of one collection, kept consistent by generations.
 
-This is the only module that imports chromadb / langchain_chroma, and it converts Chroma
-results into our own types in one place.
+Readers take a `Snapshot` per question: one generation's lexical index and a filter that
+shows them exactly that generation's rows in the vector store. Checking for a newer
+generation costs one SQLite query, so a running server follows every ingest.
 
-Consistency across crashes: before its first write, a run marks the manifest dirty; every
-batch is written to Chroma first and recorded in the manifest after (atomic replace); a
-clean finish marks it clean. A run that finds the manifest dirty reconciles it with what
-Chroma really holds, so a killed ingest is repaired by the next one. The lexical index is
-stamped with the manifest generation it was built from and rebuilt from Chroma on mismatch.
+One `Writer` at a time (a file lock): it stages new rows under the next generation
+(invisible to readers), then publishes in order — lexical index saved in its own folder,
+replaced rows marked dead, manifest transaction (the commit point), old rows collected.
+A writer killed at any point leaves the published generation intact; the next writer
+removes what it had staged.
 """
 
 from __future__ import annotations
 
-import base64
 import fcntl
-import json
-import os
+import logging
 import re
-from collections.abc import Iterator, Sequence
+import shutil
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from rag.embed import LazyEmbeddings, model_slug
-from rag.lexical import LexicalIndex
+from rag.lexical import FILTER_FIELDS, LexicalIndex, LexicalRow
+from rag.manifest import FORMAT, DocEntry, Manifest, edited, now
 from rag.split import sentence_spans
-from rag.types import META_FIELDS, Chunk
+from rag.store import Store, Stored, date_int, record_id, visible
+from rag.types import Chunk
 
-MANIFEST_VERSION = 1
-_GET_PAGE = 5000  # rows per Chroma `get`, to bound memory on big collections
+log = logging.getLogger("rag.index")
 
-
-@dataclass
-class DocEntry:
-    source_hash: str  # raw bytes (+ chunking settings): unchanged input → nothing to do
-    text_hash: str  # cleaned text + metadata: finds exact duplicates across files
-    chunks: int
-    origin: str  # the ingest root it came from: deletions are detected per root
+EMBED_BATCH = 32  # chunks per model call: one sentence-transformers batch, a short pause
 
 
-@dataclass
-class Manifest:
-    version: int = MANIFEST_VERSION
-    model: str = ""
-    generation: int = 0
-    clean: bool = True
-    docs: dict[str, DocEntry] = field(default_factory=dict)
+class Cancelled(Exception):
+    """A writer was asked to stop; nothing it staged is published."""
 
-    @classmethod
-    def read(cls, path: Path) -> Manifest:
-        if not path.is_file():
-            return cls()
-        data = json.loads(path.read_text("utf-8"))
-        docs = {k: DocEntry(**v) for k, v in data.pop("docs", {}).items()}
-        return cls(**data, docs=docs)
 
-    def write(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), ensure_ascii=False), "utf-8")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-
-    def chunk_ids(self, doc_id: str) -> list[str]:
-        """The ids a document's chunks have in Chroma (none if it is not indexed)."""
-        entry = self.docs.get(doc_id)
-        return [f"{doc_id}#{i}" for i in range(entry.chunks)] if entry else []
-
-    def expected_chunk_ids(self) -> set[str]:
-        return {cid for doc_id in self.docs for cid in self.chunk_ids(doc_id)}
+class IndexBusy(RuntimeError):
+    """Another process holds the index's write lock."""
 
 
 @dataclass(frozen=True)
@@ -81,58 +54,48 @@ class Filters:
     until: str = ""
     source: str = ""
     doc_type: str = ""
+    kbs: frozenset[str] = frozenset()  # knowledge bases to search; empty = all
     exclude_docs: frozenset[str] = frozenset()  # e.g. to ask as if these were not indexed
 
     def __bool__(self) -> bool:
-        return any((self.since, self.until, self.source, self.doc_type, self.exclude_docs))
+        return any(
+            (self.since, self.until, self.source, self.doc_type, self.kbs, self.exclude_docs)
+        )
 
-    def chroma_where(self) -> dict | None:
+    def chroma_clauses(self) -> list[dict]:
         clauses: list[dict] = []
         if self.since:
-            clauses.append({"date_int": {"$gte": _date_int(self.since)}})
+            clauses.append({"date_int": {"$gte": date_int(self.since)}})
         if self.until:  # undated documents (date_int 0) are outside any date range
-            clauses.append({"date_int": {"$lte": _date_int(self.until)}})
+            clauses.append({"date_int": {"$lte": date_int(self.until)}})
             clauses.append({"date_int": {"$gt": 0}})
         if self.source:
             clauses.append({"source": self.source})
         if self.doc_type:
             clauses.append({"doc_type": self.doc_type})
+        if self.kbs:
+            clauses.append({"kb": {"$in": sorted(self.kbs)}})
         if self.exclude_docs:
             clauses.append({"doc_id": {"$nin": sorted(self.exclude_docs)}})
-        if not clauses:
-            return None
-        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        return clauses
 
     def mask(self, fields: dict[str, np.ndarray]) -> np.ndarray:
         """Which rows of a lexical index (its per-row metadata `fields`) pass."""
         dates = fields["date_int"]
         keep = np.ones(len(dates), dtype=bool)
         if self.since:
-            keep &= dates >= _date_int(self.since)
+            keep &= dates >= date_int(self.since)
         if self.until:
-            keep &= (dates > 0) & (dates <= _date_int(self.until))
+            keep &= (dates > 0) & (dates <= date_int(self.until))
         if self.source:
             keep &= fields["source"] == self.source
         if self.doc_type:
             keep &= fields["doc_type"] == self.doc_type
+        if self.kbs:
+            keep &= np.isin(fields["kb"], list(self.kbs))
         if self.exclude_docs:
             keep &= ~np.isin(fields["doc_id"], list(self.exclude_docs))
         return keep
-
-
-@dataclass(frozen=True)
-class Stored:
-    """A chunk as the index holds it: its vector's similarity to the query, and its
-    sentences (offsets within the chunk) with their in-context vectors."""
-
-    chunk: Chunk
-    similarity: float
-    sentence_spans: tuple[tuple[int, int], ...]
-    sentence_vectors: np.ndarray
-
-
-def _date_int(iso: str) -> int:
-    return int(iso.replace("-", "")) if iso else 0
 
 
 def collection_name(name: str, model: str) -> str:
@@ -142,6 +105,38 @@ def collection_name(name: str, model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-._")
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What one question reads: a single generation of the index."""
+
+    generation: int
+    lexical: LexicalIndex
+    store: Store
+    documents: int
+    chunks: int
+
+    def where(self, filters: Filters | None) -> dict:
+        clauses = [visible(self.generation), *(filters.chroma_clauses() if filters else [])]
+        return {"$and": [c for part in clauses for c in part.get("$and", [part])]}
+
+    def dense_search(
+        self, query_vector: np.ndarray, k: int, filters: Filters | None = None
+    ) -> list[Stored]:
+        """Top `k` chunks of this generation by cosine similarity to `query_vector`."""
+        return self.store.query(query_vector, k, self.where(filters))
+
+    def get(self, chunk_ids: Sequence[str], query_vector: np.ndarray | None = None) -> list[Stored]:
+        """Chunks of this generation by chunk id, scored against `query_vector` if given."""
+        rows = [self.lexical.row.get(cid) for cid in chunk_ids]
+        return self.store.get(
+            [self.lexical.record_ids[r] for r in rows if r is not None], query_vector
+        )
+
+    def lexical_mask(self, filters: Filters | None) -> np.ndarray | None:
+        """Rows of the lexical index that pass `filters` (None = all)."""
+        return filters.mask(self.lexical.fields) if filters else None
+
+
 class Index:
     def __init__(
         self,
@@ -149,304 +144,350 @@ class Index:
         name: str,
         embeddings: LazyEmbeddings,
         chroma_url: str = "",
+        writer_embeddings: LazyEmbeddings | None = None,
     ):
         self.data_dir = data_dir
         self.name = collection_name(name, embeddings.model)
         self.embeddings = embeddings
-        self.chroma_url = chroma_url
+        # Ingest embeds with a model of its own, so that a long job never holds the one
+        # that answers questions (tokenizers are not thread-safe: one user per model).
+        self.writer_embeddings = writer_embeddings or embeddings
         self.folder = data_dir / "indexes" / self.name
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.manifest_path = self.folder / "manifest.json"
-        self.manifest = Manifest.read(self.manifest_path)
-        if self.manifest.version != MANIFEST_VERSION:
+        if (self.folder / "manifest.json").exists():
             raise RuntimeError(
-                f"{self.manifest_path} was written by another version of this program; "
+                f"{self.folder} was written by an older version of this program; "
                 "run `rag ingest --rebuild`"
             )
-        if self.manifest.docs and self.manifest.model != embeddings.model:
+        self.manifest = Manifest(self.folder / "manifest.sqlite")
+        if self.manifest.format != FORMAT:
+            raise RuntimeError(
+                f"{self.folder} was written by another version of this program; "
+                "run `rag ingest --rebuild`"
+            )
+        if self.manifest.model and self.manifest.model != embeddings.model:
             raise RuntimeError(
                 f"index {self.name!r} was built with the embedding model "
                 f"{self.manifest.model!r}, not {embeddings.model!r}; use the same model, "
                 "another RAG_COLLECTION, or `rag ingest --rebuild`"
             )
-        self.manifest.model = embeddings.model
-        self._store = None
-        self._lexical: LexicalIndex | None = None
+        self.store = Store(
+            self.name, embeddings, path=None if chroma_url else data_dir / "chroma", url=chroma_url
+        )
+        self._snapshot: Snapshot | None = None
+        self._snapshot_lock = threading.Lock()
+        self._readers = 0  # questions being retrieved in this process
+        self._readers_changed = threading.Condition()
 
-    # -- Chroma -------------------------------------------------------------------------
+    # -- reading --------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The current generation, loaded once per generation (a reader that finds a newer
+        one than it holds loads it; the others keep answering meanwhile)."""
+        gen = self.manifest.generation
+        snap = self._snapshot
+        if snap is not None and snap.generation == gen:
+            return snap
+        with self._snapshot_lock:
+            snap = self._snapshot
+            if snap is None or snap.generation != gen:
+                snap = self._load_snapshot(gen)
+                self._snapshot = snap
+        return snap
+
+    @contextmanager
+    def reading(self) -> Iterator[Snapshot]:
+        """A snapshot for one question, counted so that a writer can give way to it."""
+        with self._readers_changed:
+            self._readers += 1
+        try:
+            yield self.snapshot()
+        finally:
+            with self._readers_changed:
+                self._readers -= 1
+                self._readers_changed.notify_all()
+
+    def give_way(self, max_wait: float) -> None:
+        """Wait (at most `max_wait` s) until no question is being retrieved: a writer calls
+        this before each embedding batch, so answers come first and ingest still advances."""
+        with self._readers_changed:
+            self._readers_changed.wait_for(lambda: self._readers == 0, timeout=max_wait)
+
+    def _load_snapshot(self, gen: int) -> Snapshot:
+        lexical = LexicalIndex.load(self.lexical_dir(gen))
+        if lexical is None:  # saved by an older version, or removed: rebuild from the store
+            log.info("rebuilding the lexical index of generation %d from the store", gen)
+            rows = [
+                lexical_row(rid, text, meta)
+                for rid, text, meta in self.store.iter_rows(visible(gen))
+            ]
+            lexical = LexicalIndex.build(rows)
+            with self._lock(wait=False) as held:
+                if held and self.manifest.generation == gen:
+                    lexical.save(self.lexical_dir(gen))
+        documents, chunks = self.manifest.totals()
+        return Snapshot(gen, lexical, self.store, documents, chunks)
+
+    def _adopt(self, gen: int, lexical: LexicalIndex) -> None:
+        """A writer in this process published `gen`: no need to load it again."""
+        documents, chunks = self.manifest.totals()
+        with self._snapshot_lock:
+            self._snapshot = Snapshot(gen, lexical, self.store, documents, chunks)
 
     @property
-    def store(self):
-        """The langchain-chroma vector store, opened on first use."""
-        if self._store is None:
-            import chromadb
-            from chromadb.config import Settings as ChromaSettings
-            from langchain_chroma import Chroma
-
-            settings = ChromaSettings(anonymized_telemetry=False)
-            if self.chroma_url:
-                from urllib.parse import urlparse
-
-                url = urlparse(self.chroma_url)
-                client = chromadb.HttpClient(
-                    host=url.hostname or "localhost",
-                    port=url.port or 8000,
-                    ssl=url.scheme == "https",
-                    settings=settings,
-                )
-            else:
-                client = chromadb.PersistentClient(
-                    path=str(self.data_dir / "chroma"), settings=settings
-                )
-            self._store = Chroma(
-                collection_name=self.name,
-                embedding_function=self.embeddings,
-                client=client,
-                collection_configuration={"hnsw": {"space": "cosine"}},
-            )
-        return self._store
-
-    @property
-    def _collection(self):
-        return self.store._collection
+    def lexical(self) -> LexicalIndex:
+        return self.snapshot().lexical
 
     def count(self) -> int:
-        return self._collection.count()
+        """Chunks of the current generation."""
+        return self.manifest.totals()[1]
 
-    def _iter_rows(self, include: list[str], where: dict | None = None) -> Iterator[dict]:
-        offset = 0
-        while True:
-            page = self._collection.get(
-                where=where, include=include, limit=_GET_PAGE, offset=offset
-            )
-            ids = page["ids"]
-            for i, cid in enumerate(ids):
-                yield {"id": cid, **{k: page[k][i] for k in include}}
-            if len(ids) < _GET_PAGE:
-                return
-            offset += len(ids)
+    def lexical_dir(self, gen: int) -> Path:
+        return self.folder / "lexical" / f"g{gen:09d}"
 
     # -- writing --------------------------------------------------------------------------
 
     @contextmanager
-    def _lock(self) -> Iterator[bool]:
-        """The cross-process write lock, if free: yields whether this process holds it."""
+    def _lock(self, wait: bool) -> Iterator[bool]:
+        """The cross-process write lock: yields whether this process holds it."""
         with open(self.folder / "write.lock", "w") as lock:
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 yield False
                 return
             yield True
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Exclusive write access across processes; marks the manifest dirty until a clean
-        finish, and brings the lexical index up to date at the end."""
-        with self._lock() as held:
+    def writer(self, wait: bool = False, before_batch: Callable[[], None] | None = None):
+        """The one writer: exclusive across processes. What it has not committed when the
+        block ends (an exception, a cancel) is thrown away; the rest is committed."""
+        with self._lock(wait) as held:
             if not held:
-                raise RuntimeError(
-                    f"another `rag ingest` is writing to {self.folder}; wait for it to finish"
-                )
-            if not self.manifest.clean:
-                self.reconcile()
-            yield
-            if not self.manifest.clean:
-                self.refresh_lexical(save=True)
-                self.manifest.clean = True
-                self.manifest.write(self.manifest_path)
+                raise IndexBusy(f"another process is writing to {self.folder}; wait for it")
+            self.store.recover(self.manifest.generation)
+            if not self.manifest.model:
+                self.manifest.set_model(self.embeddings.model)
+            writer = Writer(self, before_batch or (lambda: None))
+            try:
+                yield writer
+            except BaseException:
+                writer.abort()
+                raise
+            writer.commit()
 
-    def _mark_dirty(self) -> None:
-        if self.manifest.clean:
-            self.manifest.clean = False
-            self.manifest.write(self.manifest_path)
 
-    def write(self, batch: Sequence[tuple[str, DocEntry, list[Chunk]]]) -> None:
-        """Replace each document's chunks (embedding the new ones), then record them."""
-        if not batch:
-            return
-        self._mark_dirty()
-        self.delete_chunks(
-            [cid for doc_id, _, _ in batch for cid in self.manifest.chunk_ids(doc_id)]
-        )
-        chunks = [c for _, _, cs in batch for c in cs]
-        hashes = [entry.text_hash for _, entry, cs in batch for _ in cs]
-        if chunks:
-            spans = [[(s.start, s.end) for s in sentence_spans(c.text)] for c in chunks]
-            vectors, sentence_vectors = self.embeddings.embed_chunks(
-                [c.text for c in chunks], spans
-            )
-            self._collection.upsert(
-                ids=[c.chunk_id for c in chunks],
-                embeddings=vectors,
-                documents=[c.text for c in chunks],
-                metadatas=[
-                    chunk_metadata(c, h, sp, sv)
-                    for c, h, sp, sv in zip(chunks, hashes, spans, sentence_vectors, strict=True)
-                ],
-            )
-        for doc_id, entry, _ in batch:
-            self.manifest.docs[doc_id] = entry
-        self.manifest.generation += 1
-        self.manifest.write(self.manifest_path)
+@dataclass
+class _Staged:
+    entry: DocEntry
+    chunks: list[Chunk]
+    done: int = 0  # chunks embedded and written so far
 
-    def remove(self, doc_ids: Sequence[str]) -> int:
-        """Drop documents and their chunks; returns how many chunks went."""
-        if not doc_ids:
-            return 0
-        self._mark_dirty()
-        ids = [cid for d in doc_ids for cid in self.manifest.chunk_ids(d)]
-        self.delete_chunks(ids)
-        for d in doc_ids:
-            self.manifest.docs.pop(d, None)
-        self.manifest.generation += 1
-        self.manifest.write(self.manifest_path)
-        return len(ids)
 
-    def relocate(self, doc_id: str, origin: str) -> None:
-        """Record that a document now comes from another ingest root (same chunks)."""
-        self.manifest.docs[doc_id].origin = origin
-        self.manifest.write(self.manifest_path)
+@dataclass
+class Writer:
+    """Stages changes under the next generation; `commit` publishes them at once."""
 
-    def delete_chunks(self, ids: Sequence[str]) -> None:
-        for i in range(0, len(ids), _GET_PAGE):
-            self.store.delete(ids=list(ids[i : i + _GET_PAGE]))
+    index: Index
+    before_batch: Callable[[], None] = lambda: None
+    gen: int = 0
+    _put: dict[str, DocEntry] = field(default_factory=dict)
+    _drop: set[str] = field(default_factory=set)  # documents whose published rows die
+    _rows: list[LexicalRow] = field(default_factory=list)
+    _queue: list[_Staged] = field(default_factory=list)  # not yet fully embedded
 
-    def reset(self) -> None:
-        """Forget everything (for --rebuild)."""
-        self._mark_dirty()
-        self.store.reset_collection()
-        self.manifest.docs.clear()
-        self.manifest.generation += 1
-        self.manifest.write(self.manifest_path)
-
-    def reconcile(self) -> None:
-        """Make the manifest and Chroma agree after an interrupted run.
-
-        A document counts as present only when Chroma holds exactly its chunks
-        `doc_id#0..n-1`, all written from the manifest's version of it; anything else is
-        deleted and the document dropped from the manifest, so the next ingest redoes it.
-        """
-        held: dict[str, dict[str, str]] = {}
-        for row in self._iter_rows(["metadatas"]):
-            meta = row["metadatas"] or {}
-            held.setdefault(str(meta.get("doc_id", "")), {})[row["id"]] = str(
-                meta.get("text_hash", "")
-            )
-        for doc_id, entry in list(self.manifest.docs.items()):
-            if held.get(doc_id) != dict.fromkeys(self.manifest.chunk_ids(doc_id), entry.text_hash):
-                del self.manifest.docs[doc_id]
-        stray = [
-            cid
-            for doc_id, chunks in held.items()
-            if doc_id not in self.manifest.docs
-            for cid in chunks
-        ]
-        self.delete_chunks(stray)
-        self.manifest.generation += 1
-        self.manifest.write(self.manifest_path)
-
-    # -- lexical side ---------------------------------------------------------------------
-
-    def refresh_lexical(self, save: bool) -> LexicalIndex:
-        """Rebuild the BM25 index from what Chroma holds; with `save`, store it stamped
-        (only a holder of the write lock saves, so a reader never races an ingest)."""
-        ids, texts, metas = [], [], []
-        for row in self._iter_rows(["documents", "metadatas"]):
-            ids.append(row["id"])
-            texts.append(row["documents"] or "")
-            metas.append(row["metadatas"] or {})
-        lexical = LexicalIndex.build(ids, texts, metas)
-        if save:
-            lexical.save(self.folder / "lexical", {"generation": self.manifest.generation})
-        self._lexical = lexical
-        return lexical
+    def __post_init__(self) -> None:
+        self.gen = self.index.manifest.generation + 1
 
     @property
-    def lexical(self) -> LexicalIndex:
-        if self._lexical is None:
-            loaded = LexicalIndex.load(self.folder / "lexical")
-            if loaded and loaded[1].get("generation") == self.manifest.generation:
-                self._lexical = loaded[0]
-            else:  # stale after an interrupted ingest: rebuild, and save if no one writes
-                with self._lock() as held:
-                    self._lexical = self.refresh_lexical(save=held)
-        return self._lexical
+    def manifest(self) -> Manifest:
+        return self.index.manifest
 
-    # -- reading --------------------------------------------------------------------------
+    def pending(self) -> int:
+        """Chunks staged since the last commit."""
+        return len(self._rows) + sum(len(s.chunks) - s.done for s in self._queue)
 
-    def get(self, ids: Sequence[str], query_vector: np.ndarray | None = None) -> list[Stored]:
-        """Chunks by id (unknown ids are left out), scored against `query_vector` if given."""
-        if not ids:
-            return []
-        page = self._collection.get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
-        return [
-            _stored(cid, text, meta, 0.0 if query_vector is None else float(vector @ query_vector))
-            for cid, text, meta, vector in zip(
-                page["ids"], page["documents"], page["metadatas"], page["embeddings"], strict=True
-            )
-        ]
+    def put(
+        self,
+        entry: DocEntry,
+        chunks: list[Chunk],
+        progress: Callable[[int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
+        """Stage a document (replacing its published version). Its chunks are embedded in
+        batches as they fill up; `progress(n)` is told of every `n` chunks written."""
+        entry = replace(entry, gen=self.gen, chunks=len(chunks), updated=now())
+        self._unstage(entry.doc_id)
+        if not chunks:
+            self._put[entry.doc_id] = entry
+            self._drop.add(entry.doc_id)
+            return
+        self._queue.append(_Staged(entry, chunks))
+        self._flush(progress, cancelled, full_only=True)
 
-    def dense_search(
-        self, query_vector: np.ndarray, k: int, filters: Filters | None = None
-    ) -> list[Stored]:
-        """Top `k` chunks by cosine similarity to `query_vector`."""
-        found = self._collection.query(
-            query_embeddings=[np.asarray(query_vector, dtype=np.float32)],
-            n_results=k,
-            where=filters.chroma_where() if filters else None,
-            include=["documents", "metadatas", "distances"],
+    def _unstage(self, doc_id: str) -> None:
+        """Forget a version of `doc_id` staged earlier in this generation."""
+        staged = self._put.pop(doc_id, None)
+        if staged is not None:
+            self.index.store.delete([record_id(cid, self.gen) for cid in staged.chunk_ids()])
+            self._rows = [r for r in self._rows if r.fields.get("doc_id") != doc_id]
+
+    def remove(self, doc_ids: Sequence[str]) -> int:
+        """Stage the removal of documents; returns how many chunks they had."""
+        removed = 0
+        for doc_id in doc_ids:
+            self._unstage(doc_id)
+            entry = self.manifest.get(doc_id)
+            if entry is not None:
+                self._drop.add(doc_id)
+                removed += entry.chunks
+        return removed
+
+    def edit(self, doc_id: str, changes: dict[str, str]) -> DocEntry:
+        """Stage corrected metadata (title, date, source, doc_type) without re-embedding."""
+        entry = self.manifest.get(doc_id)
+        if entry is None:
+            raise KeyError(doc_id)
+        self._unstage(doc_id)
+        new = edited(entry, changes, self.gen)
+        meta_changes = {k: getattr(new, k) for k in ("title", "date", "source", "doc_type")}
+        self.index.store.copy(entry.record_ids(), self.gen, meta_changes)
+        base = self.index.snapshot().lexical
+        for cid in entry.chunk_ids():
+            row = base.row.get(cid)
+            if row is None:
+                continue
+            old = base.rows[row]
+            fields = {**old.fields, "source": new.source, "doc_type": new.doc_type}
+            fields["date_int"] = date_int(new.date)
+            self._rows.append(LexicalRow(record_id(cid, self.gen), cid, old.text, fields))
+        self._drop.add(doc_id)
+        self._put[doc_id] = new
+        return new
+
+    def _flush(
+        self,
+        progress: Callable[[int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        full_only: bool = False,
+    ) -> None:
+        """Embed and write queued chunks, a batch at a time (a batch may span documents:
+        small files embed as efficiently as big ones; memory stays one batch)."""
+        while self._queue:
+            waiting = sum(len(s.chunks) - s.done for s in self._queue)
+            if full_only and waiting < EMBED_BATCH:
+                return
+            if cancelled and cancelled():
+                raise Cancelled()
+            self.before_batch()
+            batch: list[tuple[_Staged, list[Chunk]]] = []
+            size = 0
+            for staged in self._queue:
+                take = staged.chunks[staged.done : staged.done + EMBED_BATCH - size]
+                if take:
+                    batch.append((staged, take))
+                    size += len(take)
+                if size >= EMBED_BATCH:
+                    break
+            self._write(batch)
+            for staged, take in batch:
+                staged.done += len(take)
+            while self._queue and self._queue[0].done == len(self._queue[0].chunks):
+                staged = self._queue.pop(0)
+                self._put[staged.entry.doc_id] = staged.entry
+                self._drop.add(staged.entry.doc_id)
+            if progress:
+                progress(size)
+
+    def _write(self, batch: list[tuple[_Staged, list[Chunk]]]) -> None:
+        chunks = [c for _, take in batch for c in take]
+        spans = [[(s.start, s.end) for s in sentence_spans(c.text)] for c in chunks]
+        vectors, sentence_vectors = self.index.writer_embeddings.embed_chunks(
+            [c.text for c in chunks], spans
         )
-        return [
-            _stored(cid, text, meta, 1.0 - float(dist))
-            for cid, text, meta, dist in zip(
-                found["ids"][0],
-                found["documents"][0],
-                found["metadatas"][0],
-                found["distances"][0],
-                strict=True,
+        at = 0
+        for staged, take in batch:
+            entry = staged.entry
+            part = slice(at, at + len(take))
+            self.index.store.add(
+                take,
+                self.gen,
+                entry.kb,
+                entry.text_hash,
+                vectors[part],
+                spans[part],
+                sentence_vectors[part],
             )
+            for chunk in take:
+                fields = {
+                    "date_int": date_int(entry.date),
+                    "source": entry.source,
+                    "doc_type": entry.doc_type,
+                    "doc_id": entry.doc_id,
+                    "kb": entry.kb,
+                }
+                self._rows.append(
+                    LexicalRow(
+                        record_id(chunk.chunk_id, self.gen), chunk.chunk_id, chunk.text, fields
+                    )
+                )
+            at += len(take)
+
+    def commit(self, cancelled: Callable[[], bool] | None = None) -> int:
+        """Publish everything staged as the next generation; returns the generation."""
+        self._flush(cancelled=cancelled)
+        if not self._drop and not self._put:
+            return self.gen - 1
+        gen = self.gen
+        base = self.index.snapshot()
+        if base.generation != gen - 1:
+            raise RuntimeError(f"index moved to generation {base.generation} under a writer")
+        lexical = base.lexical.derive(self._drop, self._rows)
+        lexical.save(self.index.lexical_dir(gen))
+        dying = [
+            rid
+            for doc_id in self._drop
+            if (entry := self.manifest.get(doc_id)) is not None
+            for rid in entry.record_ids()
         ]
+        self.index.store.mark_dead(dying, gen)
+        self.manifest.publish(
+            gen, self._put.values(), [d for d in self._drop if d not in self._put]
+        )
+        self.index._adopt(gen, lexical)
+        log.info(
+            "published generation %d: %d documents in, %d out, %d rows written",
+            gen,
+            len(self._put),
+            len(self._drop - set(self._put)),
+            len(self._rows),
+        )
+        # Rows that died a generation ago: only a reader older than that could want them.
+        self.index.store.collect(gen - 1)
+        for old in sorted((self.index.folder / "lexical").glob("g*")):
+            if old.name < f"g{gen - 1:09d}":
+                shutil.rmtree(old, ignore_errors=True)
+        self._put, self._drop, self._rows, self._queue = {}, set(), [], []
+        self.gen = gen + 1
+        return gen
 
-    def lexical_mask(self, filters: Filters | None) -> np.ndarray | None:
-        """Rows of the lexical index that pass `filters` (None = all)."""
-        return filters.mask(self.lexical.fields) if filters else None
+    def abort(self) -> None:
+        """Throw away what was staged since the last commit."""
+        try:
+            self.index.store.recover(self.manifest.generation)
+        except Exception:  # the caller's exception matters more; the next writer retries
+            log.exception("could not remove staged rows; the next writer will")
+        self._put, self._drop, self._rows, self._queue = {}, set(), [], []
+
+    def reset(self) -> None:
+        """Forget every document (for --rebuild), published at once."""
+        self.index.store.reset()
+        self.manifest.clear()
+        self.index._adopt(self.manifest.generation, LexicalIndex.build([]))
+        self.gen = self.manifest.generation + 1
 
 
-def chunk_metadata(
-    chunk: Chunk, text_hash: str, spans: list[tuple[int, int]], sentence_vectors: np.ndarray
-) -> dict:
-    """Chroma metadata holds scalars only: sentence offsets go in as JSON, their vectors
-    as base64 float16 (768 bytes a sentence), so they are written atomically with the chunk."""
-    meta = {k: chunk.meta.get(k, "") for k in META_FIELDS}
-    meta.update(
-        doc_id=chunk.doc_id,
-        index=chunk.index,
-        start=chunk.start,
-        end=chunk.end,
-        text_hash=text_hash,
-        date_int=_date_int(meta["date"]) if meta["date"] else 0,
-        sentences=json.dumps(spans),
-        sentence_vectors=base64.b64encode(sentence_vectors.astype("<f2").tobytes()).decode(),
-    )
-    return meta
-
-
-def _stored(chunk_id: str, text: str | None, meta: dict | None, similarity: float) -> Stored:
-    meta = meta or {}
-    spans = tuple(tuple(s) for s in json.loads(meta.get("sentences") or "[]"))
-    raw = base64.b64decode(meta.get("sentence_vectors") or "")
-    vectors = np.frombuffer(raw, dtype="<f2").astype(np.float32).reshape(len(spans), -1)
-    return Stored(to_chunk(chunk_id, text or "", meta), similarity, spans, vectors)
-
-
-def to_chunk(chunk_id: str, text: str, meta: dict) -> Chunk:
-    return Chunk(
-        chunk_id=chunk_id,
-        doc_id=str(meta.get("doc_id", chunk_id.rsplit("#", 1)[0])),
-        index=int(meta.get("index", 0)),
-        text=text,
-        start=int(meta.get("start", 0)),
-        end=int(meta.get("end", len(text))),
-        meta={k: str(meta.get(k, "")) for k in META_FIELDS},
+def lexical_row(rid: str, text: str, meta: dict) -> LexicalRow:
+    return LexicalRow(
+        rid, str(meta.get("chunk_id", "")), text, {k: meta.get(k, "") for k in FILTER_FIELDS}
     )

@@ -2,6 +2,10 @@
 
 An unchanged source (same raw bytes, same chunking) costs a hash and nothing else: it is
 not parsed, not embedded, and the embedding model is not even loaded.
+
+Work is published in generations (rag.index): every `COMMIT_CHUNKS` chunks or
+`COMMIT_SECONDS`, and at the end, so a killed run keeps what it had published and a
+server's readers see new documents while a long run goes on.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.index import DocEntry, Index
+from rag.index import Index, Writer
 from rag.load import LoadFailure, Source, UnreadableError, iter_sources
+from rag.manifest import DocEntry
 from rag.split import chunk_spans
 from rag.types import Chunk, Document
 
@@ -21,9 +26,10 @@ from rag.types import Chunk, Document
 # file turns into, so the next ingest redoes every document instead of keeping stale chunks.
 PIPELINE_VERSION = 4
 
-# Chunks per write: large enough that sentence-transformers batches efficiently, small
-# enough that a killed run loses little work.
-WRITE_BATCH_CHUNKS = 256
+COMMIT_CHUNKS = 2000  # publish a generation after this many new chunks …
+COMMIT_SECONDS = 60.0  # … or this long: a killed run loses at most this much work
+
+DEFAULT_KB = "default"
 
 
 @dataclass
@@ -67,11 +73,43 @@ def make_chunks(doc: Document, size: int, overlap: int) -> list[Chunk]:
     ]
 
 
+def doc_entry(doc: Document, kb: str, origin: str, source_hash: str, original: str) -> DocEntry:
+    """The manifest's record of `doc` (its chunk count and generation are the writer's)."""
+    meta = doc.meta
+    return DocEntry(
+        doc_id=doc.doc_id,
+        kb=kb,
+        origin=origin,
+        source_hash=source_hash,
+        text_hash=doc.content_hash,
+        chunks=0,
+        gen=0,
+        title=meta.get("title", ""),
+        date=meta.get("date", ""),
+        source=meta.get("source", ""),
+        doc_type=meta.get("doc_type", ""),
+        original=original,
+    )
+
+
 class Progress:
     """What ingest reports while it works; the CLI plugs a progress bar in here."""
 
     def start(self, total: int) -> None: ...
     def advance(self, n: int = 1) -> None: ...
+
+
+def settings_key(index: Index, chunk_size: int, chunk_overlap: int) -> str:
+    return f"v{PIPELINE_VERSION}/{chunk_size}/{chunk_overlap}/{index.embeddings.passage_prefix}"
+
+
+def _original(source: Source) -> str:
+    """Where the document's file is, to link a citation to it ("" for a JSONL record)."""
+    return str(Path(source.location).resolve()) if Path(source.location).is_file() else ""
+
+
+def source_hash(raw_hash: str, key: str) -> str:
+    return hashlib.sha256(f"{raw_hash}/{key}".encode()).hexdigest()[:32]
 
 
 def ingest(
@@ -82,98 +120,102 @@ def ingest(
     rebuild: bool = False,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    kb: str = DEFAULT_KB,
+    writer: Writer | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> IngestReport:
-    """Bring `index` in line with the documents under `roots`."""
+    """Bring `index` in line with the documents under `roots` (into knowledge base `kb`).
+    With `writer`, work inside that writer (a server job); else open one."""
+    if writer is None:
+        with index.writer() as own:
+            return ingest(
+                roots,
+                index,
+                chunk_size,
+                chunk_overlap,
+                rebuild,
+                progress,
+                clock,
+                kb,
+                own,
+                cancelled,
+            )
     started = clock()
     progress = progress or Progress()
     report = IngestReport()
-    settings_key = (
-        f"v{PIPELINE_VERSION}/{chunk_size}/{chunk_overlap}/{index.embeddings.passage_prefix}"
-    )
-
-    with index.writing():
-        if rebuild:
-            index.reset()
-        manifest = index.manifest
-        pending: list[tuple[Source, str, bool, str]] = []
-        seen: set[str] = set()
-        scanned_origins: set[str] = set()
-        for root in roots:
-            origin = str(root.resolve())
-            if root.exists():
-                scanned_origins.add(origin)
-            for item in iter_sources(root):
-                if isinstance(item, LoadFailure):
-                    report.fail(item)
-                    continue
-                if item.doc_id in seen:
-                    report.fail(LoadFailure(item.location, f"duplicate id {item.doc_id!r}"))
-                    continue
-                seen.add(item.doc_id)
-                entry = manifest.docs.get(item.doc_id)
-                if entry and entry.origin != origin:
-                    if Path(entry.origin).exists():
-                        report.fail(
-                            LoadFailure(
-                                item.location,
-                                f"id {item.doc_id!r} is already indexed from {entry.origin}",
-                            )
-                        )
-                        continue
-                    index.relocate(item.doc_id, origin)  # its folder was moved or renamed
-                source_hash = _source_hash(item.raw_hash, settings_key)
-                if entry and entry.source_hash == source_hash:
-                    report.unchanged += 1
-                else:
-                    pending.append((item, source_hash, entry is not None, origin))
-
-        gone = [
-            doc_id
-            for doc_id, entry in manifest.docs.items()
-            if entry.origin in scanned_origins and doc_id not in seen
-        ]
-        report.chunks_removed += index.remove(gone)
-        report.removed = len(gone)
-
-        progress.start(len(pending))
-        changing = {source.doc_id for source, *_ in pending}
-        known_texts = {e.text_hash: d for d, e in manifest.docs.items() if d not in changing}
-        batch: list[tuple[str, DocEntry, list[Chunk]]] = []
-        batch_chunks = 0
-        for source, source_hash, existed, origin in pending:
-            progress.advance()
-            try:
-                doc = source.load()
-            except UnreadableError as err:
-                kept = "; the previously indexed version is kept" if existed else ""
-                report.fail(LoadFailure(source.location, f"{err}{kept}"))
+    key = settings_key(index, chunk_size, chunk_overlap)
+    if rebuild:
+        writer.reset()
+    docs = index.manifest.docs()
+    pending: list[tuple[Source, str, bool, str]] = []
+    seen: set[str] = set()
+    scanned_origins: set[str] = set()
+    for root in roots:
+        origin = str(root.resolve())
+        if root.exists():
+            scanned_origins.add(origin)
+        for item in iter_sources(root):
+            if isinstance(item, LoadFailure):
+                report.fail(item)
                 continue
-            text_hash = doc.content_hash
-            twin = known_texts.get(text_hash)
-            if twin is not None and twin != doc.doc_id:
-                report.duplicates += 1
-                report.failures.append(
-                    LoadFailure(source.location, f"same text as {twin!r}; skipped")
+            if item.doc_id in seen:
+                report.fail(LoadFailure(item.location, f"duplicate id {item.doc_id!r}"))
+                continue
+            seen.add(item.doc_id)
+            entry = docs.get(item.doc_id)
+            if entry and entry.origin != origin and Path(entry.origin).exists():
+                report.fail(
+                    LoadFailure(
+                        item.location, f"id {item.doc_id!r} is already indexed from {entry.origin}"
+                    )
                 )
-                if existed:  # its old text is gone; its old chunks must go too
-                    report.chunks_removed += index.remove([doc.doc_id])
                 continue
-            known_texts[text_hash] = doc.doc_id
-            chunks = make_chunks(doc, chunk_size, chunk_overlap)
-            batch.append(
-                (doc.doc_id, DocEntry(source_hash, text_hash, len(chunks), origin), chunks)
-            )
-            batch_chunks += len(chunks)
-            report.updated += existed
-            report.added += not existed
-            report.chunks_written += len(chunks)
-            if batch_chunks >= WRITE_BATCH_CHUNKS:
-                index.write(batch)
-                batch, batch_chunks = [], 0
-        index.write(batch)
+            digest = source_hash(item.raw_hash, key)
+            if entry and entry.source_hash == digest and entry.kb == kb:
+                report.unchanged += 1
+                if entry.origin != origin:  # its folder was moved or renamed: same chunks
+                    index.manifest.relocate(item.doc_id, origin, _original(item))
+            else:
+                pending.append((item, digest, entry is not None, origin))
+
+    gone = [
+        doc_id
+        for doc_id, entry in docs.items()
+        if entry.origin in scanned_origins and doc_id not in seen
+    ]
+    report.chunks_removed += writer.remove(gone)
+    report.removed = len(gone)
+
+    progress.start(len(pending))
+    changing = {source.doc_id for source, *_ in pending}
+    known_texts = {e.text_hash: d for d, e in docs.items() if d not in changing}
+    last_commit = clock()
+    for source, digest, existed, origin in pending:
+        progress.advance()
+        try:
+            doc = source.load()
+        except UnreadableError as err:
+            kept = "; the previously indexed version is kept" if existed else ""
+            report.fail(LoadFailure(source.location, f"{err}{kept}"))
+            continue
+        twin = known_texts.get(doc.content_hash)
+        if twin is not None and twin != doc.doc_id:
+            report.duplicates += 1
+            report.failures.append(LoadFailure(source.location, f"same text as {twin!r}; skipped"))
+            if existed:  # its old text is gone; its old chunks must go too
+                report.chunks_removed += writer.remove([doc.doc_id])
+            continue
+        known_texts[doc.content_hash] = doc.doc_id
+        chunks = make_chunks(doc, chunk_size, chunk_overlap)
+        writer.put(
+            doc_entry(doc, kb, origin, digest, _original(source)), chunks, cancelled=cancelled
+        )
+        report.updated += existed
+        report.added += not existed
+        report.chunks_written += len(chunks)
+        if writer.pending() >= COMMIT_CHUNKS or clock() - last_commit >= COMMIT_SECONDS:
+            writer.commit(cancelled)
+            last_commit = clock()
+    writer.commit(cancelled)
     report.seconds = clock() - started
     return report
-
-
-def _source_hash(raw_hash: str, settings_key: str) -> str:
-    return hashlib.sha256(f"{raw_hash}/{settings_key}".encode()).hexdigest()[:32]

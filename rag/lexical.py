@@ -14,6 +14,7 @@ import re
 import shutil
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ _TOKEN = re.compile(rf"[{_CJK}]+|[a-z0-9]+(?:[.%][0-9]+%?)*")
 
 
 # Saved with the index: a saved index made with other tokens is rebuilt, not misread.
-TOKENS = "bigram-v1"
+TOKENS = "bigram-v2"
 
 
 def _normalise(text: str) -> str:
@@ -47,22 +48,46 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 
 # Chunk metadata kept beside the BM25 matrix so filters need no round trip to Chroma.
-FILTER_FIELDS = ("date_int", "source", "doc_type", "doc_id")
+FILTER_FIELDS = ("date_int", "source", "doc_type", "doc_id", "kb")
+
+
+@dataclass(frozen=True)
+class LexicalRow:
+    """One visible chunk as the lexical index keeps it."""
+
+    record_id: str  # the Chroma row, to fetch what only the vector store holds
+    chunk_id: str
+    text: str
+    fields: dict  # FILTER_FIELDS
 
 
 class LexicalIndex:
-    """BM25 over chunk texts; row `i` is `chunk_ids[i]`, `fields[name][i]` its metadata."""
+    """BM25 over the chunk texts of one generation; row `i` is `rows[i]`.
 
-    def __init__(self, chunk_ids: list[str], bm25, fields: dict[str, list]):
-        self.chunk_ids = chunk_ids
-        self.row = {cid: i for i, cid in enumerate(chunk_ids)}
+    Immutable: a new generation gets a new index (`derive`), saved in a folder of its own,
+    so a reader keeps using the one it started with while a writer publishes the next.
+    """
+
+    def __init__(self, rows: Sequence[LexicalRow], bm25):
+        self.rows = list(rows)
+        self.chunk_ids = [r.chunk_id for r in self.rows]
+        self.record_ids = [r.record_id for r in self.rows]
+        self.row = {cid: i for i, cid in enumerate(self.chunk_ids)}
         self._bm25 = bm25
-        self.fields = {name: np.asarray(fields.get(name, [])) for name in FILTER_FIELDS}
+        self.fields = {
+            name: np.asarray([r.fields.get(name, "") for r in self.rows]) for name in FILTER_FIELDS
+        }
+        self.fields["date_int"] = np.asarray(
+            [int(r.fields.get("date_int") or 0) for r in self.rows], dtype=np.int64
+        )
         self._df: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
     def idf(self, token: str) -> float:
         """BM25's inverse document frequency of `token` over the indexed chunks."""
-        n = len(self.chunk_ids)
+        n = len(self.rows)
         if self._df is None:
             self._df = np.diff(self._bm25.scores["indptr"]) if n else np.zeros(0)
         tid = self._bm25.vocab_dict.get(token) if n else None
@@ -70,27 +95,25 @@ class LexicalIndex:
         return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
 
     @classmethod
-    def build(
-        cls,
-        chunk_ids: list[str],
-        texts: Sequence[str],
-        metas: Sequence[dict],
-    ) -> LexicalIndex:
+    def build(cls, rows: Sequence[LexicalRow]) -> LexicalIndex:
         import bm25s
 
         bm25 = bm25s.BM25()
-        if chunk_ids:
-            bm25.index([bigram_tokens(t) or [""] for t in texts], show_progress=False)
-        fields = {name: [m.get(name, "") for m in metas] for name in FILTER_FIELDS}
-        fields["date_int"] = [int(d or 0) for d in fields["date_int"]]
-        return cls(list(chunk_ids), bm25, fields)
+        if rows:
+            bm25.index([bigram_tokens(r.text) or [""] for r in rows], show_progress=False)
+        return cls(rows, bm25)
+
+    def derive(self, drop_docs: set[str], new_rows: Sequence[LexicalRow]) -> LexicalIndex:
+        """The next generation's index: these documents' rows gone, `new_rows` added."""
+        kept = [r for r in self.rows if r.fields.get("doc_id") not in drop_docs]
+        return LexicalIndex.build([*kept, *new_rows])
 
     def scores(self, query: str, mask: np.ndarray | None = None) -> np.ndarray:
         """BM25 score of every row for `query` (zeros where `mask` is False)."""
-        if not self.chunk_ids:
+        if not self.rows:
             return np.zeros(0, dtype=np.float32)
         tokens = bigram_tokens(query)
-        scores = self._bm25.get_scores(tokens) if tokens else np.zeros(len(self.chunk_ids))
+        scores = self._bm25.get_scores(tokens) if tokens else np.zeros(len(self.rows))
         scores = np.asarray(scores, dtype=np.float32)
         return scores * mask if mask is not None else scores
 
@@ -103,39 +126,30 @@ class LexicalIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(self.chunk_ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
-    def save(self, folder: Path, stamp: dict) -> None:
-        """Write beside the index atomically: a reader sees the old or the new, never half."""
+    def save(self, folder: Path) -> None:
+        """Write into `folder` (a new one per generation) through a temporary name, so a
+        reader finds the whole index or none."""
         work = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        if self.chunk_ids:
+        if self.rows:
             self._bm25.save(str(work), show_progress=False)
-        meta = {
-            "chunk_ids": self.chunk_ids,
-            "tokens": TOKENS,
-            "fields": {k: v.tolist() for k, v in self.fields.items()},
-            **stamp,
-        }
+        meta = {"tokens": TOKENS, "rows": [list(astuple(r)) for r in self.rows]}
         (work / "lexical.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            folder.rename(old)
+        shutil.rmtree(folder, ignore_errors=True)
         work.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
-    def load(cls, folder: Path) -> tuple[LexicalIndex, dict] | None:
-        """The saved index and its stamp, or None when there is none (or an old format)."""
+    def load(cls, folder: Path) -> LexicalIndex | None:
+        """The saved index, or None when there is none (or it is of an old format)."""
         import bm25s
 
         meta_path = folder / "lexical.json"
         if not meta_path.is_file():
             return None
         meta = json.loads(meta_path.read_text("utf-8"))
-        if meta.pop("tokens", None) != TOKENS:
+        if meta.get("tokens") != TOKENS:
             return None
-        chunk_ids = meta.pop("chunk_ids")
-        fields = meta.pop("fields")
-        bm25 = bm25s.BM25.load(str(folder), show_progress=False) if chunk_ids else None
-        return cls(chunk_ids, bm25, fields), meta
+        rows = [LexicalRow(*r) for r in meta["rows"]]
+        bm25 = bm25s.BM25.load(str(folder), show_progress=False) if rows else None
+        return cls(rows, bm25)

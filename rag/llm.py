@@ -8,6 +8,7 @@ with a notice, so the chat never hangs on the LLM.
 
 from __future__ import annotations
 
+import logging
 import re
 import string
 import time
@@ -29,6 +30,8 @@ from rag.types import Answer, Citation, Hit
 
 FALLBACK_NOTICE = "大模型服务暂时不可用，以下为知识库原文摘录。"
 UNCITED_NOTICE = "大模型的回答没有标注出处，未予采用；以下为知识库原文摘录。"
+
+log = logging.getLogger("rag.llm")
 # What models put around a rewritten question: reasoning blocks, a label, quotes.
 _THINKING = re.compile(r"<think>.*?</think>", re.S)
 _LABEL = re.compile(r"^(?:改写后的问题|完整问题|问题)[:：]\s*")
@@ -173,26 +176,33 @@ class LLMAnswerer:
                     yield piece
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the answer took over {self.timeout:g} s")
-        except Exception:  # openai and httpx raise many kinds; all mean "no reply"
-            yield self.unavailable(question, hits, k)
+        except Exception as exc:  # openai and httpx raise many kinds; all mean "no reply"
+            yield self.unavailable(question, hits, k, reason=f"{type(exc).__name__}: {exc}")
             return
         if tail := markers.flush():
             parts.append(tail)
             yield tail
         raw = "".join(parts)
         if not raw.strip():  # e.g. a reasoning model that said it all in its reasoning
-            yield self.unavailable(question, hits, k)
+            yield self.unavailable(question, hits, k, reason="empty reply")
             return
         yield self.finish(question, raw, shown) or self.unavailable(
-            question, hits, k, UNCITED_NOTICE
+            question, hits, k, UNCITED_NOTICE, reason="reply cites no passage"
         )
 
     def unavailable(
-        self, question: str, hits: Sequence[Hit], k: int, notice: str = FALLBACK_NOTICE
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        k: int,
+        notice: str = FALLBACK_NOTICE,
+        reason: str = "LLM unavailable",
     ) -> Answer:
-        """The extractive answer, saying why it is not the model's."""
+        """The extractive answer, saying why it is not the model's (and logging why)."""
+        log.warning("llm fallback to extractive answer: %s", reason)
         answer = self.fallback.answer(question, hits, k)
         answer.notice = notice
+        answer.fallback = reason
         return answer
 
     def finish(self, question: str, raw: str, shown: Sequence[Hit]) -> Answer | None:

@@ -11,11 +11,18 @@ import gzip
 import hashlib
 import io
 import json
+import logging
+import os
 import re
+import stat
+import threading
+import warnings
+import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -40,20 +47,63 @@ class UnreadableError(ValueError):
     """A file that exists but holds no text we can use; the message says why."""
 
 
+class NoTextError(UnreadableError):
+    """A well-formed file with no text in it (a scanned PDF, a .docx of images): nothing is
+    broken, so callers report it apart from failures (job status `no_text`)."""
+
+
 def supported(path: Path) -> bool:
     name = path.name.lower()
     return name.endswith(FILE_SUFFIXES) or name.endswith(RECORD_SUFFIXES)
 
 
-def iter_files(root: Path) -> Iterator[Path]:
-    """Every file under `root` (or `root` itself), sorted, skipping hidden files and folders."""
+def iter_files(root: Path) -> Iterator[Path | LoadFailure]:
+    """Every file under `root` (or `root` itself), sorted, skipping hidden files and folders.
+
+    Only files inside `root` are read: a symlink whose target lies outside it (a link to
+    /etc/passwd, to a key in the home folder) is reported and skipped. Symlinked folders are
+    never descended into: one pointing inside is walked at its real path anyway (and could
+    loop), one pointing outside is out of bounds.
+    """
     if root.is_file():
         yield root
         return
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            yield path
+    inside = root.resolve()
+    found: list[tuple[Path, Path | LoadFailure]] = []
+    for folder, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(folder)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in dirnames:
+            path = base / name
+            if path.is_symlink() and not _resolves_inside(path, inside):
+                found.append((path, _outside(path, root)))
+        for name in filenames:
+            path = base / name
+            if name.startswith("."):
+                continue
+            if path.is_symlink():
+                if not path.exists():  # dangling, or a loop
+                    found.append((path, LoadFailure(str(path), "broken symlink; skipped")))
+                    continue
+                if not _resolves_inside(path, inside):
+                    found.append((path, _outside(path, root)))
+                    continue
+            if path.is_file():  # not a FIFO or device: reading one would hang or never end
+                found.append((path, path))
+    # Sorted by path parts, as before: the first of two identical documents is the one kept.
+    for _, item in sorted(found, key=lambda pair: pair[0]):
+        yield item
+
+
+def _resolves_inside(path: Path, inside: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(inside)
+    except (OSError, RuntimeError):  # a symlink loop resolves nowhere
+        return False
+
+
+def _outside(path: Path, root: Path) -> LoadFailure:
+    return LoadFailure(str(path), f"symlink leads outside {root}; skipped")
 
 
 @dataclass(frozen=True)
@@ -77,6 +127,9 @@ def iter_sources(root: Path) -> Iterator[Source | LoadFailure]:
         yield LoadFailure(str(root), "no such file or folder")
         return
     for path in iter_files(root):
+        if isinstance(path, LoadFailure):
+            yield path
+            continue
         doc_id = path.name if root.is_file() else path.relative_to(root).as_posix()
         if not supported(path):
             yield LoadFailure(str(path), f"unsupported format '{path.suffix or path.name}'")
@@ -94,14 +147,14 @@ def iter_sources(root: Path) -> Iterator[Source | LoadFailure]:
         except OSError as err:
             yield LoadFailure(str(path), f"cannot read ({err.strerror or err})")
             continue
-        yield Source(doc_id, str(path), _hash(data), partial(_parse_file, path, doc_id, data))
+        yield Source(doc_id, str(path), raw_hash(data), partial(parse_file, path, doc_id, data))
 
 
-def _hash(data: bytes) -> str:
+def raw_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:32]
 
 
-def _parse_file(path: Path, doc_id: str, data: bytes) -> Document:
+def parse_file(path: Path, doc_id: str, data: bytes) -> Document:
     try:
         return load_file(path, doc_id, data)
     except UnreadableError:
@@ -131,7 +184,7 @@ def make_document(doc_id: str, raw: str, meta: dict[str, str]) -> Document:
     """Clean `raw`; metadata given by the file wins over what the header parser found."""
     cleaned = clean(raw)
     if not cleaned.text:
-        raise UnreadableError("no text after cleaning")
+        raise NoTextError("no text after cleaning")
     merged = {**cleaned.meta, **{k: v for k, v in meta.items() if v}}
     if merged.get("date"):
         merged["date"] = iso_date(merged["date"]) or ""
@@ -226,8 +279,30 @@ def split_front_matter(text: str) -> tuple[str, dict[str, str]]:
     return text[m.end() :], meta
 
 
+# Elements that start a new line when shown; anything else (a, b, span, img, font …) is
+# inline and may sit mid-sentence, so it must not break the line.
+# fmt: off
+_HTML_BLOCKS = frozenset({
+    "address", "article", "aside", "blockquote", "body", "caption", "center", "dd", "details",
+    "dialog", "dir", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form",
+    "h1", "h2", "h3", "h4", "h5", "h6", "header", "hgroup", "hr", "html", "legend", "li",
+    "main", "menu", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody", "tfoot",
+    "thead", "title", "tr", "ul",
+})
+# fmt: on
+_HTML_CELLS = frozenset(("td", "th"))
+_HTML_PRE = frozenset(("pre", "textarea", "listing", "plaintext", "xmp"))
+_HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
+# A source line break between two CJK characters is no space at all when rendered:
+# "给予一次性\n奖励" reads 给予一次性奖励 (CSS Text 3, segment break transformation).
+_CJK = "\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+_CJK_BREAK = re.compile(rf"(?<=[{_CJK}])[ \t\r\f]*\n[ \t\n\r\f]*(?=[{_CJK}])")
+
+
 def html_text(html: str) -> tuple[str, dict[str, str]]:
+    """Visible text of a page, a line per block element, and its title/author/date/source."""
     from bs4 import BeautifulSoup
+    from bs4.element import CData, NavigableString
 
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "noscript", "template", "nav", "footer"]):
@@ -240,30 +315,64 @@ def html_text(html: str) -> tuple[str, dict[str, str]]:
         if tag and tag.get("content"):
             meta[key] = str(tag["content"])
     body = soup.body or soup
-    return body.get_text("\n"), meta
+    # As a browser shows it: source whitespace collapses to one space (outside <pre>), and
+    # only blocks, <br> and table cells separate text: an inline <img> or <span> mid-sentence
+    # must not cut a clause from its cap.
+    for text in list(body.find_all(string=True)):
+        if type(text) in (NavigableString, CData) and not any(
+            parent.name in _HTML_PRE for parent in text.parents
+        ):
+            text.replace_with(_HTML_SPACE.sub(" ", _CJK_BREAK.sub("", str(text))))
+    for tag in list(body.find_all(True)):
+        if tag.name == "br":
+            tag.replace_with("\n")
+        elif tag.name in _HTML_BLOCKS:
+            tag.insert_before("\n")
+            tag.insert_after("\n")
+        elif tag.name in _HTML_CELLS:
+            tag.insert_after(" ")
+    return body.get_text(""), meta
+
+
+# pypdf logs (and sometimes `warnings.warn`s) what it repairs in a slightly broken file;
+# on stderr that spoils `rag ingest --json`. Both are process-wide switches, hence the lock.
+_PYPDF_QUIET = threading.Lock()
+
+
+@contextmanager
+def _quiet_pypdf() -> Iterator[None]:
+    """pypdf's repair notes silenced; its exceptions still propagate."""
+    logger = logging.getLogger("pypdf")
+    with _PYPDF_QUIET, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
 
 
 def pdf_text(data: bytes) -> tuple[str, dict[str, str]]:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise UnreadableError("encrypted PDF")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except PdfReadError as err:
-        raise UnreadableError(f"not a readable PDF ({err})") from err
+    with _quiet_pypdf():
+        try:
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                raise UnreadableError("encrypted PDF")
+            pages = [page.extract_text() or "" for page in reader.pages]
+            info = reader.metadata or {}
+        except PdfReadError as err:
+            raise UnreadableError(f"not a readable PDF ({err})") from err
     if not "".join(pages).strip():
-        raise UnreadableError("PDF has no text layer (scanned?); OCR it first")
-    info = reader.metadata or {}
+        raise NoTextError("PDF has no text layer (scanned?); OCR it first")
     meta = {"title": str(info.get("/Title") or ""), "author": str(info.get("/Author") or "")}
     return "\n".join(pages), meta
 
 
 def docx_text(data: bytes) -> tuple[str, dict[str, str]]:
-    import zipfile
-
     import docx
 
     try:
@@ -274,6 +383,8 @@ def docx_text(data: bytes) -> tuple[str, dict[str, str]]:
     for table in document.tables:
         for row in table.rows:
             paragraphs.append(" ".join(cell.text for cell in row.cells))
+    if not "".join(paragraphs).strip():
+        raise NoTextError(".docx has no text (only images?)")
     props = document.core_properties
     meta = {
         "title": props.title or "",
@@ -303,7 +414,9 @@ def iter_records(path: Path) -> Iterator[Source | LoadFailure]:
                 if not str(record.get("id", "")).strip():
                     yield LoadFailure(where, 'record needs an "id"')
                     continue
-                yield Source(str(record["id"]), where, _hash(line), partial(_parse_record, record))
+                yield Source(
+                    str(record["id"]), where, raw_hash(line), partial(_parse_record, record)
+                )
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         yield LoadFailure(str(path), f"cannot read ({err})")
 
@@ -311,3 +424,128 @@ def iter_records(path: Path) -> Iterator[Source | LoadFailure]:
 def _parse_record(record: dict) -> Document:
     meta = {k: str(record[k]) for k in META_FIELDS if record.get(k) is not None}
     return make_document(str(record["id"]), record["text"], meta)
+
+
+_ZIP_UTF8 = 0x800  # general-purpose flag bit 11: the entry's name is UTF-8
+_ZIP_ENCRYPTED = 0x1
+_ZIP_CHUNK = 2**20
+
+
+def unpack_zip(
+    data: bytes, max_files: int = 1000, max_total_bytes: int = 200 * 2**20
+) -> Iterator[tuple[str, bytes] | LoadFailure]:
+    """The supported files of an uploaded .zip as (relative posix path, bytes), in archive
+    order; whatever is refused becomes a `LoadFailure` whose path is the entry's name ("" for
+    the zip itself). Nothing is written anywhere: the caller decides where the files go.
+
+    Hidden files and folders and `__MACOSX/` are skipped silently. Refused: absolute paths
+    and `..` (zip slip), symlinks, encrypted entries, entries over MAX_FILE_BYTES, formats
+    `supported()` rejects. Once more than `max_files` entries or `max_total_bytes` of
+    unpacked data (counted as read: sizes in headers may lie, a zip bomb's do) have come
+    out, a last failure says so and unpacking stops.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        entries = archive.infolist()
+    except Exception as err:  # zipfile raises all sorts on a malformed archive
+        yield LoadFailure("", f"not a readable .zip ({type(err).__name__}: {err})")
+        return
+    total = files = 0
+    seen: set[str] = set()
+    with archive:
+        for info in entries:
+            name = _zip_name(info)
+            if info.is_dir() or name.endswith("/"):
+                continue
+            parts = [part for part in name.split("/") if part not in ("", ".")]
+            unsafe = _zip_slip(name, parts)
+            if unsafe is None and (parts[0] == "__MACOSX" or any(p[0] == "." for p in parts)):
+                continue  # Finder's resource forks, .DS_Store, .git: not documents
+            refused = unsafe or _zip_refusal(info, parts)
+            files += 1
+            if files > max_files:
+                yield LoadFailure(name, f"more than {max_files} files in the zip; stopped")
+                return
+            rel = "/".join(parts)
+            if refused is None and rel in seen:
+                refused = "a second entry of that name; skipped"
+            if refused is not None:
+                yield LoadFailure(name, refused)
+                continue
+            cap = min(MAX_FILE_BYTES, max_total_bytes - total)
+            buf = bytearray()
+            try:
+                with archive.open(info) as fh:
+                    while len(buf) <= cap and (
+                        chunk := fh.read(min(_ZIP_CHUNK, cap + 1 - len(buf)))
+                    ):
+                        buf += chunk
+            except Exception as err:  # bad CRC, zlib.error, unknown method: one bad entry
+                total += len(buf)  # what it unpacked before failing counts all the same
+                yield LoadFailure(name, f"cannot unpack ({type(err).__name__}: {err})")
+                continue
+            total += len(buf)
+            if len(buf) > cap:
+                if cap < MAX_FILE_BYTES:  # the zip's budget ran out, not the file's
+                    yield LoadFailure(
+                        name,
+                        f"the zip unpacks to more than {_size(max_total_bytes)} (a zip bomb?); stopped",
+                    )
+                    return
+                yield LoadFailure(name, f"larger than {_size(MAX_FILE_BYTES)}")
+                continue
+            seen.add(rel)
+            yield rel, bytes(buf)
+
+
+def _zip_name(info: zipfile.ZipInfo) -> str:
+    """The entry's name as its author saw it, `/`-separated.
+
+    Without the UTF-8 flag Python decodes names as cp437, the zip default, but Chinese
+    Windows writes GBK and macOS writes UTF-8 without setting the flag. cp437 maps all 256
+    bytes, so encoding back recovers the raw name; UTF-8 is tried first because it is
+    strict (GBK bytes rarely pass), GB18030 decodes nearly anything.
+    """
+    name = info.filename
+    if not info.flag_bits & _ZIP_UTF8:
+        try:
+            raw = name.encode("cp437")
+        except UnicodeEncodeError:
+            raw = b""
+        if raw and not raw.isascii():
+            for encoding in ("utf-8", "gb18030"):
+                try:
+                    name = raw.decode(encoding)
+                    break
+                except UnicodeDecodeError:
+                    continue
+    return name.replace("\\", "/")  # some Windows tools write backslashes
+
+
+def _zip_slip(name: str, parts: list[str]) -> str | None:
+    """Why the entry's path could land outside the folder it is unpacked to, or None."""
+    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
+        return "absolute path in the zip; skipped"
+    if ".." in parts:
+        return "path leads out of the zip's folder (..); skipped"
+    if not parts:
+        return "entry without a name; skipped"
+    return None
+
+
+def _zip_refusal(info: zipfile.ZipInfo, parts: list[str]) -> str | None:
+    """Why a safely named entry is still not unpacked, or None."""
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "symlink in the zip; skipped"
+    if info.flag_bits & _ZIP_ENCRYPTED:
+        return "encrypted entry; skipped"
+    if not supported(PurePosixPath(parts[-1])):
+        suffix = PurePosixPath(parts[-1]).suffix or parts[-1]
+        return f"unsupported format '{suffix}'"
+    if info.file_size > MAX_FILE_BYTES:  # trusted to refuse, never to accept
+        return f"larger than {_size(MAX_FILE_BYTES)}"
+    return None
+
+
+def _size(n: int) -> str:
+    return f"{n // 2**20} MiB" if n >= 2**20 else f"{n} bytes"

@@ -23,8 +23,9 @@ from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from rag.index import Filters, Index, Stored
+from rag.index import Filters, Index, Snapshot
 from rag.lexical import bigram_tokens, jaccard
+from rag.store import Stored
 from rag.types import Hit
 
 NEAR_DUPLICATE = 0.9  # bigram Jaccard above which two chunks say the same thing
@@ -82,9 +83,12 @@ class HybridRetriever(BaseRetriever):
         filters: Filters | None = None,
         query_vector: np.ndarray | None = None,
         timings: dict[str, float] | None = None,
+        snapshot: Snapshot | None = None,
     ) -> list[Hit]:
-        """Top `k` distinct chunks for `question`, best first."""
+        """Top `k` distinct chunks for `question`, best first, all from one generation of
+        the index (`snapshot`, or the current one)."""
         k = k or self.k
+        snapshot = snapshot or self.index.snapshot()
         filters = filters if filters is not None else self.filters
         timings = timings if timings is not None else {}
         clock = time.perf_counter()
@@ -97,7 +101,7 @@ class HybridRetriever(BaseRetriever):
         pool: dict[str, Stored] = {}
         dense_rank: dict[str, int] = {}
         if self.mode is not Mode.LEXICAL:
-            for rank, stored in enumerate(self.index.dense_search(query_vector, n, filters), 1):
+            for rank, stored in enumerate(snapshot.dense_search(query_vector, n, filters), 1):
                 pool[stored.chunk.chunk_id] = stored
                 dense_rank[stored.chunk.chunk_id] = rank
         timings["dense_ms"] = (time.perf_counter() - clock) * 1000
@@ -106,12 +110,12 @@ class HybridRetriever(BaseRetriever):
         lexical_rank: dict[str, int] = {}
         lexical_score: dict[str, float] = {}
         if self.mode is not Mode.DENSE:
-            lexical = self.index.lexical
-            all_scores = lexical.scores(question, self.index.lexical_mask(filters))
+            lexical = snapshot.lexical
+            all_scores = lexical.scores(question, snapshot.lexical_mask(filters))
             for rank, (cid, _score) in enumerate(lexical.top(all_scores, n), 1):
                 lexical_rank[cid] = rank
             missing = [cid for cid in lexical_rank if cid not in pool]
-            for stored in self.index.get(missing, query_vector):
+            for stored in snapshot.get(missing, query_vector):
                 pool[stored.chunk.chunk_id] = stored
             for cid in pool:
                 row = lexical.row.get(cid)
@@ -121,7 +125,10 @@ class HybridRetriever(BaseRetriever):
         clock = time.perf_counter()
         ids = list(pool)
         stored = [pool[cid] for cid in ids]
-        sentence_sims = [s.sentence_vectors @ query_vector for s in stored]
+        sentence_sims = [
+            s.sentence_vectors @ query_vector if s.sentence_vectors.size else np.zeros(0)
+            for s in stored
+        ]
         chunk_sim = np.array([s.similarity for s in stored], dtype=np.float32)
         best_sentence = np.array(
             [
@@ -155,6 +162,7 @@ class HybridRetriever(BaseRetriever):
                     dense_rank=dense_rank.get(chunk.chunk_id, 0),
                     lexical_rank=lexical_rank.get(chunk.chunk_id, 0),
                     dense_score=float(chunk_sim[i]),
+                    lexical_score=float(bm25[i]),
                     sentence_spans=stored[i].sentence_spans,
                     sentence_scores=tuple(float(x) for x in sentence_sims[i]),
                 )

@@ -52,6 +52,7 @@ class Hit:
     dense_rank: int = 0
     lexical_rank: int = 0
     dense_score: float = 0.0
+    lexical_score: float = 0.0  # BM25, as the retrieval test shows it
     sentence_spans: tuple[tuple[int, int], ...] = ()
     sentence_scores: tuple[float, ...] = ()
 
@@ -83,6 +84,8 @@ class Answer:
     unverified: list[str] = field(default_factory=list)  # generated sentences whose figures
     # no cited passage contains (LLM answers only)
     notice: str = ""  # e.g. that the LLM failed and this is the extractive answer
+    generation: int = 0  # the index generation every citation comes from
+    fallback: str = ""  # why an LLM answer was replaced by the extractive one (for the log)
 
     def to_json(self) -> dict:
         """The `rag ask --json` object fixed by DESIGN.md."""
@@ -107,5 +110,6 @@ class Answer:
             "standalone_question": self.standalone_question or self.question,
             "unverified": list(self.unverified),
             "notice": self.notice,
+            "generation": self.generation,
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }

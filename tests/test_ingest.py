@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from rag.embed import LazyEmbeddings
-from rag.index import Index
+from rag.index import Index, IndexBusy, Writer
 from rag.ingest import ingest
+from rag.store import NEVER, visible
 
 SIZE, OVERLAP = 300, 60
 
@@ -15,18 +16,22 @@ def run(index, *roots, **kw):
 
 
 def chroma_state(index):
-    """{chunk_id: (text, doc_id)} as Chroma holds it."""
-    rows = index._collection.get(include=["documents", "metadatas"])
-    return {
-        i: (d, m["doc_id"])
-        for i, d, m in zip(rows["ids"], rows["documents"], rows["metadatas"], strict=True)
-    }
+    """{chunk_id: (text, doc_id)} of the rows a reader of the current generation sees."""
+    rows = index.store.iter_rows(visible(index.manifest.generation))
+    return {m["chunk_id"]: (text, m["doc_id"]) for _, text, m in rows}
 
 
 def assert_consistent(index):
+    """Chroma, the manifest and the lexical index describe the same chunks, and nothing
+    is left in Chroma but them and the rows that died with the last generation."""
+    gen = index.manifest.generation
     state = chroma_state(index)
-    assert set(state) == index.manifest.expected_chunk_ids()
+    expected = {cid for e in index.manifest.docs().values() for cid in e.chunk_ids()}
+    assert set(state) == expected
     assert sorted(index.lexical.chunk_ids) == sorted(state)
+    every = index.store.collection.get(include=["metadatas"])["metadatas"]
+    assert all(m["gen"] <= gen and m["dead"] in (gen, NEVER) for m in every)
+    assert len(every) - len(state) == sum(m["dead"] == gen for m in every)
 
 
 def test_corpus_is_indexed_with_stable_ids_and_seed_metadata(index, corpus_copy):
@@ -37,7 +42,7 @@ def test_corpus_is_indexed_with_stable_ids_and_seed_metadata(index, corpus_copy)
     assert all(cid == f"{doc}#{cid.rsplit('#', 1)[1]}" for cid, (_, doc) in state.items())
     holding = [cid for cid, (text, _) in state.items() if "泰钢不锈钢终端市场产业园一期" in text]
     assert len(holding) == 1
-    seed = index.get(holding)[0].chunk
+    seed = index.snapshot().get(holding)[0].chunk
     assert seed.doc_id == "news/2022-08-04-laiwu-signing.txt"
     assert {k: seed.meta[k] for k in ("title", "date", "author", "source")} == {
         "title": "莱芜区集中签约23个“双招双引”项目",
@@ -58,29 +63,29 @@ def test_unchanged_corpus_embeds_nothing_and_does_not_load_the_model(tmp_path, e
 
 def test_editing_a_file_replaces_exactly_its_chunks_and_deleting_removes_them(index, corpus_copy):
     run(index, corpus_copy)
-    before = index._collection.get(include=["embeddings", "documents"])
+    before = index.store.collection.get(include=["embeddings", "documents"])
     vectors_before = dict(zip(before["ids"], before["embeddings"], strict=True))
     target = corpus_copy / "policies" / "building-economy.md"
     target.write_text(target.read_text("utf-8").replace("50%", "55%"), "utf-8")
 
     report = run(index, corpus_copy)
-    own = index.manifest.docs["policies/building-economy.md"].chunks
+    own = index.manifest.get("policies/building-economy.md").chunks
     assert (report.updated, report.unchanged, report.chunks_written) == (1, 6, own)
     assert_consistent(index)
-    after = index._collection.get(include=["embeddings", "documents"])
-    for cid, vec in zip(after["ids"], after["embeddings"], strict=True):
-        if not cid.startswith("policies/building-economy.md#"):
-            np.testing.assert_array_equal(vec, vectors_before[cid])
-    assert any(
-        "55%" in d
-        for i, d in zip(after["ids"], after["documents"], strict=True)
-        if i.startswith("policies/building-economy.md#")
+    after = index.store.collection.get(include=["embeddings", "documents"])
+    for rid, vec in zip(after["ids"], after["embeddings"], strict=True):
+        if not rid.startswith("policies/building-economy.md#"):
+            np.testing.assert_array_equal(vec, vectors_before[rid])  # not embedded again
+    assert any("55%" in text for text, _ in chroma_state(index).values())
+    assert not any(
+        "50%" in text and doc == "policies/building-economy.md"
+        for text, doc in chroma_state(index).values()
     )
 
     target.unlink()
     report = run(index, corpus_copy)
     assert (report.removed, report.chunks_removed) == (1, own)
-    assert "policies/building-economy.md" not in index.manifest.docs
+    assert index.manifest.get("policies/building-economy.md") is None
     assert not [c for c in chroma_state(index) if c.startswith("policies/building-economy.md")]
     assert_consistent(index)
 
@@ -93,7 +98,7 @@ def test_exact_duplicate_documents_are_indexed_once(index, tmp_path):
     (folder / "b.txt").write_text(text, "utf-8")
     report = run(index, folder)
     assert (report.added, report.duplicates) == (1, 1)
-    assert list(index.manifest.docs) == ["a.txt"]
+    assert list(index.manifest.docs()) == ["a.txt"]
 
 
 def test_rebuild_starts_over(index, corpus_copy):
@@ -103,29 +108,33 @@ def test_rebuild_starts_over(index, corpus_copy):
     assert_consistent(index)
 
 
-def test_chunks_written_without_a_manifest_record_are_removed_on_recovery(index, corpus_copy):
-    """What a kill between the Chroma write and the manifest write leaves behind."""
+def test_what_a_killed_writer_staged_is_removed_and_what_it_published_stays(index, corpus_copy):
+    """A kill leaves rows of an unpublished generation and rows marked dead by it."""
     run(index, corpus_copy)
-    doc_id = "policies/enclave-economy.md"
-    entry = index.manifest.docs.pop(doc_id)
-    index.manifest.docs["policies/talent-and-factor-support.md"].chunks += 1  # claims too much
-    index.manifest.clean = False
-    index.manifest.write(index.manifest_path)
+    published = chroma_state(index)
+    gen = index.manifest.generation
+    doc = index.manifest.get("policies/enclave-economy.md")
+    killed = Writer(index)  # as if its process died: neither commit nor abort runs
+    killed.put(doc, [], progress=None)
+    index.store.mark_dead(doc.record_ids(), gen + 1)
+    from rag.ingest import make_chunks
+    from rag.types import Document
+
+    staged = make_chunks(Document("new.txt", "新文件\n第一条 新条款。", {}), 300, 60)
+    killed.put(doc.__class__("new.txt", "default", "x", "h", "t", 0, 0), staged)
+    killed._flush()
+    assert index.manifest.generation == gen and chroma_state(index) == published
 
     reopened = Index(index.data_dir, "test", index.embeddings)
     report = run(reopened, corpus_copy)
-    assert report.added == 2  # both repaired documents come back in full
-    assert reopened.manifest.docs[doc_id].chunks == entry.chunks
+    assert (report.added, report.updated, report.unchanged) == (0, 0, 7)
+    assert chroma_state(reopened) == published
     assert_consistent(reopened)
 
 
 def test_a_second_writer_is_refused(index):
     second = Index(index.data_dir, "test", index.embeddings)
-    with (
-        index.writing(),
-        pytest.raises(RuntimeError, match="another `rag ingest`"),
-        second.writing(),
-    ):
+    with index.writer(), pytest.raises(IndexBusy, match="another process"), second.writer():
         pass
 
 
@@ -137,7 +146,7 @@ def test_a_document_edited_into_a_copy_of_another_loses_its_old_chunks(index, tm
     run(index, folder)
     (folder / "b.txt").write_text((folder / "a.txt").read_text("utf-8"), "utf-8")
     report = run(index, folder)
-    assert report.duplicates == 1 and list(index.manifest.docs) == ["a.txt"]
+    assert report.duplicates == 1 and list(index.manifest.docs()) == ["a.txt"]
     assert_consistent(index)
     assert not any("60%" in text for text, _ in chroma_state(index).values())
 
@@ -151,7 +160,7 @@ def test_a_moved_corpus_folder_is_taken_over_without_embedding(tmp_path, e5_dir,
     assert (report.unchanged, report.failed, report.removed) == (7, 0, 0)
     assert not fresh_model.loaded
     assert {
-        e.origin for e in Index(tmp_path / "data", "c", fresh_model).manifest.docs.values()
+        e.origin for e in Index(tmp_path / "data", "c", fresh_model).manifest.docs().values()
     } == {str(moved.resolve())}
 
 

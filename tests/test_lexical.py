@@ -1,12 +1,16 @@
 import numpy as np
 
-from rag.lexical import LexicalIndex, bigram_tokens, jaccard
+from rag.lexical import LexicalIndex, LexicalRow, bigram_tokens, jaccard
 
 TEXTS = ["明川区楼宇经济办法首年租金补贴50%", "飞地项目投产后奖励60%", "外资到账3227万美元"]
 METAS = [
-    {"date_int": 20230620, "source": "明川区", "doc_type": "policy", "doc_id": "a"},
-    {"date_int": 20240315, "source": "明川区", "doc_type": "policy", "doc_id": "b"},
-    {"date_int": 0, "source": "大众日报", "doc_type": "news", "doc_id": "c"},
+    {"date_int": 20230620, "source": "明川区", "doc_type": "policy", "doc_id": "a", "kb": "楼宇"},
+    {"date_int": 20240315, "source": "明川区", "doc_type": "policy", "doc_id": "b", "kb": "飞地"},
+    {"date_int": 0, "source": "大众日报", "doc_type": "news", "doc_id": "c", "kb": "新闻"},
+]
+ROWS = [
+    LexicalRow(f"{m['doc_id']}#0@1", f"{m['doc_id']}#0", text, m)
+    for text, m in zip(TEXTS, METAS, strict=True)
 ]
 
 
@@ -24,7 +28,7 @@ def test_bigrams_keep_numbers_and_latin_words_whole():
 
 
 def test_scores_rank_the_matching_chunk_first_and_masks_exclude():
-    index = LexicalIndex.build(["a#0", "b#0", "c#0"], TEXTS, METAS)
+    index = LexicalIndex.build(ROWS)
     top = index.top(index.scores("飞地奖励"), 3)
     assert top[0][0] == "b#0" and len(top) == 1  # only positive scores
     masked = index.scores("飞地奖励", np.array([True, False, True]))
@@ -32,12 +36,11 @@ def test_scores_rank_the_matching_chunk_first_and_masks_exclude():
     assert index.idf("飞地") > index.idf("不存在的词") or index.idf("不存在的词") > 0
 
 
-def test_save_and_load_round_trip_with_stamp(tmp_path):
-    index = LexicalIndex.build(["a#0", "b#0", "c#0"], TEXTS, METAS)
-    index.save(tmp_path / "lex", {"generation": 7})
-    loaded, stamp = LexicalIndex.load(tmp_path / "lex")
-    assert stamp == {"generation": 7}
-    assert loaded.chunk_ids == index.chunk_ids
+def test_save_and_load_round_trip(tmp_path):
+    index = LexicalIndex.build(ROWS)
+    index.save(tmp_path / "g7")
+    loaded = LexicalIndex.load(tmp_path / "g7")
+    assert loaded.chunk_ids == index.chunk_ids and loaded.record_ids == index.record_ids
     np.testing.assert_allclose(loaded.scores("外资美元"), index.scores("外资美元"))
     assert loaded.fields["source"].tolist() == ["明川区", "明川区", "大众日报"]
     assert LexicalIndex.load(tmp_path / "nothing") is None
@@ -49,3 +52,13 @@ def test_near_identical_texts_have_high_bigram_jaccard():
 
     assert sim("全区实际使用外资3227万美元。", "全区实际使用外资3227万美元！") == 1.0
     assert sim("全区实际使用外资3227万美元。", "飞地园区厂房租金补贴40%。") < 0.1
+
+
+def test_the_next_generation_drops_replaced_documents_and_adds_new_rows():
+    index = LexicalIndex.build(ROWS)
+    fresh = LexicalRow("b#0@2", "b#0", "飞地项目奖励70%", {**METAS[1]})
+    derived = index.derive({"b"}, [fresh])
+    assert sorted(derived.record_ids) == ["a#0@1", "b#0@2", "c#0@1"]
+    assert index.record_ids == ["a#0@1", "b#0@1", "c#0@1"]  # the old one is untouched
+    assert derived.top(derived.scores("奖励70%"), 1)[0][0] == "b#0"
+    assert derived.fields["kb"].tolist() == ["楼宇", "新闻", "飞地"]

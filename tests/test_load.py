@@ -1,9 +1,25 @@
 import gzip
+import io
 import json
+import logging
+import re
+import stat
+import warnings
+import zipfile
 
 import pytest
 
-from rag.load import LoadFailure, Source, decode_text, iter_sources, split_front_matter
+from rag.load import (
+    LoadFailure,
+    NoTextError,
+    Source,
+    UnreadableError,
+    decode_text,
+    html_text,
+    iter_sources,
+    split_front_matter,
+    unpack_zip,
+)
 
 POLICY = "明川区楼宇经济扶持办法\n第一条 对新入驻企业给予首年租金50%补贴。\n第二条 本办法自2024年1月1日起施行。"
 
@@ -21,6 +37,35 @@ def loaded(root):
         except ValueError as err:
             failures.append(LoadFailure(item.location, str(err)))
     return docs, failures
+
+
+def load_errors(root):
+    """{doc_id: the UnreadableError its load raised} for everything under root."""
+    errors = {}
+    for item in iter_sources(root):
+        if isinstance(item, Source):
+            try:
+                item.load()
+            except UnreadableError as err:
+                errors[item.doc_id] = err
+    return errors
+
+
+def pdf_bytes(*lines):
+    """A one-page PDF with a Chinese text layer (no lines: a page with no text, like a scan)."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf)
+    c.setFont("STSong-Light", 12)
+    for i, line in enumerate(lines):
+        c.drawString(72, 720 - 20 * i, line)
+    c.showPage()
+    c.save()
+    return buf.getvalue()
 
 
 def test_gbk_and_utf8_bom_files_decode_to_the_same_text(tmp_path):
@@ -157,3 +202,249 @@ def test_jsonl_records_use_their_id_and_bad_lines_are_reported(tmp_path, name):
 def test_a_missing_path_is_a_failure_not_an_exception(tmp_path):
     _, failures = loaded(tmp_path / "nope")
     assert failures[0].reason == "no such file or folder"
+
+
+# --- symlinks: only files inside the folder given are read ---
+
+
+def test_symlinks_leading_outside_the_folder_are_reported_and_never_read(tmp_path):
+    root = tmp_path / "corpus"
+    (root / "sub").mkdir(parents=True)
+    (root / "good.md").write_text(POLICY, "utf-8")
+    (root / "sub" / "外资.txt").write_text("外资奖励办法正文。", "utf-8")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("数据库密码：不应被索引", "utf-8")
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "工资.txt").write_text("工资表：不应被索引", "utf-8")
+    (root / "passwd.txt").symlink_to(secret)
+    (root / "leak").symlink_to(private, target_is_directory=True)
+    (root / "sub" / "up.txt").symlink_to("../../secret.txt")  # relative, still outside
+    docs, failures = loaded(root)
+    assert sorted(docs) == ["good.md", "sub/外资.txt"]
+    assert all("不应被索引" not in doc.text for doc in docs.values())
+    reasons = {f.path.removeprefix(f"{root}/"): f.reason for f in failures}
+    assert sorted(reasons) == ["leak", "passwd.txt", "sub/up.txt"]
+    for reason in reasons.values():
+        assert "symlink" in reason and "outside" in reason
+
+
+def test_symlinks_that_stay_inside_the_folder_are_fine_and_loops_do_not_hang(tmp_path):
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "飞地.md").write_text(POLICY, "utf-8")
+    (tmp_path / "最新.md").symlink_to(tmp_path / "policies" / "飞地.md")
+    # a folder linked inside is already read at its real path; following it could loop
+    (tmp_path / "again").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "circle.txt").symlink_to(tmp_path / "circle.txt")
+    docs, failures = loaded(tmp_path)
+    assert sorted(docs) == ["policies/飞地.md", "最新.md"]
+    assert [(f.path.rsplit("/", 1)[-1], f.reason) for f in failures] == [
+        ("circle.txt", "broken symlink; skipped")
+    ]
+
+
+# --- HTML: only block elements break lines ---
+
+
+def test_inline_html_elements_do_not_split_a_sentence():
+    text, _ = html_text(
+        "<html><body><p>给予一次性奖励<img src='x.png'>，最高不超过<b>200</b>万元。</p>"
+        "<p>对<a href='/q'>重点项目</a>按<span style='color:red'><strong>60%</strong></span>"
+        "<em>予以</em><font color='red'>补助</font>。</p></body></html>"
+    )
+    lines = [line for line in text.split("\n") if line.strip()]
+    assert lines == ["给予一次性奖励，最高不超过200万元。", "对重点项目按60%予以补助。"]
+
+
+def test_html_blocks_br_and_table_rows_start_lines_and_cells_are_spaced():
+    text, _ = html_text(
+        "<body><h2>申报条件</h2><div>第一条 注册在本区\n    的企业。<br>第二条 依法纳税。</div>"
+        "<ul><li>安家补贴</li><li>租房补贴</li></ul>"
+        "<table><tr><th>项目</th><th>标准</th></tr><tr><td>安家补贴</td><td>最高100万元</td></tr>"
+        "</table><pre>代码  对齐</pre></body>"
+    )
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    assert lines == [
+        "申报条件",
+        "第一条 注册在本区的企业。",  # a source line break inside Chinese text is no break
+        "第二条 依法纳税。",
+        "安家补贴",
+        "租房补贴",
+        "项目 标准",
+        "安家补贴 最高100万元",
+        "代码  对齐",
+    ]
+
+
+# --- PDF: pypdf's repair notes stay off stderr ---
+
+
+def test_a_pdf_pypdf_repairs_is_read_without_log_records_or_warnings(tmp_path, caplog, capfd):
+    data = pdf_bytes("第五条 飞地项目投产后三年内按区级财政贡献的60%给予奖励。")
+    # a wrong startxref offset: pypdf recovers, and logs "incorrect startxref pointer"
+    data = re.sub(rb"startxref\s+(\d+)", lambda m: b"startxref\n%d" % (int(m[1]) + 7), data)
+    (tmp_path / "policy.pdf").write_bytes(data)
+    pypdf_level = logging.getLogger("pypdf").level
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        docs, failures = loaded(tmp_path)
+    assert failures == [] and "60%给予奖励" in docs["policy.pdf"].text
+    assert [r for r in caplog.records if r.name.startswith("pypdf")] == []
+    assert caught == [] and capfd.readouterr().err == ""
+    assert logging.getLogger("pypdf").level == pypdf_level
+
+
+# --- no text is not the same as failed ---
+
+
+def test_files_without_text_raise_no_text_error_and_empty_or_broken_ones_do_not(tmp_path):
+    import docx
+
+    (tmp_path / "scan.pdf").write_bytes(pdf_bytes())
+    docx.Document().save(tmp_path / "images.docx")
+    (tmp_path / "menu.html").write_text("<body><script>var a = '菜单';</script></body>", "utf-8")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "spaces.md").write_bytes(b" \n\t\n")
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    errors = load_errors(tmp_path)
+    no_text = {name: str(err) for name, err in errors.items() if isinstance(err, NoTextError)}
+    assert no_text == {
+        "scan.pdf": "PDF has no text layer (scanned?); OCR it first",
+        "images.docx": ".docx has no text (only images?)",
+        "menu.html": "no text after cleaning",
+    }
+    assert str(errors["empty.txt"]) == str(errors["spaces.md"]) == "empty file"
+    assert sorted(set(errors) - set(no_text)) == ["broken.pdf", "empty.txt", "spaces.md"]
+
+
+# --- unpacking uploaded zips ---
+
+
+def make_zip(entries):
+    """A .zip of {name: bytes}; a name given as bytes is stored raw, without the UTF-8 flag,
+    as Windows (GBK) and macOS (UTF-8) archivers write them."""
+    buf = io.BytesIO()
+    raw_names = {}
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            if isinstance(name, bytes):  # an ASCII stand-in of the same length, swapped below
+                stand_in = f"{len(raw_names):0{len(name)}d}"
+                raw_names[stand_in.encode()] = name
+                name = stand_in
+            zf.writestr(name, data)
+    data = buf.getvalue()
+    for stand_in, raw in raw_names.items():  # names are in no checksum
+        data = data.replace(stand_in, raw)
+    return data
+
+
+def unpacked(data, **limits):
+    """({path: text}, [LoadFailure]) of a zip."""
+    files, failures = {}, []
+    for item in unpack_zip(data, **limits):
+        if isinstance(item, LoadFailure):
+            failures.append(item)
+        else:
+            files[item[0]] = item[1].decode("utf-8")
+    return files, failures
+
+
+def test_zip_names_written_in_gbk_or_unflagged_utf8_come_out_as_chinese():
+    data = make_zip(
+        {
+            "政策文件/飞地经济政策.txt".encode("gbk"): "飞地项目按60%给予奖励。".encode(),
+            "外资/奖励办法.md".encode(): "到资500万美元给予奖励。".encode(),  # macOS Archive Utility
+            "说明.md": "UTF-8 标志位已设置。".encode(),
+        }
+    )
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:  # what Python alone makes of them
+        assert "政策文件/飞地经济政策.txt" not in zf.namelist()
+    files, failures = unpacked(data)
+    assert failures == []
+    assert files == {
+        "政策文件/飞地经济政策.txt": "飞地项目按60%给予奖励。",
+        "外资/奖励办法.md": "到资500万美元给予奖励。",
+        "说明.md": "UTF-8 标志位已设置。",
+    }
+
+
+def test_zip_slip_absolute_paths_and_symlinks_are_refused_and_the_rest_unpacked():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("../../etc/cron.d/evil.txt", "恶意")
+        zf.writestr("政策/../../逃逸.txt", "恶意")
+        zf.writestr("..\\..\\windows.txt", "恶意")
+        zf.writestr("/etc/passwd.txt", "恶意")
+        zf.writestr("C:/Windows/system.txt", "恶意")
+        link = zipfile.ZipInfo("链接.txt")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+        zf.writestr("政策/楼宇经济.txt", "首年租金补贴50%。")
+    files, failures = unpacked(buf.getvalue())
+    assert files == {"政策/楼宇经济.txt": "首年租金补贴50%。"}
+    reasons = {f.path: f.reason for f in failures}
+    assert list(reasons) == [
+        "../../etc/cron.d/evil.txt",
+        "政策/../../逃逸.txt",
+        "../../windows.txt",
+        "/etc/passwd.txt",
+        "C:/Windows/system.txt",
+        "链接.txt",
+    ]
+    assert all(r.endswith("skipped") for r in reasons.values())
+    assert "(..)" in reasons["政策/../../逃逸.txt"] and "absolute" in reasons["/etc/passwd.txt"]
+    assert "symlink" in reasons["链接.txt"]
+
+
+def test_zip_nested_folders_are_kept_and_hidden_mac_and_unsupported_entries_are_not():
+    data = make_zip(
+        {
+            "招商/2024/飞地/政策.txt": "飞地政策正文。".encode(),
+            "招商/2024/外资.md": "外资政策正文。".encode(),
+            "招商/.DS_Store": b"\x00\x01",
+            ".git/config.txt": b"[core]",
+            "__MACOSX/招商/._外资.md": b"\x00\x05",
+            "招商/统计表.xlsx": b"PK\x03\x04",
+        }
+    )
+    files, failures = unpacked(data)
+    assert files == {
+        "招商/2024/飞地/政策.txt": "飞地政策正文。",
+        "招商/2024/外资.md": "外资政策正文。",
+    }
+    assert failures == [LoadFailure("招商/统计表.xlsx", "unsupported format '.xlsx'")]
+
+
+def test_a_zip_bomb_stops_at_the_byte_limit_counted_as_unpacked():
+    one_mib = ("外资" * (2**20 // 6 + 1)).encode()[: 2**20]  # compresses a thousandfold
+    data = make_zip({f"第{i}份.txt": one_mib for i in range(1, 6)})
+    assert len(data) < 50_000
+    out = list(unpack_zip(data, max_total_bytes=2 * 2**20 + 2**19))
+    assert [item[0] for item in out[:2]] == ["第1份.txt", "第2份.txt"]
+    assert len(out) == 3 and out[2].path == "第3份.txt"
+    assert "more than 2 MiB" in out[2].reason and out[2].reason.endswith("stopped")
+
+
+def test_a_zip_stops_after_max_files_and_refuses_entries_over_max_file_bytes(monkeypatch):
+    data = make_zip({f"{i}.txt": f"第{i}条。".encode() for i in range(1, 6)})
+    files, failures = unpacked(data, max_files=3)
+    assert list(files) == ["1.txt", "2.txt", "3.txt"]
+    assert failures == [LoadFailure("4.txt", "more than 3 files in the zip; stopped")]
+    monkeypatch.setattr("rag.load.MAX_FILE_BYTES", 100)
+    files, failures = unpacked(make_zip({"大.txt": ("补贴" * 100).encode(), "小.txt": b"ok"}))
+    assert files == {"小.txt": "ok"}
+    assert failures == [LoadFailure("大.txt", "larger than 100 bytes")]
+
+
+def test_a_corrupt_zip_is_one_failure_and_a_damaged_entry_only_its_own():
+    assert [(f.path, f.reason[:20]) for f in unpack_zip(b"PK\x03\x04 not really a zip")] == [
+        ("", "not a readable .zip ")
+    ]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("坏.txt", "原始内容AAAA")
+        zf.writestr("好.txt", "完好的内容")
+    data = buf.getvalue().replace(b"AAAA", b"BBBB")  # the CRC no longer matches
+    files, failures = unpacked(data)
+    assert files == {"好.txt": "完好的内容"}
+    assert [f.path for f in failures] == ["坏.txt"] and "cannot unpack" in failures[0].reason

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -20,12 +22,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount
 
-from rag.chain import Assistant, QuestionError
+from rag.chain import Assistant, QuestionError, check_kbs
 from rag.history import text_of
 from rag.index import Filters
+from rag.jobs import JobQueue
 from rag.render import sources_text, unverified_text
+from rag.telemetry import Telemetry
+
+log = logging.getLogger("rag.api")
+STATIC = Path(__file__).resolve().parent.parent / "static"
 
 MODEL_NAME = "policy-rag"
 _MAX_TEXT = 20_000  # characters of any one message: far beyond a question, bounds the body
@@ -61,13 +71,17 @@ class Message(BaseModel):
         return text_of(value) if isinstance(value, list) else value
 
 
+KbField = str | list[str] | None  # a knowledge base name, or several; none = all
+
+
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(max_length=_MAX_TEXT)
     history: list[Message] = Field(default_factory=list, max_length=100)
     filters: FiltersIn | None = None
-    k: int | None = Field(None, ge=1, le=50)
+    k: int | None = Field(None, ge=1, le=50, strict=True)  # "5" or true is a mistake
+    kb: KbField = None
 
 
 class ChatRequest(BaseModel):
@@ -75,7 +89,8 @@ class ChatRequest(BaseModel):
 
     model: str = MODEL_NAME
     messages: list[Message] = Field(min_length=1, max_length=100)
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
+    kb: KbField = None
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
@@ -92,14 +107,25 @@ def create_app(
     assistant_factory: Callable[[], Assistant],
     allowed_origins: list[str] | None = None,
     health: Callable[[], dict] | None = None,
+    jobs: JobQueue | None = None,
+    data_dir: Path | None = None,
+    ready: Callable[[], bool] | None = None,
+    lifespan=None,
 ) -> FastAPI:
-    """The API app. The assistant (model, indexes) is built on first use, once."""
+    """The API app. The assistant (model, indexes) is built on first use, once. With
+    `jobs`, the document routes and the management page (/admin) are mounted too."""
     app = FastAPI(
-        title="招商政策问答 API", version="1", docs_url="/api/docs", openapi_url="/api/openapi.json"
+        title="招商政策问答 API",
+        version="1",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
     )
     origins = list(allowed_origins or [])
     lock = threading.Lock()
     built: list[Assistant] = []
+    telemetry = Telemetry()
+    app.state.telemetry = telemetry
 
     def assistant() -> Assistant:
         with lock:
@@ -118,7 +144,18 @@ def create_app(
 
     @app.middleware("http")
     async def frame_policy(request: Request, call_next):
-        response = await call_next(request)
+        started = time.perf_counter()
+        request.state.log = {}
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+        finally:
+            route = request.scope.get("route")
+            template = getattr(route, "path", None)
+            if template is None or isinstance(route, Mount):
+                template = "/ (chat)"  # the Gradio app: one label, not one per asset
+            telemetry.observe(request.method, template or "/", status, started, request.state.log)
         # Who may put this app in a frame: itself and the configured portal origins.
         response.headers["Content-Security-Policy"] = "frame-ancestors " + " ".join(
             ["'self'", *origins]
@@ -129,8 +166,17 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            return _error(400, "the body is not valid JSON")
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return _error(422, f"{where}: {first.get('msg', 'invalid request')}".strip(": "))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        response = _error(exc.status_code, str(exc.detail), kind)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(QuestionError)
     async def bad_question(request: Request, exc: QuestionError) -> JSONResponse:
@@ -138,26 +184,67 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request failed: %s", type(exc).__name__, exc_info=exc)
+        request.state.log["error"] = type(exc).__name__
         return _error(500, f"internal error: {type(exc).__name__}", "server_error")
 
     @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok", **(health() if health else {})}
+    async def healthz() -> dict:
+        """Liveness, answered on the event loop (never queued behind answers); `ready`
+        says whether the model and the index are loaded."""
+        return {
+            "status": "ok",
+            "ready": ready() if ready else True,
+            **(health() if health else {}),
+        }
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        is_ready = ready() if ready else True
+        return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def scope(body_kb, request: Request) -> Filters | None:
+        kbs = check_kbs(assistant().retriever.index, body_kb)
+        request.state.log["kb"] = ",".join(sorted(kbs)) or "*"
+        return Filters(kbs=kbs) if kbs else None
+
+    def note(request: Request, answer: dict, fallback: str = "") -> None:
+        request.state.log.update(
+            refused=answer["refused"],
+            citations=len(answer["citations"]),
+            gen=answer["generation"],
+            ms_answer=answer["timings_ms"].get("total_ms", 0),
+        )
+        if fallback:
+            request.state.log["fallback"] = fallback
 
     @app.post("/api/ask")
-    def ask(body: AskRequest) -> dict:
-        filters = body.filters.to_filters() if body.filters else None
+    def ask(body: AskRequest, request: Request) -> dict:
+        filters = body.filters.to_filters() if body.filters else Filters()
+        kb_filter = scope(body.kb, request)
+        if kb_filter:
+            filters = replace(filters, kbs=kb_filter.kbs)
         history = [m.model_dump() for m in body.history]
-        return assistant().ask(body.question, k=body.k, filters=filters, history=history).to_json()
+        answer = assistant().ask(body.question, k=body.k, filters=filters or None, history=history)
+        out = answer.to_json()
+        note(request, out, answer.fallback)
+        return out
 
     @app.post("/v1/chat/completions", response_model=None)
-    def chat_completions(body: ChatRequest) -> dict | StreamingResponse:
+    def chat_completions(body: ChatRequest, request: Request) -> dict | StreamingResponse:
         question = _last_user_message(body.messages)
         history = [m.model_dump() for m in body.messages[:-1]]
+        filters = scope(body.kb, request)
         created = int(time.time())
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if not body.stream:
-            answer = assistant().ask(question, history=history).to_json()
+            answer_obj = assistant().ask(question, filters=filters, history=history)
+            answer = answer_obj.to_json()
+            note(request, answer, answer_obj.fallback)
             content = _text(answer) + unverified_text(answer) + sources_text(answer)
             return {
                 "id": completion_id,
@@ -176,19 +263,27 @@ def create_app(
                 "unverified": answer["unverified"],
                 "notice": answer["notice"],
             }
-        pieces = assistant().stream(question, history=history)
+        pieces = assistant().stream(question, filters=filters, history=history)
         first = next(pieces)  # a bad question fails here, as a 400, before streaming
+        request.state.log["stream"] = True
         return StreamingResponse(
             _sse(completion_id, created, body.model, itertools.chain([first], pieces)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    widget_js = (Path(__file__).parent / "static" / "widget.js").read_text("utf-8")
+    widget_js = (STATIC / "widget.js").read_text("utf-8")
 
     @app.get("/widget.js")
     def widget() -> Response:
         return Response(widget_js, media_type="text/javascript; charset=utf-8")
+
+    if jobs is not None:
+        from rag.api.documents import documents_router
+
+        index = assistant().retriever.index
+        app.include_router(documents_router(jobs, assistant(), data_dir or index.data_dir))
+        telemetry.watch(index.manifest.kbs, jobs.counts)
 
     return app
 

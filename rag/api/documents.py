@@ -1,0 +1,345 @@
+"""Routes for the people who keep the corpus: upload, jobs, documents, knowledge bases, a
+retrieval test, and the management page at /admin. Thin: each parses, calls the job queue
+or the index, and formats.
+
+Every change goes through the job queue (the index's one writer); the routes answer at
+once with the job, and the page polls it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rag.chain import Assistant, QuestionError, check_k, check_kbs
+from rag.index import Filters
+from rag.ingest import DEFAULT_KB
+from rag.jobs import JobError, JobQueue, Kind, QueueFull
+from rag.load import MAX_FILE_BYTES, LoadFailure, supported, unpack_zip
+from rag.manifest import check_kb_name
+
+log = logging.getLogger("rag.api")
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+MAX_REQUEST_BYTES = 512 * 2**20  # one upload request, all files together
+
+
+def kb_name(name: str) -> str:
+    try:
+        return check_kb_name(name)
+    except ValueError as exc:
+        raise QuestionError(str(exc)) from None
+
+
+class EditIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(None, max_length=200)
+    date: str | None = Field(None, max_length=10)
+    source: str | None = Field(None, max_length=200)
+    doc_type: str | None = Field(None, max_length=50)
+
+    @field_validator("date")
+    @classmethod
+    def _iso(cls, value: str | None) -> str | None:
+        if value:
+            date.fromisoformat(value)  # ValueError → 422 with pydantic's message
+        return value
+
+
+class ReindexIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kb: str | None = None
+
+
+class SearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(max_length=2000)
+    kb: str | list[str] | None = None
+    k: int | None = Field(None, ge=1, le=50, strict=True)
+
+
+def _accepted(jobs: list) -> JSONResponse:
+    return JSONResponse({"jobs": [j.to_json() for j in jobs]}, status_code=202)
+
+
+def _safe_name(filename: str) -> str:
+    """The file's own name: browsers may send a path, Windows ones with backslashes."""
+    return re.split(r"[/\\]", filename or "")[-1].strip()
+
+
+def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> APIRouter:
+    index = assistant.retriever.index
+    router = APIRouter()
+    originals = data_dir / "originals"
+
+    def entry_or_404(doc_id: str):
+        entry = index.manifest.get(doc_id)
+        if entry is None:
+            raise HTTPException(404, f"no document {doc_id!r}")
+        return entry
+
+    def queue(kind: Kind, **kw):
+        try:
+            return jobs.submit(kind, **kw)
+        except QueueFull as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "30"}) from None
+
+    # -- uploads --------------------------------------------------------------------------
+
+    def keep(kb: str, relpath: str, data: bytes) -> str:
+        """Store an uploaded original under the data dir; returns its path there."""
+        target = (originals / kb / relpath).resolve()
+        if not target.is_relative_to(originals.resolve()):
+            raise JobError(f"{relpath}: not a plain file name")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        return target.relative_to(data_dir.resolve()).as_posix()
+
+    def admit(kb: str, relpath: str, data: bytes) -> tuple[str, str]:
+        """('', reason) for a file we refuse, else (original path, '')."""
+        if not supported(Path(relpath)):
+            return "", f"unsupported format '{Path(relpath).suffix or relpath}'"
+        if not data.strip():
+            return "", "empty file"
+        if len(data) > MAX_FILE_BYTES:
+            return "", f"larger than {MAX_FILE_BYTES // 2**20} MiB"
+        return keep(kb, relpath, data), ""
+
+    @router.post("/api/documents", status_code=202)
+    async def upload(request: Request) -> JSONResponse:
+        """Multipart `files` (one or more; a .zip of folders is unpacked) and an optional
+        `kb` → a job per file. Refused files become failed jobs beside the others; a
+        request in which no file is accepted is a 4xx."""
+        length = int(request.headers.get("content-length") or 0)
+        if length > MAX_REQUEST_BYTES:
+            raise HTTPException(413, f"the upload is larger than {MAX_REQUEST_BYTES // 2**20} MiB")
+        form = await request.form(max_files=1000)
+        kb = kb_name(str(form.get("kb") or DEFAULT_KB))
+        uploads = [f for f in form.getlist("files") if hasattr(f, "read")]
+        if not uploads:
+            raise QuestionError("no files: send them as multipart form field 'files'")
+        accepted, refused, too_big = [], [], False
+        for upload in uploads:
+            name = _safe_name(upload.filename or "")
+            data = await upload.read(MAX_FILE_BYTES + 1)
+            await upload.close()
+            if not name or name.startswith("."):
+                refused.append((name or "(no name)", "no file name"))
+                continue
+            members = (
+                await run_in_threadpool(lambda d=data: list(unpack_zip(d)))
+                if name.lower().endswith(".zip")
+                else [(name, data)]
+            )
+            for member in members:
+                if isinstance(member, LoadFailure):
+                    refused.append((f"{name}/{member.path}".rstrip("/"), member.reason))
+                    continue
+                relpath, content = member
+                original, reason = await run_in_threadpool(admit, kb, relpath, content)
+                if reason:
+                    too_big |= reason.startswith("larger")
+                    refused.append((relpath, reason))
+                else:
+                    accepted.append((relpath, original))
+        if not accepted:
+            raise HTTPException(
+                413 if too_big else 400,
+                "; ".join(f"{name}: {reason}" for name, reason in refused),
+            )
+        created = [
+            queue(Kind.UPLOAD, filename=relpath, kb=kb, doc_id=f"{kb}/{relpath}", original=original)
+            for relpath, original in accepted
+        ]
+        created += [jobs.reject(name, kb, reason) for name, reason in refused]
+        return _accepted(created)
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    @router.get("/api/jobs")
+    def list_jobs(active: bool = False) -> list[dict]:
+        return [j.to_json() for j in jobs.list(active=active)]
+
+    @router.get("/api/jobs/{job_id}")
+    def get_job(job_id: str) -> dict:
+        job = jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        return job.to_json()
+
+    @router.post("/api/jobs/{job_id}/cancel")
+    def cancel_job(job_id: str) -> dict:
+        try:
+            return jobs.cancel(job_id).to_json()
+        except KeyError:
+            raise HTTPException(404, f"no job {job_id!r}") from None
+        except JobError as exc:
+            raise HTTPException(409, str(exc)) from None
+
+    @router.post("/api/jobs/{job_id}/retry", status_code=202)
+    def retry_job(job_id: str) -> JSONResponse:
+        try:
+            return _accepted([jobs.retry(job_id)])
+        except KeyError:
+            raise HTTPException(404, f"no job {job_id!r}") from None
+        except JobError as exc:
+            raise HTTPException(409, str(exc)) from None
+        except QueueFull as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "30"}) from None
+
+    # -- documents ------------------------------------------------------------------------
+
+    @router.get("/api/kbs")
+    def list_kbs() -> list[dict]:
+        return [
+            {"name": name, "documents": docs, "chunks": chunks}
+            for name, docs, chunks in index.manifest.kbs()
+        ]
+
+    @router.get("/api/documents")
+    def list_documents(kb: Annotated[str | None, Query(max_length=50)] = None) -> list[dict]:
+        pending = jobs.pending_for()
+        return [
+            {
+                "doc_id": e.doc_id,
+                "title": e.title,
+                "kb": e.kb,
+                "chunks": e.chunks,
+                "status": pending.get(e.doc_id, "indexed"),
+                "updated": e.updated,
+                "date": e.date,
+                "source": e.source,
+                "doc_type": e.doc_type,
+                "has_original": bool(e.original),
+            }
+            for e in index.manifest.docs(kb).values()
+        ]
+
+    @router.get("/api/documents/{doc_id:path}/chunks")
+    def document_chunks(doc_id: str) -> list[dict]:
+        entry = entry_or_404(doc_id)
+        lexical = index.snapshot().lexical
+        rows = [
+            lexical.rows[i] for cid in entry.chunk_ids() if (i := lexical.row.get(cid)) is not None
+        ]
+        return [{"chunk_id": r.chunk_id, "n": n, "text": r.text} for n, r in enumerate(rows)]
+
+    @router.get("/api/documents/{doc_id:path}/original")
+    def document_original(doc_id: str) -> Response:
+        entry = entry_or_404(doc_id)
+        path = data_dir / entry.original if entry.original else None
+        if path is None or not path.is_file():
+            raise HTTPException(404, f"the original of {doc_id!r} is not kept")
+        # Always a download: an HTML original shown inline would run in this origin.
+        return FileResponse(
+            path, media_type="application/octet-stream", filename=Path(entry.original).name
+        )
+
+    @router.post("/api/documents/{doc_id:path}/reindex", status_code=202)
+    def reindex_document(doc_id: str) -> JSONResponse:
+        entry = entry_or_404(doc_id)
+        if not entry.original:
+            raise HTTPException(409, f"{doc_id!r} has no original file to read again")
+        return _accepted([queue(Kind.REINDEX, **_reindex_args(entry))])
+
+    @router.post("/api/reindex", status_code=202)
+    def reindex_all(body: ReindexIn) -> JSONResponse:
+        entries = [e for e in index.manifest.docs(body.kb).values() if e.original]
+        if not entries:
+            raise HTTPException(409, "no document with an original file to read again")
+        return _accepted([queue(Kind.REINDEX, **_reindex_args(e)) for e in entries])
+
+    @router.patch("/api/documents/{doc_id:path}", status_code=202)
+    def edit_document(doc_id: str, body: EditIn) -> JSONResponse:
+        entry = entry_or_404(doc_id)
+        changes = {k: " ".join(v.split()) for k, v in body.model_dump().items() if v is not None}
+        if not changes:
+            raise QuestionError("nothing to change: give title, date, source or doc_type")
+        return _accepted(
+            [
+                queue(
+                    Kind.EDIT,
+                    filename=Path(doc_id).name,
+                    kb=entry.kb,
+                    doc_id=doc_id,
+                    changes=changes,
+                )
+            ]
+        )
+
+    @router.delete("/api/documents/{doc_id:path}", status_code=202)
+    def delete_document(doc_id: str) -> JSONResponse:
+        entry = entry_or_404(doc_id)
+        return _accepted(
+            [queue(Kind.DELETE, filename=Path(doc_id).name, kb=entry.kb, doc_id=doc_id)]
+        )
+
+    # -- retrieval test (命中测试) -----------------------------------------------------------
+
+    @router.post("/api/search")
+    def search(body: SearchIn) -> dict:
+        question = " ".join(body.question.split())
+        if not question:
+            raise QuestionError("the question is empty")
+        k = check_k(body.k or 10)
+        filters = Filters(kbs=check_kbs(index, body.kb))
+        with index.reading() as snapshot:
+            hits = assistant.retriever.search(question, k, filters, snapshot=snapshot)
+        return {
+            "question": question,
+            "generation": snapshot.generation,
+            "hits": [
+                {
+                    "rank": rank,
+                    "chunk_id": h.chunk.chunk_id,
+                    "doc_id": h.chunk.doc_id,
+                    "title": h.chunk.meta.get("title", ""),
+                    "kb": h.chunk.meta.get("kb", ""),
+                    "text": h.chunk.text,
+                    "dense": round(h.dense_score, 4),
+                    "lexical": round(h.lexical_score, 4),
+                    "fused": round(h.score, 4),
+                }
+                for rank, h in enumerate(hits, 1)
+            ],
+        }
+
+    # -- the page -------------------------------------------------------------------------
+
+    @router.get("/admin", response_class=HTMLResponse)
+    def admin_page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "admin.html").read_text("utf-8"))
+
+    @router.get("/admin/{name}")
+    def admin_asset(name: str) -> Response:
+        types = {"admin.js": "text/javascript", "admin.css": "text/css"}
+        if name not in types:
+            raise HTTPException(404, "not found")
+        return Response(
+            (STATIC / name).read_text("utf-8"), media_type=types[name] + "; charset=utf-8"
+        )
+
+    return router
+
+
+def _reindex_args(entry) -> dict:
+    return {
+        "filename": Path(entry.original).name,
+        "kb": entry.kb,
+        "doc_id": entry.doc_id,
+        "original": entry.original,
+        "origin": entry.origin,
+    }

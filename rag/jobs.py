@@ -1,0 +1,436 @@
+"""Ingest jobs inside `rag serve`: a bounded queue, one job at a time, states a person can
+trust, cancel that cancels, and nothing lost on a crash.
+
+Every change to the index made through the server is a job: an uploaded file, a delete,
+a metadata edit, a re-index. Jobs are kept in SQLite, so a restarted server resumes
+the ones that were queued or running (the uploaded originals are kept under the data dir).
+The worker is the index's only writer in this process; answers keep being served from
+the published generation meanwhile, and get the CPU first (`Index.give_way`).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rag.index import Cancelled, Index, Writer
+from rag.ingest import DEFAULT_KB, doc_entry, make_chunks, settings_key, source_hash
+from rag.load import LoadFailure, NoTextError, UnreadableError, iter_records, parse_file, raw_hash
+from rag.manifest import now
+
+log = logging.getLogger("rag.jobs")
+
+MAX_QUEUED = 200  # jobs waiting; beyond it an upload gets 503 + Retry-After
+KEEP_FINISHED = 2000  # finished jobs remembered for the page
+GIVE_WAY_SECONDS = 0.25  # longest an embedding batch waits for answers in flight
+
+
+class Status(enum.StrEnum):
+    QUEUED = "queued"
+    READING = "reading"
+    EMBEDDING = "embedding"
+    INDEXED = "indexed"
+    FAILED = "failed"
+    NO_TEXT = "no_text"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = (Status.QUEUED, Status.READING, Status.EMBEDDING)
+
+
+class Kind(enum.StrEnum):
+    UPLOAD = "upload"  # a file kept under the data dir → one document (or JSONL records)
+    DELETE = "delete"
+    EDIT = "edit"  # title, date, source, doc_type corrected by hand
+    REINDEX = "reindex"  # read the document's original again and embed it anew
+
+
+class QueueFull(RuntimeError):
+    """Too many jobs waiting; the caller should retry later."""
+
+
+class JobError(ValueError):
+    """A request about jobs that cannot be granted; the message is for the user."""
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    filename: str
+    kb: str
+    doc_id: str
+    status: str
+    progress: float
+    error: str
+    created: str
+    updated: str
+    payload: str = "{}"  # JSON: the original's path, the edited fields …
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        del out["payload"]
+        out["progress"] = round(self.progress, 3)
+        return out
+
+    @property
+    def data(self) -> dict:
+        return json.loads(self.payload)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, kind TEXT, filename TEXT, kb TEXT, doc_id TEXT, status TEXT,
+    progress REAL, error TEXT, created TEXT, updated TEXT, payload TEXT, seq INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
+"""
+
+
+class JobQueue:
+    """The server's ingest queue and its one worker thread."""
+
+    def __init__(
+        self,
+        index: Index,
+        data_dir: Path,
+        chunk_size: int,
+        chunk_overlap: int,
+        max_queued: int = MAX_QUEUED,
+    ):
+        self.index = index
+        self.data_dir = data_dir
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self.max_queued = max_queued
+        self._db = sqlite3.connect(
+            data_dir / "jobs.sqlite", check_same_thread=False, isolation_level=None
+        )
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()  # guards the connection and the job table
+        self._wake = threading.Condition(self._lock)
+        self._cancel: set[str] = set()
+        self._stopping = False
+        self._running: str | None = None
+        self._thread: threading.Thread | None = None
+        self._seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
+        self.queued_cached = 0  # for /healthz: read without taking the lock
+        # A job that was running when the server stopped runs again from the start.
+        self._db.execute(
+            "UPDATE jobs SET status = 'queued', progress = 0 WHERE status IN ('reading', 'embedding')"
+        )
+
+    # -- the queue ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        kind: Kind,
+        filename: str = "",
+        kb: str = DEFAULT_KB,
+        doc_id: str = "",
+        status: Status = Status.QUEUED,
+        error: str = "",
+        **payload,
+    ) -> Job:
+        with self._lock:
+            if status == Status.QUEUED and self._count(ACTIVE) >= self.max_queued:
+                raise QueueFull(f"{self.max_queued} jobs are waiting; try again later")
+            self._seq += 1
+            stamp = now()
+            job = Job(
+                id=uuid.uuid4().hex[:16],
+                kind=kind.value,
+                filename=filename,
+                kb=kb,
+                doc_id=doc_id,
+                status=status.value,
+                progress=0.0,
+                error=error,
+                created=stamp,
+                updated=stamp,
+                payload=json.dumps(payload, ensure_ascii=False),
+            )
+            self._db.execute(
+                "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (*_row(job), self._seq)
+            )
+            self._prune()
+            self.queued_cached = self._count((Status.QUEUED,))
+            self._wake.notify_all()
+        log.info("job=%s kind=%s kb=%s doc=%s status=%s", job.id, kind, kb, doc_id, job.status)
+        return job
+
+    def reject(self, filename: str, kb: str, reason: str) -> Job:
+        """Record an upload refused at the door as a failed job, so the page shows why."""
+        job = self.submit(Kind.UPLOAD, filename, kb, "", status=Status.FAILED, error=reason)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        return Job(*row) if row else None
+
+    def list(self, active: bool = False, limit: int = 200) -> list[Job]:
+        where = f"WHERE status IN ({','.join('?' * len(ACTIVE))})" if active else ""
+        args = [s.value for s in ACTIVE] if active else []
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY seq DESC LIMIT ?", (*args, limit)
+            ).fetchall()
+        return [Job(*r) for r in rows]
+
+    def pending_for(self) -> dict[str, str]:
+        """{doc_id: status} of documents an active job is about to change."""
+        return {j.doc_id: j.status for j in reversed(self.list(active=True)) if j.doc_id}
+
+    def counts(self) -> dict[str, int]:
+        """{status: jobs} over the jobs remembered, every status present."""
+        with self._lock:
+            rows = dict(self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
+        return {s.value: int(rows.get(s.value, 0)) for s in Status}
+
+    def queued(self) -> int:
+        with self._lock:
+            return self._count((Status.QUEUED,))
+
+    def cancel(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._get(job_id)
+            if job.status not in ACTIVE:
+                raise JobError(
+                    f"job {job_id} is {job.status}; only a queued or running job can be cancelled"
+                )
+            if job.status == Status.QUEUED and self._running != job_id:
+                self._set(job, status=Status.CANCELLED)
+            else:
+                self._cancel.add(job_id)  # the worker stops before its next batch
+        log.info("job=%s cancel requested", job_id)
+        return self.get(job_id)  # type: ignore[return-value]
+
+    def retry(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        if job.status in ACTIVE or job.status == Status.INDEXED:
+            raise JobError(
+                f"job {job_id} is {job.status}; only a finished, unsuccessful job can be retried"
+            )
+        return self.submit(Kind(job.kind), job.filename, job.kb, job.doc_id, **job.data)
+
+    def _get(self, job_id: str) -> Job:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(job_id)
+        return Job(*row)
+
+    def _count(self, statuses) -> int:
+        marks = ",".join("?" * len(statuses))
+        return self._db.execute(
+            f"SELECT COUNT(*) FROM jobs WHERE status IN ({marks})", [s.value for s in statuses]
+        ).fetchone()[0]
+
+    def _set(self, job: Job, **changes) -> None:
+        for key, value in changes.items():
+            setattr(job, key, value.value if isinstance(value, enum.Enum) else value)
+        job.updated = now()
+        self._db.execute(
+            "UPDATE jobs SET status = ?, progress = ?, error = ?, updated = ?, doc_id = ? WHERE id = ?",
+            (job.status, job.progress, job.error, job.updated, job.doc_id, job.id),
+        )
+        if "status" in changes:
+            self.queued_cached = self._count((Status.QUEUED,))
+
+    def _update(self, job: Job, **changes) -> None:
+        with self._lock:
+            self._set(job, **changes)
+
+    def _prune(self) -> None:
+        self._db.execute(
+            "DELETE FROM jobs WHERE seq <= (SELECT seq FROM jobs ORDER BY seq DESC LIMIT 1 OFFSET ?)"
+            f" AND status NOT IN ({','.join('?' * len(ACTIVE))})",
+            (KEEP_FINISHED, *[s.value for s in ACTIVE]),
+        )
+
+    # -- the worker -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._work, name="ingest-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the current embedding batch; an unfinished job is queued again and
+        resumes with the next start."""
+        with self._lock:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return self._running is None and self._count((Status.QUEUED,)) == 0
+
+    def _next(self) -> Job | None:
+        with self._lock:
+            while not self._stopping:
+                row = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1"
+                ).fetchone()
+                if row:
+                    self._running = row[0]
+                    return Job(*row)
+                self._wake.wait(timeout=5)
+        return None
+
+    def _work(self) -> None:
+        while (job := self._next()) is not None:
+            started = time.perf_counter()
+            try:
+                self._run(job)
+            except Cancelled:
+                if self._stopping:  # the server is stopping: do it again next time
+                    self._update(job, status=Status.QUEUED, progress=0.0)
+                else:
+                    self._update(job, status=Status.CANCELLED)
+            except NoTextError as err:
+                self._update(job, status=Status.NO_TEXT, error=str(err))
+            except (UnreadableError, JobError, KeyError) as err:
+                self._update(job, status=Status.FAILED, error=_reason(err))
+            except Exception as err:  # a bug or a broken store: say so on the page and in the log
+                log.exception("job=%s failed", job.id)
+                self._update(
+                    job, status=Status.FAILED, error=f"internal error: {type(err).__name__}: {err}"
+                )
+            with self._lock:
+                self._running = None
+                self._cancel.discard(job.id)
+            log.info(
+                "job=%s kind=%s kb=%s doc=%s status=%s ms=%.0f error=%s",
+                job.id,
+                job.kind,
+                job.kb,
+                job.doc_id,
+                job.status,
+                (time.perf_counter() - started) * 1000,
+                json.dumps(job.error, ensure_ascii=False) if job.error else "",
+            )
+
+    def _cancelled(self, job: Job) -> Callable[[], bool]:
+        return lambda: self._stopping or job.id in self._cancel
+
+    def _run(self, job: Job) -> None:
+        cancelled = self._cancelled(job)
+        if cancelled():
+            raise Cancelled()
+        with self.index.writer(
+            wait=True, before_batch=lambda: self.index.give_way(GIVE_WAY_SECONDS)
+        ) as writer:
+            if job.kind == Kind.DELETE:
+                if self.index.manifest.get(job.doc_id) is None:
+                    raise JobError(f"no document {job.doc_id!r}")
+                writer.remove([job.doc_id])
+            elif job.kind == Kind.EDIT:
+                if self.index.manifest.get(job.doc_id) is None:
+                    raise JobError(f"no document {job.doc_id!r}")
+                writer.edit(job.doc_id, job.data["changes"])
+            elif job.kind in (Kind.UPLOAD, Kind.REINDEX):
+                self._read_and_embed(job, writer, cancelled)
+            else:
+                raise JobError(f"unknown job kind {job.kind!r}")
+            writer.commit(cancelled)
+        self._update(job, status=Status.INDEXED, progress=1.0, error=job.error)
+
+    def _read_and_embed(self, job: Job, writer: Writer, cancelled: Callable[[], bool]) -> None:
+        self._update(job, status=Status.READING)
+        original = self.data_dir / job.data["original"]
+        try:
+            data = original.read_bytes()
+        except OSError as err:
+            raise JobError(f"the original file is gone ({err.strerror or err})") from None
+        origin = job.data.get("origin") or f"upload:{job.kb}"
+        key = settings_key(self.index, self.chunk_size, self.chunk_overlap)
+        digest = source_hash(raw_hash(data), key)
+        skipped: list[str] = []
+        if job.filename.lower().endswith((".jsonl", ".jsonl.gz")):
+            docs = []
+            for item in iter_records(original):  # one bad record does not sink the rest
+                try:
+                    if isinstance(item, LoadFailure):
+                        raise UnreadableError(f"{item.path}: {item.reason}")
+                    docs.append((item.load(), source_hash(item.raw_hash, key)))
+                except UnreadableError as err:
+                    skipped.append(str(err))
+            if not docs:
+                raise UnreadableError(
+                    f"no readable record ({skipped[0] if skipped else 'the file is empty'})"
+                )
+        else:
+            docs = [(parse_file(Path(job.filename), job.doc_id, data), digest)]
+        known = self.index.manifest.docs()
+        texts = {e.text_hash: d for d, e in known.items()}
+        total = 0
+        planned = []
+        for doc, doc_digest in docs:
+            entry = known.get(doc.doc_id)
+            if (
+                job.kind == Kind.UPLOAD
+                and entry is not None
+                and entry.source_hash == doc_digest
+                and entry.kb == job.kb
+            ):
+                continue  # the same file again: nothing to do
+            twin = texts.get(doc.content_hash)
+            if twin is not None and twin != doc.doc_id:
+                if len(docs) == 1:
+                    raise JobError(f"same text as the indexed document {twin!r}")
+                skipped.append(f"{doc.doc_id}: same text as {twin!r}")
+                continue
+            texts[doc.content_hash] = doc.doc_id
+            chunks = make_chunks(doc, self.chunk_size, self.chunk_overlap)
+            planned.append((doc, doc_digest, chunks))
+            total += len(chunks)
+        if skipped:  # shown with the job; the job itself succeeds
+            job.error = f"{len(skipped)} skipped, e.g. {skipped[0]}"
+        self._update(job, status=Status.EMBEDDING, progress=0.0)
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            self._update(job, progress=min(done / max(total, 1), 0.99))
+
+        for doc, doc_digest, chunks in planned:
+            entry = doc_entry(doc, job.kb, origin, doc_digest, job.data["original"])
+            writer.put(entry, chunks, progress=advance, cancelled=cancelled)
+
+
+_COLUMNS = "id, kind, filename, kb, doc_id, status, progress, error, created, updated, payload"
+
+
+def _row(job: Job) -> tuple:
+    return (
+        job.id,
+        job.kind,
+        job.filename,
+        job.kb,
+        job.doc_id,
+        job.status,
+        job.progress,
+        job.error,
+        job.created,
+        job.updated,
+        job.payload,
+    )
+
+
+def _reason(err: Exception) -> str:
+    return f"no document {err.args[0]!r}" if isinstance(err, KeyError) else str(err)

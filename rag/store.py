@@ -1,0 +1,299 @@
+"""The vector store: the only module that imports chromadb / langchain_chroma.
+
+It opens Chroma (embedded, or a `chroma run` server), writes in batches Chroma accepts,
+and converts Chroma rows into our own types in one place.
+
+Rows are versioned so that readers never see a half-written change: a row is written
+with `gen` = the generation that will publish it and `dead` = NEVER, and a row that a
+later generation replaces or deletes gets `dead` = that generation. A reader at
+generation G sees exactly the rows with `gen <= G < dead` (`visible(G)`), so an ingest
+can write while readers read, and no answer mixes two generations. The record id is
+`chunk_id@gen`, so two versions of one chunk can coexist until the old one is collected.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.types import META_FIELDS, Chunk
+
+NEVER = 2**31 - 1  # `dead` of a row no generation has removed (Chroma ints are 32-bit safe)
+_GET_PAGE = 2000  # rows per `get`, to bound memory on big collections
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A chunk as the index holds it: its vector's similarity to the query, and its
+    sentences (offsets within the chunk) with their in-context vectors."""
+
+    chunk: Chunk
+    similarity: float
+    sentence_spans: tuple[tuple[int, int], ...]
+    sentence_vectors: np.ndarray
+    record_id: str = ""
+
+
+def record_id(chunk_id: str, gen: int) -> str:
+    return f"{chunk_id}@{gen}"
+
+
+def visible(gen: int) -> dict:
+    """The rows a reader at generation `gen` may see."""
+    return {"$and": [{"gen": {"$lte": gen}}, {"dead": {"$gt": gen}}]}
+
+
+def date_int(iso: str) -> int:
+    return int(iso.replace("-", "")) if iso else 0
+
+
+class Store:
+    """One Chroma collection. Thread-safe to open; Chroma's client is thread-safe."""
+
+    def __init__(self, name: str, embeddings, path: Path | None = None, url: str = ""):
+        self.name = name
+        self.embeddings = embeddings
+        self.path = path
+        self.url = url
+        self._vectorstore = None
+        self._lock = threading.Lock()
+
+    @property
+    def vectorstore(self):
+        """The langchain-chroma vector store, opened on first use (once, under a lock)."""
+        with self._lock:
+            if self._vectorstore is None:
+                self._vectorstore = self._open()
+        return self._vectorstore
+
+    def _open(self):
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+        from langchain_chroma import Chroma
+
+        settings = ChromaSettings(anonymized_telemetry=False)
+        if self.url:
+            from urllib.parse import urlparse
+
+            url = urlparse(self.url)
+            client = chromadb.HttpClient(
+                host=url.hostname or "localhost",
+                port=url.port or 8000,
+                ssl=url.scheme == "https",
+                settings=settings,
+            )
+        else:
+            client = chromadb.PersistentClient(path=str(self.path), settings=settings)
+        return Chroma(
+            collection_name=self.name,
+            embedding_function=self.embeddings,
+            client=client,
+            collection_configuration={"hnsw": {"space": "cosine"}},
+        )
+
+    @property
+    def collection(self):
+        return self.vectorstore._collection
+
+    @property
+    def max_batch(self) -> int:
+        """Rows one Chroma write takes (5,461 for chromadb 1.5 embedded)."""
+        return self.vectorstore._client.get_max_batch_size()
+
+    # -- writing --------------------------------------------------------------------------
+
+    def add(
+        self,
+        chunks: Sequence[Chunk],
+        gen: int,
+        kb: str,
+        text_hash: str,
+        vectors: np.ndarray,
+        spans: Sequence[Sequence[tuple[int, int]]],
+        sentence_vectors: Sequence[np.ndarray],
+    ) -> None:
+        """Write `chunks` as rows of generation `gen` (invisible until it is published)."""
+        step = self.max_batch
+        for i in range(0, len(chunks), step):
+            part = slice(i, i + step)
+            self.collection.upsert(
+                ids=[record_id(c.chunk_id, gen) for c in chunks[part]],
+                embeddings=np.asarray(vectors[part], dtype=np.float32),
+                documents=[c.text for c in chunks[part]],
+                metadatas=[
+                    chunk_metadata(c, gen, kb, text_hash, sp, sv)
+                    for c, sp, sv in zip(
+                        chunks[part], spans[part], sentence_vectors[part], strict=True
+                    )
+                ],
+            )
+
+    def copy(self, ids: Sequence[str], gen: int, changes: dict) -> None:
+        """Write new rows of generation `gen` that repeat rows `ids` (same vectors) with
+        `changes` applied to their metadata: a metadata edit needs no embedding."""
+        step = min(self.max_batch, _GET_PAGE)
+        for i in range(0, len(ids), step):
+            page = self.collection.get(
+                ids=list(ids[i : i + step]), include=["documents", "metadatas", "embeddings"]
+            )
+            metas = [{**m, **changes, "gen": gen, "dead": NEVER} for m in page["metadatas"]]
+            for meta in metas:
+                meta["date_int"] = date_int(meta.get("date", ""))
+            self.collection.upsert(
+                ids=[record_id(m["chunk_id"], gen) for m in metas],
+                embeddings=page["embeddings"],
+                documents=page["documents"],
+                metadatas=metas,
+            )
+
+    def mark_dead(self, ids: Sequence[str], gen: int) -> None:
+        """Rows `ids` stop being visible from generation `gen` on."""
+        step = self.max_batch
+        for i in range(0, len(ids), step):
+            part = list(ids[i : i + step])
+            self.collection.update(ids=part, metadatas=[{"dead": gen}] * len(part))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        step = self.max_batch
+        for i in range(0, len(ids), step):
+            self.collection.delete(ids=list(ids[i : i + step]))
+
+    def delete_where(self, where: dict) -> None:
+        while True:
+            ids = self.collection.get(where=where, include=[], limit=self.max_batch)["ids"]
+            if not ids:
+                return
+            self.collection.delete(ids=ids)
+
+    def recover(self, gen: int) -> None:
+        """Undo what an interrupted writer left behind: rows of unpublished generations
+        go, rows it had marked dead come back, rows dead since `gen` or before go."""
+        self.delete_where({"gen": {"$gt": gen}})
+        while True:
+            ids = self.collection.get(
+                where={"$and": [{"dead": {"$gt": gen}}, {"dead": {"$lt": NEVER}}]},
+                include=[],
+                limit=self.max_batch,
+            )["ids"]
+            if not ids:
+                break
+            self.collection.update(ids=ids, metadatas=[{"dead": NEVER}] * len(ids))
+        self.collect(gen)
+
+    def collect(self, gen: int) -> None:
+        """Delete rows no reader at generation `gen` or later can see."""
+        self.delete_where({"dead": {"$lte": gen}})
+
+    def reset(self) -> None:
+        self.vectorstore.reset_collection()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def iter_rows(self, where: dict) -> Iterator[tuple[str, str, dict]]:
+        """(record id, text, metadata) of every row matching `where`, a page at a time."""
+        offset = 0
+        while True:
+            page = self.collection.get(
+                where=where, include=["documents", "metadatas"], limit=_GET_PAGE, offset=offset
+            )
+            for rid, text, meta in zip(
+                page["ids"], page["documents"], page["metadatas"], strict=True
+            ):
+                yield rid, text or "", meta or {}
+            if len(page["ids"]) < _GET_PAGE:
+                return
+            offset += len(page["ids"])
+
+    def get(self, ids: Sequence[str], query_vector: np.ndarray | None = None) -> list[Stored]:
+        """Rows by record id (ids no longer there are left out), scored against
+        `query_vector` if given."""
+        if not ids:
+            return []
+        page = self.collection.get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
+        return [
+            _stored(rid, text, meta, 0.0 if query_vector is None else float(vector @ query_vector))
+            for rid, text, meta, vector in zip(
+                page["ids"], page["documents"], page["metadatas"], page["embeddings"], strict=True
+            )
+            if meta  # a row collected between the query and this read: leave it out
+        ]
+
+    def query(self, query_vector: np.ndarray, k: int, where: dict) -> list[Stored]:
+        """Top `k` rows matching `where` by cosine similarity to `query_vector`."""
+        found = self.collection.query(
+            query_embeddings=[np.asarray(query_vector, dtype=np.float32)],
+            n_results=k,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            _stored(rid, text, meta, 1.0 - float(dist))
+            for rid, text, meta, dist in zip(
+                found["ids"][0],
+                found["documents"][0],
+                found["metadatas"][0],
+                found["distances"][0],
+                strict=True,
+            )
+            if meta
+        ]
+
+
+def chunk_metadata(
+    chunk: Chunk,
+    gen: int,
+    kb: str,
+    text_hash: str,
+    spans: Sequence[tuple[int, int]],
+    sentence_vectors: np.ndarray,
+) -> dict:
+    """Chroma metadata holds scalars only: sentence offsets go in as JSON, their vectors
+    as base64 float16 (768 bytes a sentence), so they are written atomically with the chunk."""
+    meta = {k: chunk.meta.get(k, "") for k in META_FIELDS}
+    meta.update(
+        chunk_id=chunk.chunk_id,
+        doc_id=chunk.doc_id,
+        kb=kb,
+        gen=gen,
+        dead=NEVER,
+        index=chunk.index,
+        start=chunk.start,
+        end=chunk.end,
+        text_hash=text_hash,
+        date_int=date_int(meta["date"]),
+        sentences=json.dumps([list(s) for s in spans]),
+        sentence_vectors=base64.b64encode(sentence_vectors.astype("<f2").tobytes()).decode(),
+    )
+    return meta
+
+
+def _stored(rid: str, text: str | None, meta: dict, similarity: float) -> Stored:
+    spans = tuple(tuple(s) for s in json.loads(meta.get("sentences") or "[]"))
+    raw = base64.b64decode(meta.get("sentence_vectors") or "")
+    vectors = np.frombuffer(raw, dtype="<f2").astype(np.float32)
+    # A chunk without sentences (none found) has no vectors: (0, 0), not a reshape error.
+    vectors = (
+        vectors.reshape(len(spans), -1) if spans and vectors.size else np.zeros((0, 0), np.float32)
+    )
+    return Stored(to_chunk(text or "", meta), similarity, spans, vectors, rid)
+
+
+def to_chunk(text: str, meta: dict) -> Chunk:
+    return Chunk(
+        chunk_id=str(meta["chunk_id"]),
+        doc_id=str(meta["doc_id"]),
+        index=int(meta.get("index", 0)),
+        text=text,
+        start=int(meta.get("start", 0)),
+        end=int(meta.get("end", len(text))),
+        meta={k: str(meta.get(k, "")) for k in (*META_FIELDS, "kb")},
+    )
