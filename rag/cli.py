@@ -125,6 +125,7 @@ def ingest(
                 rebuild=rebuild,
                 progress=bar,
                 kb=kb,
+                commit_chunks=settings.commit_chunks,
             )
     except (RuntimeError, OSError) as exc:
         raise fail(str(exc)) from None

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
             )
         return self
 
+    commit_chunks: int = Field(
+        2000,
+        ge=1,
+        le=1_000_000,
+        description="a long ingest publishes what it has every this many chunks (and every "
+        "minute): readers see it sooner, a killed run keeps it; each publish re-builds the "
+        "lexical index",
+    )
+
     rerank_model: str = Field(
         "",
         description="empty = no reranking; a local sentence-transformers CrossEncoder folder "

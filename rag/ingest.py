@@ -26,7 +26,7 @@ from rag.types import Chunk, Document
 # file turns into, so the next ingest redoes every document instead of keeping stale chunks.
 PIPELINE_VERSION = 4
 
-COMMIT_CHUNKS = 2000  # publish a generation after this many new chunks …
+COMMIT_CHUNKS = 2000  # publish a generation after this many new chunks (RAG_COMMIT_CHUNKS) …
 COMMIT_SECONDS = 60.0  # … or this long: a killed run loses at most this much work
 
 DEFAULT_KB = "default"
@@ -123,6 +123,7 @@ def ingest(
     kb: str = DEFAULT_KB,
     writer: Writer | None = None,
     cancelled: Callable[[], bool] | None = None,
+    commit_chunks: int = COMMIT_CHUNKS,
 ) -> IngestReport:
     """Bring `index` in line with the documents under `roots` (into knowledge base `kb`).
     With `writer`, work inside that writer (a server job); else open one."""
@@ -213,7 +214,7 @@ def ingest(
         report.updated += existed
         report.added += not existed
         report.chunks_written += len(chunks)
-        if writer.pending() >= COMMIT_CHUNKS or clock() - last_commit >= COMMIT_SECONDS:
+        if writer.pending() >= commit_chunks or clock() - last_commit >= COMMIT_SECONDS:
             writer.commit(cancelled)
             last_commit = clock()
     writer.commit(cancelled)

@@ -8,6 +8,7 @@ import time
 
 from rag.chain import open_index
 from rag.config import Settings
+from rag.store import visible
 from tests.conftest import RAG, run_rag
 
 
@@ -57,9 +58,9 @@ def test_bad_configuration_is_a_clear_error(tmp_path):
     assert "RAG_CHUNK_SIZE" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_killed_ingest_is_repaired_by_the_next_run(tmp_path, e5_dir):
-    """SIGKILL part-way through, run again: no missing or duplicate chunks, and the
-    manifest equals Chroma's contents."""
+def test_killed_ingest_keeps_what_it_published_and_the_next_run_repairs_the_rest(tmp_path, e5_dir):
+    """SIGKILL part-way through, run again: no missing, duplicate or half-written chunks,
+    and the manifest, Chroma and the lexical index agree."""
     folder = tmp_path / "many"
     folder.mkdir()
     for n in range(700):
@@ -68,34 +69,35 @@ def test_killed_ingest_is_repaired_by_the_next_run(tmp_path, e5_dir):
             f"第二条 本通知自2024年{n % 12 + 1}月1日起施行，有效期{n % 5 + 1}年。",
             "utf-8",
         )
-    env = {**os.environ, "RAG_EMBEDDING_MODEL": str(e5_dir)}
+    # Publish every 64 chunks, so that a kill lands between two generations.
+    env = {**os.environ, "RAG_EMBEDDING_MODEL": str(e5_dir), "RAG_COMMIT_CHUNKS": "64"}
     proc = subprocess.Popen(
         [RAG, "ingest", str(folder)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     settings = Settings(embedding_model=str(e5_dir))
-    manifest_path = open_index(settings).manifest_path
+    manifest = open_index(settings).manifest
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if manifest_path.exists():
-            docs = json.loads(manifest_path.read_text("utf-8")).get("docs", {})
-            if 0 < len(docs) < 700:
-                break
+        if 0 < manifest.totals()[0] < 700:
+            break
         time.sleep(0.05)
     assert proc.poll() is None, "ingest finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed = json.loads(manifest_path.read_text("utf-8"))
-    assert killed["clean"] is False and 0 < len(killed["docs"]) < 700
+    published = manifest.totals()[0]
+    assert 0 < published < 700
 
     result = run_rag("ingest", str(folder), "--json", env={"RAG_EMBEDDING_MODEL": str(e5_dir)})
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    assert report["unchanged"] >= published  # what was published was not embedded again
     assert report["added"] + report["unchanged"] == 700 and report["failed"] == 0
 
     index = open_index(settings)
-    rows = index._collection.get(include=["metadatas"])
-    assert len(rows["ids"]) == len(set(rows["ids"]))
-    assert set(rows["ids"]) == index.manifest.expected_chunk_ids()
-    assert {m["doc_id"] for m in rows["metadatas"]} == {f"doc{n:04d}.txt" for n in range(700)}
-    assert index.manifest.clean
-    assert sorted(index.lexical.chunk_ids) == sorted(rows["ids"])
+    rows = index.store.iter_rows(visible(index.manifest.generation))
+    chunk_ids = [meta["chunk_id"] for _, _, meta in rows]
+    assert len(chunk_ids) == len(set(chunk_ids))
+    expected = {cid for e in index.manifest.docs().values() for cid in e.chunk_ids()}
+    assert set(chunk_ids) == expected
+    assert {cid.split("#")[0] for cid in chunk_ids} == {f"doc{n:04d}.txt" for n in range(700)}
+    assert sorted(index.lexical.chunk_ids) == sorted(chunk_ids)

@@ -1,0 +1,327 @@
+"""The server as an office runs it: documents uploaded, edited and deleted through the
+HTTP API while people keep asking — over real HTTP (uvicorn on a free port, httpx), with
+the real model, a real embedded Chroma and the real job worker."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import shutil
+import threading
+import time
+import zipfile
+
+import httpx
+import pytest
+
+from rag.chain import open_index
+from rag.config import Settings
+from rag.ingest import ingest
+from tests.conftest import CORPUS, serving
+from ui import create_server_app
+
+FINISHED = ("indexed", "failed", "no_text", "cancelled")
+CLOUD_V1 = """---
+title: 明川区云计算产业扶持办法（示例）
+source: 青禾市明川区人民政府（虚构）
+---
+本文件为本项目编写的示例政策，所述地区为虚构。
+第一条 甲版条款：新落户的云计算企业，给予一次性落户奖励二百六十万元。
+第二条 甲版条款：云计算企业租用数据中心机柜的，按实际费用的30%给予补贴。
+"""
+CLOUD_V2 = CLOUD_V1.replace("甲版", "乙版").replace("二百六十万元", "四百一十万元")
+CLOUD_QUESTION = "新落户的云计算企业一次性落户奖励多少？"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, e5_dir):
+    """`rag serve`'s app over the shipped corpus (knowledge base "default")."""
+    root = tmp_path_factory.mktemp("live")
+    corpus = root / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    settings = Settings(data_dir=root / "data", embedding_model=str(e5_dir))
+    ingest([corpus], open_index(settings), settings.chunk_size, settings.chunk_overlap)
+    with serving(create_server_app(settings)) as client:
+        deadline = time.monotonic() + 120
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.2)
+        yield client
+
+
+def upload(client, files: dict[str, bytes], kb: str = "default", status: int = 202) -> list[dict]:
+    r = client.post(
+        "/api/documents", files=[("files", (n, d)) for n, d in files.items()], data={"kb": kb}
+    )
+    assert r.status_code == status, r.text
+    return r.json()["jobs"] if status == 202 else r.json()
+
+
+def wait(client, job_id: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in FINISHED:
+            return job
+        assert time.monotonic() < deadline, f"job stuck: {job}"
+        time.sleep(0.1)
+
+
+def finished(client, jobs: list[dict]) -> dict[str, dict]:
+    return {j["filename"]: wait(client, j["id"]) for j in jobs}
+
+
+def ask(client, question: str, **body) -> dict:
+    r = client.post("/api/ask", json={"question": question, **body})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_answers_while_jobs_add_edit_replace_and_delete_each_come_from_one_generation(live):
+    """A reader loop asks while jobs change a document four times: every citation of it
+    is the version published in the answer's generation, never a mix or a dangling one."""
+    base = live.get("/healthz").json()["generation"]
+    answers: list[dict] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        with httpx.Client(base_url=live.base_url, timeout=60) as own:
+            for n in range(2000):  # bounded; stops when the jobs are done
+                if stop.is_set():
+                    return
+                question = CLOUD_QUESTION if n % 2 else "莱芜区上半年实际使用外资多少？"
+                answers.append(ask(own, question))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        published = [base]
+        steps = [
+            lambda: upload(live, {"cloud.md": CLOUD_V1.encode()}, kb="云计算"),
+            lambda: live.patch(
+                "/api/documents/云计算/cloud.md", json={"title": "云计算办法（改）"}
+            ).json()["jobs"],
+            lambda: upload(live, {"cloud.md": CLOUD_V2.encode()}, kb="云计算"),
+            lambda: live.delete("/api/documents/云计算/cloud.md").json()["jobs"],
+        ]
+        for step in steps:
+            time.sleep(0.5)  # let the reader ask at the generation before
+            (job,) = step()
+            assert wait(live, job["id"])["status"] == "indexed"
+            published.append(live.get("/healthz").json()["generation"])
+            if len(published) == 4:  # the second version is answered once published
+                assert "四百一十万元" in ask(live, CLOUD_QUESTION)["answer"]
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(60)
+
+    assert published == list(range(base, base + 5))  # one generation per job
+    expected = {  # generation → (marker in every cited passage, title) of cloud.md
+        base + 1: ("甲版", "明川区云计算产业扶持办法（示例）"),
+        base + 2: ("甲版", "云计算办法（改）"),
+        base + 3: ("乙版", "明川区云计算产业扶持办法（示例）"),
+    }
+    seen = set()
+    for answer in answers:
+        gen = answer["generation"]
+        seen.add(gen)
+        for c in answer["citations"]:
+            if c["doc_id"] != "云计算/cloud.md":
+                continue
+            assert gen in expected, f"generation {gen} cites a document it does not hold"
+            marker, title = expected[gen]
+            assert marker in c["text"] and c["title"] == title, (gen, c)
+            assert {"甲版", "乙版"} - {marker} & set(answer["answer"]) == set()
+    assert len(seen) >= 4, f"the reader saw only generations {sorted(seen)}"
+    cited_at = {a["generation"] for a in answers for c in a["citations"] if "cloud" in c["doc_id"]}
+    assert len(cited_at) >= 2, "the reader never saw the document change"
+    after = ask(live, CLOUD_QUESTION)
+    assert after["generation"] == base + 4
+    assert all(c["doc_id"] != "云计算/cloud.md" for c in after["citations"])
+
+
+def test_a_knowledge_base_scopes_the_search_inside_the_index(live):
+    (job,) = upload(live, {"scope.md": CLOUD_V1.replace("云计算", "区块链").encode()}, kb="区块链")
+    assert wait(live, job["id"])["status"] == "indexed"
+    scoped = ask(live, "区块链企业一次性落户奖励多少？", kb="default")
+    assert scoped["citations"] and all(
+        not c["doc_id"].startswith("区块链/") for c in scoped["citations"]
+    )
+    inside = ask(live, "区块链企业一次性落户奖励多少？", kb=["区块链"])
+    assert {c["doc_id"] for c in inside["citations"]} == {"区块链/scope.md"}
+    r = live.post("/api/ask", json={"question": "外资", "kb": "没有这个库"})
+    assert r.status_code == 400 and "unknown knowledge base" in r.json()["error"]["message"]
+    chat = live.post(
+        "/v1/chat/completions",
+        json={
+            "messages": [{"role": "user", "content": "区块链企业落户奖励多少？"}],
+            "kb": "区块链",
+        },
+    ).json()
+    assert {c["doc_id"] for c in chat["citations"]} == {"区块链/scope.md"}
+    kbs = {k["name"]: k for k in live.get("/api/kbs").json()}
+    assert kbs["区块链"]["documents"] == 1 and kbs["default"]["documents"] == 7
+
+
+def test_bad_uploads_are_refused_with_a_reason_never_a_500(live):
+    # Nothing acceptable in the request: a 4xx naming each file and why.
+    r = live.post("/api/documents", files=[("files", ("notes.xyz", b"?"))])
+    assert r.status_code == 400 and "unsupported format" in r.json()["error"]["message"]
+    r = live.post("/api/documents", files=[("files", ("empty.txt", b""))])
+    assert r.status_code == 400 and "empty file" in r.json()["error"]["message"]
+    r = live.post("/api/documents", files=[("files", ("big.txt", b"a" * (50 * 2**20 + 1)))])
+    assert r.status_code == 413 and "larger than" in r.json()["error"]["message"]
+    r = live.post("/api/documents", data={"kb": "x"})
+    assert r.status_code == 400 and "files" in r.json()["error"]["message"]
+    r = live.post("/api/documents", files=[("files", ("a.txt", b"x"))], data={"kb": "../etc"})
+    assert r.status_code == 400 and "knowledge base name" in r.json()["error"]["message"]
+
+    # Beside good files, a refused one is a failed job the page shows; a broken file
+    # fails when read; a PDF without a text layer is "no text", not indexed.
+    jobs = upload(
+        live,
+        {
+            "fine.txt": "示例文件\n第一条 好文件的条款内容。".encode("gbk"),
+            "fake.pdf": b"this is not a pdf",
+            "table.xls": b"\xd0\xcf\x11\xe0",
+            "scan.pdf": scanned_pdf(),
+        },
+        kb="上传测试",
+    )
+    outcome = finished(live, jobs)
+    assert outcome["fine.txt"]["status"] == "indexed"
+    assert outcome["fake.pdf"]["status"] == "failed"
+    assert "not a readable PDF" in outcome["fake.pdf"]["error"]
+    assert outcome["table.xls"]["status"] == "failed"
+    assert "unsupported format" in outcome["table.xls"]["error"]
+    assert outcome["scan.pdf"]["status"] == "no_text" and "OCR" in outcome["scan.pdf"]["error"]
+    docs = {d["doc_id"] for d in live.get("/api/documents", params={"kb": "上传测试"}).json()}
+    assert docs == {"上传测试/fine.txt"}  # GBK read, and nothing half-indexed
+
+
+def test_a_zip_of_folders_becomes_one_job_per_file(live):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("政策/楼宇.md", "楼宇示例\n第一条 压缩包里的楼宇条款，补贴七十七万元。")
+        z.writestr("政策/附件/说明.txt", "说明示例\n第一条 压缩包里的说明条款。")
+        z.writestr("../evil.txt", "zip slip")
+    jobs = upload(live, {"bundle.zip": buffer.getvalue()}, kb="压缩包")
+    outcome = finished(live, jobs)
+    assert outcome["政策/楼宇.md"]["status"] == outcome["政策/附件/说明.txt"]["status"] == "indexed"
+    assert [j["status"] for name, j in outcome.items() if "evil" in name] == ["failed"]
+    answer = ask(live, "压缩包里的楼宇条款补贴多少？", kb="压缩包")
+    assert "七十七万元" in answer["answer"]
+    assert answer["citations"][0]["doc_id"] == "压缩包/政策/楼宇.md"
+
+
+def test_cancel_stops_a_running_and_a_queued_job_and_retry_runs_it_again(live):
+    long_text = "长文件示例\n" + "".join(
+        f"第{n}条 长文件第{n}项条款规定，企业引进第{n}类人才给予{n}万元奖励。\n"
+        for n in range(1, 400)
+    )
+    jobs = upload(
+        live,
+        {"long.txt": long_text.encode(), "next.txt": "下一个\n第一条 排队文件。".encode()},
+        kb="取消测试",
+    )
+    running, queued = jobs
+    cancelled_queued = live.post(f"/api/jobs/{queued['id']}/cancel").json()
+    assert cancelled_queued["status"] in ("cancelled", "queued", "reading", "embedding")
+    deadline = time.monotonic() + 60
+    while live.get(f"/api/jobs/{running['id']}").json()["status"] != "embedding":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    live.post(f"/api/jobs/{running['id']}/cancel")
+    assert wait(live, running["id"])["status"] == "cancelled"
+    assert wait(live, queued["id"])["status"] == "cancelled"
+    assert live.get("/api/documents", params={"kb": "取消测试"}).json() == []
+    assert live.post(f"/api/jobs/{running['id']}/cancel").status_code == 409
+
+    (again,) = live.post(f"/api/jobs/{queued['id']}/retry").json()["jobs"]
+    assert wait(live, again["id"])["status"] == "indexed"
+    assert [d["doc_id"] for d in live.get("/api/documents", params={"kb": "取消测试"}).json()] == [
+        "取消测试/next.txt"
+    ]
+
+
+def test_edit_preview_and_original_of_a_document(live):
+    (job,) = upload(live, {"edit.md": CLOUD_V1.replace("云计算", "人工智能").encode()}, kb="编辑")
+    wait(live, job["id"])
+    doc = "/api/documents/编辑/edit.md"
+    r = live.patch(doc, json={"date": "2024-13-01"})
+    assert r.status_code == 422 and "error" in r.json()
+    (edit,) = live.patch(doc, json={"title": "人工智能办法", "date": "2024-06-01"}).json()["jobs"]
+    assert wait(live, edit["id"])["status"] == "indexed"
+    (listed,) = live.get("/api/documents", params={"kb": "编辑"}).json()
+    assert (listed["title"], listed["has_original"]) == ("人工智能办法", True)
+    answer = ask(live, "人工智能企业一次性落户奖励多少？", kb="编辑")
+    assert answer["citations"][0]["title"] == "人工智能办法"
+    assert answer["citations"][0]["date"] == "2024-06-01"
+    assert ask(live, "人工智能企业落户奖励", kb="编辑", filters={"since": "2024-05-01"})[
+        "citations"
+    ]
+    chunks = live.get(f"{doc}/chunks").json()
+    assert chunks and "甲版条款" in "".join(c["text"] for c in chunks)
+    original = live.get(f"{doc}/original")
+    assert original.content == CLOUD_V1.replace("云计算", "人工智能").encode()
+    assert original.headers["content-disposition"].startswith("attachment")
+    assert live.get("/api/documents/没有/这个.md/chunks").status_code == 404
+    assert live.delete("/api/documents/没有/这个.md").json()["error"]["message"]
+
+    hits = live.post("/api/search", json={"question": "人工智能企业落户奖励", "kb": "编辑"}).json()
+    top = hits["hits"][0]
+    assert top["doc_id"] == "编辑/edit.md" and top["lexical"] > 0 and top["dense"] > 0
+    assert top["fused"] >= hits["hits"][-1]["fused"]
+
+
+def test_requests_with_wrong_types_or_broken_json_get_an_error_object(live):
+    for body in ({"question": "外资", "k": "5"}, {"question": "外资", "k": True}):
+        r = live.post("/api/ask", json=body)
+        assert r.status_code == 422 and r.json()["error"]["message"].startswith("k:")
+    chat = {"messages": [{"role": "user", "content": "外资"}], "stream": "yes"}
+    assert live.post("/v1/chat/completions", json=chat).status_code == 422
+    for raw in (b"\xff\xfe{", b"[" * 100_000, b'{"question": '):
+        r = live.post("/api/ask", content=raw, headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500 and "message" in r.json()["error"], (raw[:10], r.text)
+    assert live.get("/api/jobs/nope").json()["error"]["message"] == "no job 'nope'"
+
+
+def test_metrics_and_one_log_line_per_request(live, caplog):
+    caplog.set_level(logging.INFO, logger="rag.request")
+    ask(live, "莱芜区上半年实际使用外资多少？", kb="default")
+    lines = [r.getMessage() for r in caplog.records if r.name == "rag.request"]
+    assert len([line for line in lines if "route=/api/ask" in line]) == 1
+    (line,) = [line for line in lines if "route=/api/ask" in line]
+    assert "status=200" in line and "kb=default" in line and "refused=False" in line
+    assert "外资" not in line  # questions are not logged
+    metrics = live.get("/metrics").text
+    assert 'rag_requests_total{route="/api/ask",status="200"}' in metrics
+    assert 'rag_request_duration_seconds_bucket{le="0.5",route="/api/ask"}' in metrics
+    assert 'rag_documents{kb="default"} 7.0' in metrics
+    assert 'rag_ingest_jobs{state="queued"}' in metrics
+    health = live.get("/healthz").json()
+    assert health["ready"] is True and health["documents"] >= 7
+
+
+def scanned_pdf() -> bytes:
+    """A PDF page with a drawing and no text layer, as a scan has."""
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    page = canvas.Canvas(buffer)
+    page.rect(100, 100, 300, 400, fill=1)
+    page.showPage()
+    page.save()
+    return buffer.getvalue()
+
+
+def test_json_of_jobs_is_what_the_readme_says(live):
+    (job,) = upload(live, {"shape.txt": "形状示例\n第一条 条款。".encode()}, kb="形状")
+    assert set(job) >= {"id", "filename", "status"}
+    done = wait(live, job["id"])
+    assert set(done) >= {"id", "status", "progress", "error"} and done["progress"] == 1.0
+    (listed,) = live.get("/api/documents", params={"kb": "形状"}).json()
+    assert set(listed) >= {"doc_id", "title", "kb", "chunks", "status", "updated"}
+    json.dumps(live.get("/api/jobs").json())
