@@ -56,6 +56,7 @@ def test_rag_ask_json_answers_the_seed_figure_and_cites_the_seed(tmp_path, e5_di
     assert set(answer) == {
         *("question", "answer", "refused", "citations", "timings_ms"),  # DESIGN.md's
         *("standalone_question", "unverified", "notice"),  # conversations and LLM answers
+        "generation",  # the index generation every citation comes from
     }
     assert "3227万美元" in answer["answer"] and not answer["refused"]
     cited = {c["n"]: c for c in answer["citations"]}

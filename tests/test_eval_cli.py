@@ -117,9 +117,9 @@ def test_a_broken_retriever_fails_the_project_sets_thresholds(corpus_index, e5_d
     runner = CliRunner()
     real_search = HybridRetriever.search
 
-    def broken(self, question, k=None, filters=None, query_vector=None, timings=None):
+    def broken(self, question, k=None, filters=None, query_vector=None, timings=None, **kw):
         """Returns the least relevant of 30 candidates first."""
-        hits = real_search(self, question, 30, filters, query_vector, timings)
+        hits = real_search(self, question, 30, filters, query_vector, timings, **kw)
         return list(reversed(hits))[: k or self.k]
 
     monkeypatch.setattr(HybridRetriever, "search", broken)
