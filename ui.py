@@ -274,7 +274,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
             forwarded_allow_ips=settings.forwarded_allow_ips,
             root_path=settings.root_path,
             log_level="warning",  # our own access line per request is in rag.request
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=10,  # in-flight answers; then open streams are cut
         )
 
 

@@ -72,7 +72,7 @@ def serving(data_dir: Path, env: dict):
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        proc.wait(20)
+        proc.wait(60)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,15 @@ def data_dir(tmp_path_factory, e5_dir) -> Path:
     (corpus / "hostile.md").write_text(HOSTILE, "utf-8")
     env = {**os.environ, "RAG_DATA_DIR": str(root / "data"), "RAG_EMBEDDING_MODEL": str(e5_dir)}
     subprocess.run([RAG, "ingest", str(corpus)], env=env, check=True, capture_output=True)
+    # Each further server gets its own copy: a data dir has one server (its only writer).
+    shutil.copytree(root / "data", root / "pristine")
     return root / "data"
+
+
+def own_copy(data_dir: Path, name: str) -> Path:
+    target = data_dir.parent / name
+    shutil.copytree(data_dir.parent / "pristine", target)
+    return target
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +253,9 @@ def behind_nginx(data_dir, e5_dir, tmp_path_factory):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     app_port, proxy_port = free_port(), free_port()
     proc = start_server(
-        data_dir, app_port, {"RAG_EMBEDDING_MODEL": str(e5_dir), "RAG_ROOT_PATH": "/rag"}
+        own_copy(data_dir, "nginx-data"),
+        app_port,
+        {"RAG_EMBEDDING_MODEL": str(e5_dir), "RAG_ROOT_PATH": "/rag"},
     )
     work = tmp_path_factory.mktemp("nginx")
     conf = (REPO / "examples" / "nginx.conf").read_text("utf-8")
@@ -270,7 +280,7 @@ def behind_nginx(data_dir, e5_dir, tmp_path_factory):
     finally:
         proxy.terminate()
         proc.terminate()
-        proc.wait(20)
+        proc.wait(60)
 
 
 def test_everything_works_behind_a_reverse_proxy_under_a_sub_path(page, behind_nginx):
@@ -300,7 +310,7 @@ def llm_web(data_dir, e5_dir, llm):
         "RAG_LLM_MODEL": "qwen-test",
         "RAG_PROMPTS_DIR": str(REPO / "prompts"),
     }
-    with serving(data_dir, env) as url:
+    with serving(own_copy(data_dir, "llm-data"), env) as url:
         yield url
 
 
