@@ -311,6 +311,9 @@ def eval_(
         Path | None, typer.Option(help="an earlier report.json: print each metric's change")
     ] = None,
     k: Annotated[int | None, typer.Option("--k", help="passages an answer may quote")] = None,
+    kb: Annotated[
+        list[str] | None, typer.Option("--kb", help="knowledge base to search (repeatable)")
+    ] = None,
     min_hit1: Annotated[float | None, typer.Option("--min-hit@1")] = None,
     min_hit5: Annotated[float | None, typer.Option("--min-hit@5")] = None,
     min_mrr10: Annotated[float | None, typer.Option("--min-mrr@10")] = None,
@@ -325,8 +328,9 @@ def eval_(
     Thresholds come from `--min-METRIC` flags and from the `min` table of the set's TOML
     file (evals/project.jsonl → evals/project.toml); flags win.
     """
-    from rag.chain import build_assistant, check_k
+    from rag.chain import QuestionError, build_assistant, check_k, check_kbs
     from rag.evaluate import EvalSetError, load_questions, open_set_index, run, summarise
+    from rag.index import Filters
     from rag.report import (
         SUMMARY,
         ThresholdError,
@@ -373,12 +377,19 @@ def eval_(
             empty = index.count() == 0
             if not empty:
                 assistant = build_assistant(settings, index)
+                scope = Filters(kbs=check_kbs(index, kb)) if kb else None
                 bar = _Bar("asking")
                 bar.start(len(questions))
                 try:
-                    rows = run(lambda q: assistant.ask(q, k=k), questions, progress=bar.advance)
+                    rows = run(
+                        lambda q: assistant.ask(q, k=k, filters=scope),
+                        questions,
+                        progress=bar.advance,
+                    )
                 finally:
                     bar.stop()
+    except QuestionError as exc:
+        raise fail(str(exc), 2) from None
     except (EvalSetError, RuntimeError, OSError) as exc:
         raise fail(str(exc)) from None
     if empty:

@@ -236,7 +236,10 @@ class Index:
 
     @property
     def lexical(self) -> LexicalIndex:
-        return self.snapshot().lexical
+        """The lexical index last loaded (no generation check: for term statistics, which
+        a question may read many times)."""
+        snap = self._snapshot
+        return snap.lexical if snap is not None else self.snapshot().lexical
 
     def count(self) -> int:
         """Chunks of the current generation."""

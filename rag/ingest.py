@@ -134,12 +134,13 @@ def ingest(
                 index,
                 chunk_size,
                 chunk_overlap,
-                rebuild,
-                progress,
-                clock,
-                kb,
-                own,
-                cancelled,
+                rebuild=rebuild,
+                progress=progress,
+                clock=clock,
+                kb=kb,
+                writer=own,
+                cancelled=cancelled,
+                commit_chunks=commit_chunks,
             )
     started = clock()
     progress = progress or Progress()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import os
 import shutil
 import sqlite3
@@ -41,7 +42,8 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+            log = getattr(proc, "log_path", None)
+            raise RuntimeError(f"server exited: {log.read_text() if log else ''}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -52,13 +54,18 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None
 
 
 def start_server(data_dir: Path, port: int, env: dict) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [RAG, "serve", "--port", str(port)],
-        env={**os.environ, "RAG_DATA_DIR": str(data_dir), **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    """`rag serve`, its log in a file beside the data dir: a pipe nobody reads would fill
+    up with the server's request log lines and stall it."""
+    log_path = data_dir.parent / f"serve-{port}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [RAG, "serve", "--port", str(port)],
+            env={**os.environ, "RAG_DATA_DIR": str(data_dir), **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    proc.log_path = log_path
     return proc
 
 
@@ -341,3 +348,31 @@ def test_llm_answers_in_the_chat_mark_unverified_figures_and_keep_the_subject(pa
     page.screenshot(path=str(Path(os.environ.get("RAG_SCREENSHOTS", "/tmp")) / "chat-llm.png"))
     condense = [r for r in llm.requests if "改写后的问题" in r["messages"][-1]["content"]]
     assert "用户：莱芜区上半年实际使用外资多少？" in condense[-1]["messages"][-1]["content"]
+
+
+def test_commands_beside_a_running_server_never_write_its_data_dir(server, data_dir, e5_dir):
+    """The server is the data dir's only writer: `rag ingest` says in one line what to do
+    instead, `rag ask` is answered by the server, and the index is left as it was."""
+    from tests.conftest import run_rag
+
+    env = {"RAG_DATA_DIR": str(data_dir), "RAG_EMBEDDING_MODEL": str(e5_dir)}
+    before = httpx.get(server + "/healthz").json()
+    ingest = run_rag("ingest", str(CORPUS), env=env)
+    assert ingest.returncode == 1 and "Traceback" not in ingest.stderr
+    (line,) = ingest.stderr.strip().splitlines()
+    assert "a running `rag serve`" in line and f"{server}/admin" in line
+    asked = run_rag("ask", "--json", "莱芜区上半年实际使用外资多少？", env=env)
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert "3227万美元" in answer["answer"] and answer["generation"] == before["generation"]
+    assert httpx.get(server + "/healthz").json() == before
+
+
+def test_the_chat_api_refuses_a_null_message_in_words(server):
+    """A client of Gradio's API can send anything; it gets a message, not a Python error."""
+    from gradio_client import Client
+
+    client = Client(server + "/", verbose=False)
+    reply = client.predict(None, "", "", "全部来源", 5, [], api_name="/chat")
+    text = json.dumps(reply, ensure_ascii=False)
+    assert "问题不能为空" in text and "NoneType" not in text

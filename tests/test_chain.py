@@ -128,3 +128,15 @@ def test_rag_ask_rejects_bad_input_with_a_clear_message(args, message, e5_dir):
 def test_rag_ask_on_an_empty_index_says_to_ingest(e5_dir):
     result = run_rag("ask", "外资奖励多少？", env={"RAG_EMBEDDING_MODEL": str(e5_dir)})
     assert result.returncode == 1 and "run `rag ingest` first" in result.stderr
+
+
+def test_many_questions_at_once_are_all_answered(assistant):
+    """Threads share one model and one index: no tokenizer "Already borrowed", no
+    half-initialised store, the same answer as asked alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = ["莱芜区上半年实际使用外资多少？", "飞地项目投产后前三年按多大比例奖励？"] * 8
+    alone = {q: assistant.ask(q).answer for q in set(questions)}
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda q: (q, assistant.ask(q).answer), questions))
+    assert all(answer == alone[q] for q, answer in together)

@@ -168,3 +168,34 @@ def test_an_index_refuses_a_different_embedding_model(index, corpus_copy, tmp_pa
     run(index, corpus_copy)
     with pytest.raises(RuntimeError, match="was built with the embedding model"):
         Index(index.data_dir, "test", LazyEmbeddings("/elsewhere/multilingual-e5-small", tmp_path))
+
+
+def test_a_document_bigger_than_one_chroma_write_is_written_edited_and_removed_in_batches(
+    index, tmp_path, monkeypatch
+):
+    """Chroma takes at most `max_batch` rows a write (5,461 here): every write path splits."""
+    from rag.store import Store
+
+    monkeypatch.setattr(Store, "max_batch", property(lambda self: 7))
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "big.txt").write_text(
+        "大文件\n" + "".join(f"第{n}条 企业引进第{n}类项目给予{n}万元奖励。\n" for n in range(400)),
+        "utf-8",
+    )
+    run(index, folder)
+    chunks = index.manifest.get("big.txt").chunks
+    assert chunks > 3 * 7
+    assert_consistent(index)
+    with index.writer() as writer:
+        writer.edit("big.txt", {"title": "大文件（改）"})
+    assert {
+        m["title"]
+        for m in index.store.collection.get(include=["metadatas"])["metadatas"]
+        if m["dead"] == NEVER
+    } == {"大文件（改）"}
+    assert_consistent(index)
+    (folder / "big.txt").unlink()
+    assert run(index, folder).chunks_removed == chunks
+    assert_consistent(index)
+    assert chroma_state(index) == {}

@@ -8,6 +8,7 @@ Retrieval, the index and the embedding model are the real ones over the shipped 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import time
@@ -113,12 +114,15 @@ def test_an_answer_saying_the_material_does_not_cover_it_is_a_refusal(llm, make_
     ids=["timeout", "500", "too-slow-in-all", "empty"],
 )
 def test_on_llm_failure_the_extractive_answer_comes_back_with_a_notice(
-    llm, make_assistant, failure
+    llm, make_assistant, failure, caplog
 ):
     llm.reply = lambda messages: failure
     assistant = make_assistant(timeout=1.0)
     started = time.perf_counter()
-    answer = assistant.ask(QUESTION)
+    with caplog.at_level(logging.WARNING, logger="rag.llm"):
+        answer = assistant.ask(QUESTION)
+    (logged,) = [r.getMessage() for r in caplog.records if r.name == "rag.llm"]
+    assert logged.startswith("llm fallback to extractive answer: ") and answer.fallback in logged
     if failure.delay or failure.piece_delay:  # it gave up, long before the server was done
         assert time.perf_counter() - started < 3.0
     assert answer.notice == FALLBACK_NOTICE and not answer.refused

@@ -5,7 +5,8 @@
  *
  * adds a chat bubble to the page that asks the server it came from (POST /api/ask) and
  * shows the answer with its numbered sources. Optional attributes on the script tag:
- * data-title (panel title), data-placeholder, data-k (passages per answer).
+ * data-title (panel title), data-placeholder, data-k (passages per answer), data-kb
+ * (knowledge bases to search, comma-separated; default all).
  *
  * Everything from the server is inserted with textContent, never as HTML: documents
  * are untrusted. Styles live in a shadow root, so the portal's CSS and ours never mix.
@@ -20,6 +21,9 @@
   var title = script.getAttribute("data-title") || "招商政策问答";
   var placeholder = script.getAttribute("data-placeholder") || "请输入问题，例如：写字楼租金补贴多少？";
   var k = parseInt(script.getAttribute("data-k") || "0", 10) || null;
+  var kbs = (script.getAttribute("data-kb") || "").split(",").map(function (s) {
+    return s.trim();
+  }).filter(Boolean);
 
   var css = [
     ":host{all:initial}",
@@ -171,6 +175,7 @@
     log.scrollTop = log.scrollHeight;
     var body = { question: question, history: history.slice(-6) };
     if (k) body.k = k;
+    if (kbs.length) body.kb = kbs;
     fetch(new URL("api/ask", base).href, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
