@@ -52,6 +52,17 @@ CSS = """
 """
 
 
+class QuestionBox(gr.Textbox):
+    """The chat's textbox, which turns a null sent through Gradio's API into "" (Gradio's
+    ChatInterface would fail on None before our function could say what is wrong)."""
+
+    def preprocess(self, payload):
+        return "" if payload is None else super().preprocess(payload)
+
+    def get_block_name(self) -> str:
+        return "textbox"  # the browser side is Gradio's own textbox
+
+
 def parse_date(value: str, label: str) -> str:
     value = (value or "").strip()
     if not value:
@@ -121,8 +132,8 @@ def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int
         written, session = "", (request.session_hash if request else "") or ""
         history = history if isinstance(history, list) else []
         try:
-            if not isinstance(message, str):  # the Gradio API lets a client send null
-                raise QuestionError("问题不能为空")
+            if not isinstance(message, str) or not message.strip():
+                raise QuestionError("问题不能为空")  # also what a null from the API becomes
             filters = Filters(
                 since=parse_date(since, "起始日期"),
                 until=parse_date(until, "截止日期"),
@@ -167,7 +178,7 @@ def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int
                     chatbot=gr.Chatbot(
                         height=520, label="对话", feedback_options=("Like", "Dislike")
                     ),
-                    textbox=gr.Textbox(
+                    textbox=QuestionBox(
                         placeholder="请输入问题…", max_length=500, submit_btn="提问"
                     ),
                     additional_inputs=[since, until, source, k, kb],

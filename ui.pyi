@@ -1,0 +1,308 @@
+"""The web chat (Gradio) and the HTTP API in one app: `python ui.py` or `rag serve`.
+
+Thin: the `rag` library answers; this file lays out the page, streams the answer into the
+chat, renders its sources beside it (escaped by rag.render) and stores 👍/👎 feedback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import re
+import threading
+from collections import OrderedDict
+from datetime import date
+from pathlib import Path
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from rag.api import create_app
+from rag.chain import Assistant, QuestionError, build_assistant, check_kbs, open_index
+from rag.config import Settings
+from rag.feedback import FeedbackStore
+from rag.index import Filters
+from rag.jobs import JobQueue
+from rag.llm import LLMAnswerer
+from rag.owner import own
+from rag.render import answer_markdown, escape_markdown, sources_html
+from rag.telemetry import configure_logging
+
+log = logging.getLogger("rag.ui")
+GRADIO_LOADER = Path(gr.__file__).parent / "templates" / "frontend" / "gradio.js"
+ALL_SOURCES = "全部来源"
+SENTENCE_END = re.compile(r"\]\(#rag-src-\d+\)")  # the link after each quoted sentence
+EXAMPLES = [
+    "莱芜区上半年实际使用外资多少？",
+    "在明川区写字楼租办公室，第一年租金补贴多少？",
+    "飞地项目投产后前三年按多大比例奖励？",
+    "招商项目评审打分看哪些方面？",
+]
+CSS = """
+.rag-sources{list-style:none;padding:0;margin:0;font-size:14px;line-height:1.6}
+.rag-source{border-left:3px solid #d0d7de;padding:6px 10px;margin:0 0 12px 0}
+.rag-source:target{border-color:#0969da;background:#eef6ff}
+.rag-source-title{font-weight:600}.rag-source-meta{color:#656d76;font-size:12.5px}
+.rag-source-text mark{background:#fff3b0;padding:0 1px}
+.rag-empty{background:#fff8e1;border:1px solid #f0c36d;border-radius:6px;padding:12px}
+.rag-idle{color:#656d76}
+"""
+
+from gradio.events import Dependency
+
+class QuestionBox(gr.Textbox):
+    """The chat's textbox, which turns a null sent through Gradio's API into "" (Gradio's
+    ChatInterface would fail on None before our function could say what is wrong)."""
+
+    def preprocess(self, payload):
+        return "" if payload is None else super().preprocess(payload)
+
+    def get_block_name(self) -> str:
+        return "textbox"
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component  # the browser side is Gradio's own textbox
+
+
+def parse_date(value: str, label: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise QuestionError(f"{label}请写成 2024-03-15 这样的日期") from None
+
+
+class AnswerLog:
+    """The answers each browser session was given, by chatbot message index, so that a
+    👍/👎 can be stored with its question and citations. Bounded: old sessions fall off."""
+
+    def __init__(self, sessions: int = 1000):
+        self.sessions = sessions
+        self._log: OrderedDict[str, dict[int, dict]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, session: str, index: int, answer: dict) -> None:
+        with self._lock:
+            self._log.setdefault(session, {})[index] = answer
+            self._log.move_to_end(session)
+            while len(self._log) > self.sessions:
+                self._log.popitem(last=False)
+
+    def get(self, session: str, index: int) -> dict | None:
+        with self._lock:
+            return self._log.get(session, {}).get(index)
+
+    def plain(self, session: str, history: list[dict]) -> list[dict]:
+        """The chat history with each answer as its plain text rather than the rendered
+        markdown the chatbot holds (links, escapes, notices)."""
+        return [
+            {**m, "content": answer["answer"]}
+            if m.get("role") == "assistant" and (answer := self.get(session, i))
+            else m
+            for i, m in enumerate(history)
+        ]
+
+
+def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int = 8) -> gr.Blocks:
+    """The chat page. Up to `concurrency` answers are worked on at once (Gradio's default
+    is one); more people wait in a bounded queue."""
+    answers = AnswerLog()
+    index = assistant.retriever.index
+
+    def choices():
+        """Sources and knowledge bases as they are now: documents come and go while the
+        server runs, so the page asks on every load."""
+        fields = index.snapshot().lexical.fields
+        sources = sorted({s for s in fields["source"].tolist() if s})
+        kbs = [name for name, _, _ in index.manifest.kbs()]
+        return (
+            gr.Dropdown(choices=[ALL_SOURCES, *sources], value=ALL_SOURCES),
+            gr.Dropdown(choices=kbs, value=[]),
+        )
+
+    intro = (
+        "答案由大模型依据知识库原文写成，每句后的 [n] 指向右侧的来源段落；"
+        "⚠️ 标出数字未能在来源中核实的句子。"
+        if isinstance(assistant.answerer, LLMAnswerer)
+        else "答案逐句摘自知识库原文，每句后的 [n] 指向右侧的来源段落。"
+    )
+
+    def respond(message, history, since, until, source, k, kbs=None, request: gr.Request = None):
+        written, session = "", (request.session_hash if request else "") or ""
+        history = history if isinstance(history, list) else []
+        try:
+            if not isinstance(message, str) or not message.strip():
+                raise QuestionError("问题不能为空")  # also what a null from the API becomes
+            filters = Filters(
+                since=parse_date(since, "起始日期"),
+                until=parse_date(until, "截止日期"),
+                source="" if source in (None, "", ALL_SOURCES) else source,
+                kbs=check_kbs(index, kbs if isinstance(kbs, list | str) else None),
+            )
+            for item in assistant.stream(message, int(k), filters, answers.plain(session, history)):
+                if isinstance(item, str):  # an LLM's words as they come, sources after
+                    written += item
+                    yield escape_markdown(written), sources_html(None)
+                else:
+                    answer = item.to_json()
+        except QuestionError as exc:
+            yield f"⚠️ {exc}", sources_html(None)
+            return
+        text = answer_markdown(answer)
+        if not written:  # an extractive answer: shown a sentence at a time
+            for marker in list(SENTENCE_END.finditer(text))[:-1]:
+                yield text[: marker.end()], sources_html(None)
+        answers.put(session, len(history) + 1, answer)
+        yield text, sources_html(answer)
+
+    def on_like(data: gr.LikeData, request: gr.Request):
+        answer = answers.get(request.session_hash or "", data.index)
+        if answer is not None:
+            feedback.add(1 if data.liked else -1, answer, request.session_hash or "")
+
+    with gr.Blocks(title="招商政策问答") as blocks:
+        gr.Markdown(f"## 招商政策问答\n{intro}")
+        panel = gr.HTML(sources_html(None), render=False, elem_id="rag-sources")
+        with gr.Row():
+            with gr.Column(scale=3):
+                since = gr.Textbox(label="起始日期", placeholder="2024-01-01", render=False)
+                until = gr.Textbox(label="截止日期", placeholder="2025-12-31", render=False)
+                source = gr.Dropdown([ALL_SOURCES], value=ALL_SOURCES, label="来源", render=False)
+                kb = gr.Dropdown(
+                    [], value=[], multiselect=True, label="知识库（不选 = 全部）", render=False
+                )
+                k = gr.Slider(1, 10, value=assistant.k, step=1, label="引用段落数 k", render=False)
+                chat = gr.ChatInterface(
+                    respond,
+                    chatbot=gr.Chatbot(
+                        height=520, label="对话", feedback_options=("Like", "Dislike")
+                    ),
+                    textbox=QuestionBox(
+                        placeholder="请输入问题…", max_length=500, submit_btn="提问"
+                    ),
+                    additional_inputs=[since, until, source, k, kb],
+                    additional_inputs_accordion=gr.Accordion(
+                        "筛选：知识库、日期、来源、k", open=False, render=False
+                    ),
+                    additional_outputs=[panel],
+                    api_name="chat",
+                    fill_height=False,
+                    concurrency_limit=concurrency,
+                )
+                with gr.Row():
+                    for question in EXAMPLES:  # example questions: a click fills the box
+                        gr.Button(question, size="sm", variant="secondary").click(
+                            lambda q=question: q, None, chat.textbox
+                        )
+            with gr.Column(scale=2):
+                gr.Markdown("### 来源")
+                panel.render()
+        chat.chatbot.like(on_like, inputs=None, outputs=None)
+        blocks.load(choices, None, [source, kb], api_name=False, queue=False)
+    # Bounded: beyond this many waiting, Gradio tells the user the queue is full.
+    blocks.queue(default_concurrency_limit=concurrency, max_size=8 * concurrency)
+    return blocks
+
+
+def create_server_app(settings: Settings) -> FastAPI:
+    """The API with the chat mounted at `/`, the management page at `/admin`, the ingest
+    job worker, and the web-component loader at `/gradio.js`."""
+    index = open_index(settings, writer_model=True)
+    assistant = build_assistant(settings, index)
+    jobs = JobQueue(index, settings.data_dir, settings.chunk_size, settings.chunk_overlap)
+    warm = threading.Event()
+
+    def warm_up() -> None:
+        """Load the model and the index before the first question needs them."""
+        try:
+            index.embeddings.embed_query("预热")
+            index.snapshot()
+        except Exception:
+            log.exception("warming up failed; the first question will try again")
+        warm.set()
+
+    def health() -> dict:
+        snap = index._snapshot  # what was loaded last: no query, no lock
+        return {
+            "generation": snap.generation if snap else None,
+            "chunks": snap.chunks if snap else None,
+            "documents": snap.documents if snap else None,
+            "jobs_queued": jobs.queued_cached,
+        }
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+        jobs.start()
+        yield
+        jobs.stop()  # after uvicorn has let in-flight requests finish
+
+    app = create_app(
+        lambda: assistant,
+        settings.allowed_origins,
+        health,
+        jobs=jobs,
+        data_dir=settings.data_dir,
+        ready=warm.is_set,
+        lifespan=lifespan,
+    )
+
+    @app.get("/gradio.js")
+    def gradio_loader() -> Response:
+        """Gradio's own web-component loader, served here so `<gradio-app>` embedding
+        works with no CDN (its assets come from this server's /assets/)."""
+        return Response(GRADIO_LOADER.read_text("utf-8"), media_type="text/javascript")
+
+    blocks = build_blocks(
+        assistant, FeedbackStore(settings.data_dir / "feedback.sqlite"), settings.concurrency
+    )
+    return gr.mount_gradio_app(
+        app,
+        blocks,
+        path="/",
+        root_path=settings.root_path or None,
+        css=CSS,
+        footer_links=[],
+        ssr_mode=False,
+    )
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Serve until SIGTERM/SIGINT: in-flight answers finish, the running ingest job stops
+    after its current batch and resumes at the next start."""
+    configure_logging()
+    if not settings.chroma_url:  # an embedded store has one writer: this server
+        owning = own(settings.data_dir, f"http://{host}:{port}{settings.root_path}")
+    else:
+        owning = contextlib.nullcontext()
+    with owning:
+        uvicorn.run(
+            create_server_app(settings),
+            host=host,
+            port=port,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            root_path=settings.root_path,
+            log_level="warning",  # our own access line per request is in rag.request
+            timeout_graceful_shutdown=10,  # in-flight answers; then open streams are cut
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = Settings()
+    parser = argparse.ArgumentParser(description="招商政策问答: web chat and HTTP API")
+    parser.add_argument("--host", default=settings.host)
+    parser.add_argument("--port", type=int, default=settings.port)
+    args = parser.parse_args(argv)
+    serve(settings, args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()
