@@ -29,9 +29,10 @@ from rag.jobs import JobQueue
 from rag.llm import LLMAnswerer
 from rag.owner import own
 from rag.render import answer_markdown, escape_markdown, sources_html
-from rag.telemetry import configure_logging
+from rag.telemetry import answer_fields, configure_logging, kv
 
 log = logging.getLogger("rag.ui")
+request_log = logging.getLogger("rag.request")  # a chat answer's line, beside the API's
 GRADIO_LOADER = Path(gr.__file__).parent / "templates" / "frontend" / "gradio.js"
 ALL_SOURCES = "全部来源"
 SENTENCE_END = re.compile(r"\]\(#rag-src-\d+\)")  # the link after each quoted sentence
@@ -52,15 +53,14 @@ CSS = """
 """
 
 
-class QuestionBox(gr.Textbox):
-    """The chat's textbox, which turns a null sent through Gradio's API into "" (Gradio's
-    ChatInterface would fail on None before our function could say what is wrong)."""
-
-    def preprocess(self, payload):
-        return "" if payload is None else super().preprocess(payload)
-
-    def get_block_name(self) -> str:
-        return "textbox"  # the browser side is Gradio's own textbox
+def question_box() -> gr.Textbox:
+    """The chat's textbox. A null sent through Gradio's API becomes "": Gradio's
+    ChatInterface would fail on None before our function could say what is wrong.
+    (Patched on the instance: a subclass would make Gradio write a .pyi stub beside us.)"""
+    box = gr.Textbox(placeholder="请输入问题…", max_length=500, submit_btn="提问")
+    preprocess = box.preprocess
+    box.preprocess = lambda payload: "" if payload is None else preprocess(payload)
+    return box
 
 
 def parse_date(value: str, label: str) -> str:
@@ -145,10 +145,19 @@ def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int
                     written += item
                     yield escape_markdown(written), sources_html(None)
                 else:
-                    answer = item.to_json()
+                    answer, fallback = item.to_json(), item.fallback
         except QuestionError as exc:
             yield f"⚠️ {exc}", sources_html(None)
             return
+        request_log.info(
+            kv(
+                {
+                    "route": "chat",
+                    "kb": ",".join(sorted(filters.kbs)) or "*",
+                    **answer_fields(answer, fallback),
+                }
+            )
+        )
         text = answer_markdown(answer)
         if not written:  # an extractive answer: shown a sentence at a time
             for marker in list(SENTENCE_END.finditer(text))[:-1]:
@@ -178,9 +187,7 @@ def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int
                     chatbot=gr.Chatbot(
                         height=520, label="对话", feedback_options=("Like", "Dislike")
                     ),
-                    textbox=QuestionBox(
-                        placeholder="请输入问题…", max_length=500, submit_btn="提问"
-                    ),
+                    textbox=question_box(),
                     additional_inputs=[since, until, source, k, kb],
                     additional_inputs_accordion=gr.Accordion(
                         "筛选：知识库、日期、来源、k", open=False, render=False
@@ -223,7 +230,7 @@ def create_server_app(settings: Settings) -> FastAPI:
         warm.set()
 
     def health() -> dict:
-        snap = index._snapshot  # what was loaded last: no query, no lock
+        snap = index.current  # what was loaded last: no query, no lock
         return {
             "generation": snap.generation if snap else None,
             "chunks": snap.chunks if snap else None,

@@ -30,10 +30,14 @@ class QuestionError(ValueError):
 
 
 def open_index(
-    settings: Settings, collection: str | None = None, writer_model: bool = False
+    settings: Settings,
+    collection: str | None = None,
+    writer_model: bool = False,
+    fresh: bool = False,
 ) -> Index:
     """The configured index. With `writer_model`, ingest gets a model instance of its own
-    (a server: answers never wait behind an embedding batch of a job)."""
+    (a server: answers never wait behind an embedding batch of a job); `fresh` forgets
+    what the index held (--rebuild)."""
 
     def model() -> LazyEmbeddings:
         return LazyEmbeddings(
@@ -51,6 +55,7 @@ def open_index(
         embeddings,
         settings.chroma_url,
         writer_embeddings=model() if writer_model else None,
+        fresh=fresh,
     )
 
 

@@ -119,7 +119,7 @@ def ingest(
         with _sharing(settings):
             report = run_ingest(
                 roots,
-                open_index(settings),
+                open_index(settings, fresh=rebuild),
                 settings.chunk_size,
                 settings.chunk_overlap,
                 rebuild=rebuild,

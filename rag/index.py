@@ -145,7 +145,10 @@ class Index:
         embeddings: LazyEmbeddings,
         chroma_url: str = "",
         writer_embeddings: LazyEmbeddings | None = None,
+        fresh: bool = False,
     ):
+        """`fresh`: forget what an earlier index of this name held (for --rebuild, also
+        of an index an older version wrote)."""
         self.data_dir = data_dir
         self.name = collection_name(name, embeddings.model)
         self.embeddings = embeddings
@@ -153,6 +156,8 @@ class Index:
         # that answers questions (tokenizers are not thread-safe: one user per model).
         self.writer_embeddings = writer_embeddings or embeddings
         self.folder = data_dir / "indexes" / self.name
+        if fresh:
+            shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True, exist_ok=True)
         if (self.folder / "manifest.json").exists():
             raise RuntimeError(
@@ -235,6 +240,11 @@ class Index:
             self._snapshot = Snapshot(gen, lexical, self.store, documents, chunks)
 
     @property
+    def current(self) -> Snapshot | None:
+        """The snapshot loaded last, without a generation check (None before any)."""
+        return self._snapshot
+
+    @property
     def lexical(self) -> LexicalIndex:
         """The lexical index last loaded (no generation check: for term statistics, which
         a question may read many times)."""
@@ -262,16 +272,22 @@ class Index:
             yield True
 
     @contextmanager
-    def writer(self, wait: bool = False, before_batch: Callable[[], None] | None = None):
+    def writer(
+        self,
+        wait: bool = False,
+        before_batch: Callable[[], None] | None = None,
+        batch: int = EMBED_BATCH,
+    ):
         """The one writer: exclusive across processes. What it has not committed when the
-        block ends (an exception, a cancel) is thrown away; the rest is committed."""
+        block ends (an exception, a cancel) is thrown away; the rest is committed.
+        `before_batch` runs before each embedding batch of `batch` chunks."""
         with self._lock(wait) as held:
             if not held:
                 raise IndexBusy(f"another process is writing to {self.folder}; wait for it")
             self.store.recover(self.manifest.generation)
             if not self.manifest.model:
                 self.manifest.set_model(self.embeddings.model)
-            writer = Writer(self, before_batch or (lambda: None))
+            writer = Writer(self, before_batch or (lambda: None), batch)
             try:
                 yield writer
             except BaseException:
@@ -293,6 +309,7 @@ class Writer:
 
     index: Index
     before_batch: Callable[[], None] = lambda: None
+    batch: int = EMBED_BATCH
     gen: int = 0
     _put: dict[str, DocEntry] = field(default_factory=dict)
     _drop: set[str] = field(default_factory=set)  # documents whose published rows die
@@ -378,7 +395,7 @@ class Writer:
         small files embed as efficiently as big ones; memory stays one batch)."""
         while self._queue:
             waiting = sum(len(s.chunks) - s.done for s in self._queue)
-            if full_only and waiting < EMBED_BATCH:
+            if full_only and waiting < self.batch:
                 return
             if cancelled and cancelled():
                 raise Cancelled()
@@ -386,11 +403,11 @@ class Writer:
             batch: list[tuple[_Staged, list[Chunk]]] = []
             size = 0
             for staged in self._queue:
-                take = staged.chunks[staged.done : staged.done + EMBED_BATCH - size]
+                take = staged.chunks[staged.done : staged.done + self.batch - size]
                 if take:
                     batch.append((staged, take))
                     size += len(take)
-                if size >= EMBED_BATCH:
+                if size >= self.batch:
                     break
             self._write(batch)
             for staged, take in batch:

@@ -25,14 +25,20 @@ class DataDirOwned(RuntimeError):
 
 
 @contextmanager
-def own(data_dir: Path, url: str) -> Iterator[None]:
-    """Hold the data dir for a server's lifetime; `DataDirOwned` if another one does."""
+def _locked(data_dir: Path, mode: int) -> Iterator[None]:
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / LOCK, "a+") as lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DataDirOwned(owned_message(data_dir)) from None
+        yield
+
+
+@contextmanager
+def own(data_dir: Path, url: str) -> Iterator[None]:
+    """Hold the data dir for a server's lifetime; `DataDirOwned` if another one does."""
+    with _locked(data_dir, fcntl.LOCK_EX):
         info = data_dir / INFO
         info.write_text(json.dumps({"pid": os.getpid(), "url": url}), "utf-8")
         try:
@@ -41,17 +47,10 @@ def own(data_dir: Path, url: str) -> Iterator[None]:
             info.unlink(missing_ok=True)
 
 
-@contextmanager
-def sharing(data_dir: Path) -> Iterator[None]:
+def sharing(data_dir: Path):
     """For a command that opens the embedded store (ingest, ask, eval): it may run beside
     other commands but not beside a server; `DataDirOwned` says what to do instead."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / LOCK, "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DataDirOwned(owned_message(data_dir)) from None
-        yield
+    return _locked(data_dir, fcntl.LOCK_SH)
 
 
 def owned_message(data_dir: Path) -> str:

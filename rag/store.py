@@ -173,7 +173,8 @@ class Store:
 
     def recover(self, gen: int) -> None:
         """Undo what an interrupted writer left behind: rows of unpublished generations
-        go, rows it had marked dead come back, rows dead since `gen` or before go."""
+        go, rows it had marked dead come back, rows dead before `gen` go (those that died
+        with `gen` stay a generation longer, for readers still at the one before)."""
         self.delete_where({"gen": {"$gt": gen}})
         while True:
             ids = self.collection.get(
@@ -184,7 +185,7 @@ class Store:
             if not ids:
                 break
             self.collection.update(ids=ids, metadatas=[{"dead": NEVER}] * len(ids))
-        self.collect(gen)
+        self.collect(gen - 1)
 
     def collect(self, gen: int) -> None:
         """Delete rows no reader at generation `gen` or later can see."""

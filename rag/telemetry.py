@@ -40,6 +40,19 @@ def kv(fields: dict) -> str:
     return " ".join(parts)
 
 
+def answer_fields(answer: dict, fallback: str = "") -> dict:
+    """What a log line says about an answer (the `rag ask --json` object): never its text."""
+    fields = {
+        "refused": answer["refused"],
+        "citations": len(answer["citations"]),
+        "gen": answer.get("generation", ""),
+        "ms_answer": answer["timings_ms"].get("total_ms", 0),
+    }
+    if fallback:
+        fields["fallback"] = fallback
+    return fields
+
+
 class _StateCollector:
     """Gauges read at scrape time: documents and chunks per knowledge base, jobs by state."""
 

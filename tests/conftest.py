@@ -130,3 +130,34 @@ def sse_events(api, request: dict) -> list[dict]:
 
 def streamed_text(chunks: list[dict]) -> str:
     return "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = getattr(proc, "log_path", None)
+            raise RuntimeError(f"server exited: {log.read_text() if log else ''}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+def start_server(data_dir: Path, port: int, env: dict) -> subprocess.Popen:
+    """`rag serve`, its log in a file beside the data dir: a pipe nobody reads would fill
+    up with the server's request log lines and stall it."""
+    log_path = data_dir.parent / f"serve-{port}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [RAG, "serve", "--port", str(port)],
+            env={**os.environ, "RAG_DATA_DIR": str(data_dir), **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    proc.log_path = log_path
+    return proc

@@ -13,14 +13,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from tests.conftest import CORPUS, RAG, free_port
+from tests.conftest import CORPUS, RAG, free_port, start_server, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(os.environ.get("RAG_SCREENSHOTS", "/tmp"))
@@ -99,20 +97,6 @@ def files(tmp_path_factory) -> dict[str, Path]:
     return {"docx": docx_path, "pdf": pdf_path, "fake": fake}
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text('utf-8', 'replace')}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(url)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, e5_dir):
     """A fresh data dir with the shipped corpus ingested, served by `rag serve`; yields its
@@ -123,13 +107,10 @@ def server(tmp_path_factory, e5_dir):
     env = {**os.environ, "RAG_DATA_DIR": str(root / "data"), "RAG_EMBEDDING_MODEL": str(e5_dir)}
     subprocess.run([RAG, "ingest", str(corpus)], env=env, check=True, capture_output=True)
     port = free_port()
-    log = root / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [RAG, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    proc = start_server(root / "data", port, {"RAG_EMBEDDING_MODEL": str(e5_dir)})
+    log = proc.log_path
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc, log)
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
         yield {"url": f"http://127.0.0.1:{port}", "log": log}
     finally:
         proc.terminate()

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from tests.conftest import CORPUS, RAG, REPO, free_port
+from tests.conftest import CORPUS, RAG, REPO, free_port, start_server, wait_healthy
 from tests.llm_server import LLMServer, Reply, cite
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,37 +36,6 @@ source: 测试来源
 第二条 防注入测试条款还包括图片标签<img src=x onerror="alert(2)">，它必须原样显示为文字。
 """
 HOSTILE_QUESTION = "防注入测试条款规定了什么？"
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log = getattr(proc, "log_path", None)
-            raise RuntimeError(f"server exited: {log.read_text() if log else ''}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(url)
-
-
-def start_server(data_dir: Path, port: int, env: dict) -> subprocess.Popen:
-    """`rag serve`, its log in a file beside the data dir: a pipe nobody reads would fill
-    up with the server's request log lines and stall it."""
-    log_path = data_dir.parent / f"serve-{port}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [RAG, "serve", "--port", str(port)],
-            env={**os.environ, "RAG_DATA_DIR": str(data_dir), **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    proc.log_path = log_path
-    return proc
 
 
 @contextlib.contextmanager

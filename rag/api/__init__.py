@@ -1,5 +1,6 @@
 """The HTTP API (FastAPI): `POST /api/ask`, an OpenAI-compatible `POST /v1/chat/completions`,
-`GET /healthz` and `GET /widget.js`. The web chat (ui.py) is mounted beside it.
+`GET /healthz`, `/readyz`, `/metrics` and `GET /widget.js`; with a job queue, the corpus
+keepers' routes and `/admin` (rag.api.documents). The web chat (ui.py) is mounted beside it.
 
 Bad requests get a 4xx with a JSON body `{"error": {"message", "type"}}`, never a 500.
 """
@@ -32,7 +33,7 @@ from rag.history import text_of
 from rag.index import Filters
 from rag.jobs import JobQueue
 from rag.render import sources_text, unverified_text
-from rag.telemetry import Telemetry
+from rag.telemetry import Telemetry, answer_fields
 
 log = logging.getLogger("rag.api")
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -143,7 +144,8 @@ def create_app(
     )
 
     @app.middleware("http")
-    async def frame_policy(request: Request, call_next):
+    async def observe_and_frame(request: Request, call_next):
+        """One log line and the metrics of every request; who may frame the pages."""
         started = time.perf_counter()
         request.state.log = {}
         status = 500
@@ -213,14 +215,7 @@ def create_app(
         return Filters(kbs=kbs) if kbs else None
 
     def note(request: Request, answer: dict, fallback: str = "") -> None:
-        request.state.log.update(
-            refused=answer["refused"],
-            citations=len(answer["citations"]),
-            gen=answer["generation"],
-            ms_answer=answer["timings_ms"].get("total_ms", 0),
-        )
-        if fallback:
-            request.state.log["fallback"] = fallback
+        request.state.log.update(answer_fields(answer, fallback))
 
     @app.post("/api/ask")
     def ask(body: AskRequest, request: Request) -> dict:

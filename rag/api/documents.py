@@ -139,6 +139,10 @@ def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> AP
             if not name or name.startswith("."):
                 refused.append((name or "(no name)", "no file name"))
                 continue
+            if len(data) > MAX_FILE_BYTES:  # read no further than the limit, zips included
+                too_big = True
+                refused.append((name, f"larger than {MAX_FILE_BYTES // 2**20} MiB"))
+                continue
             members = (
                 await run_in_threadpool(lambda d=data: list(unpack_zip(d)))
                 if name.lower().endswith(".zip")
