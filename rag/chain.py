@@ -7,9 +7,11 @@ question (+ history) → standalone question → one question per compared item 
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rag.answer import Answerer, ExtractiveAnswerer
 from rag.config import Settings
@@ -98,6 +100,12 @@ class Assistant:
     k: int = 5
     max_question_chars: int = 500
     reranker: CrossEncoderReranker | None = None
+    # Answers computed at once (waiting for an LLM takes no slot). More threads than this
+    # would only take turns at the GIL and the 2 cores, and starve the event loop that
+    # answers /healthz; the rest wait without holding either.
+    cpu_slots: threading.Semaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(3 * (os.cpu_count() or 1))
+    )
 
     def ask(
         self,
@@ -137,7 +145,8 @@ class Assistant:
             timings["condense_ms"] = (time.perf_counter() - started) * 1000
         clock = time.perf_counter()
         parts = []
-        with self.retriever.index.reading() as snapshot:  # one generation for the whole answer
+        # One generation for the whole answer; a CPU slot while the work is ours to do.
+        with self.cpu_slots, self.retriever.index.reading() as snapshot:
             # Only a question that stands alone is split: a follow-up joined to the question
             # before it would carry that question's items into every part.
             for part in split_comparison(standalone) if standalone == question else [standalone]:
@@ -154,9 +163,11 @@ class Assistant:
         timings["retrieve_ms"] = (time.perf_counter() - clock) * 1000
         clock = time.perf_counter()
         if llm is None and len(parts) > 1:
-            answer = self.answerer.answer_parts(standalone, parts, hits, k)
+            with self.cpu_slots:
+                answer = self.answerer.answer_parts(standalone, parts, hits, k)
         elif llm is None:
-            answer = self.answerer.answer(standalone, hits, k)
+            with self.cpu_slots:
+                answer = self.answerer.answer(standalone, hits, k)
         elif llm_down:
             answer = llm.unavailable(standalone, hits, k, reason=f"condense: {condense_failure}")
         else:

@@ -173,8 +173,7 @@ class JobQueue:
 
     def reject(self, filename: str, kb: str, reason: str) -> Job:
         """Record an upload refused at the door as a failed job, so the page shows why."""
-        job = self.submit(Kind.UPLOAD, filename, kb, "", status=Status.FAILED, error=reason)
-        return job
+        return self.submit(Kind.UPLOAD, filename, kb, "", status=Status.FAILED, error=reason)
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -201,10 +200,6 @@ class JobQueue:
         with self._lock:
             rows = dict(self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status"))
         return {s.value: int(rows.get(s.value, 0)) for s in Status}
-
-    def queued(self) -> int:
-        with self._lock:
-            return self._count((Status.QUEUED,))
 
     def cancel(self, job_id: str) -> Job:
         with self._lock:
@@ -278,10 +273,6 @@ class JobQueue:
             self._wake.notify_all()
         if self._thread:
             self._thread.join(timeout)
-
-    def idle(self) -> bool:
-        with self._lock:
-            return self._running is None and self._count((Status.QUEUED,)) == 0
 
     def _next(self) -> Job | None:
         with self._lock:

@@ -81,12 +81,19 @@ class LexicalIndex:
             [int(r.fields.get("date_int") or 0) for r in self.rows], dtype=np.int64
         )
         self._df: np.ndarray | None = None
+        self._idf: dict[str, float] = {}  # the answerer asks for the same tokens again and again
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def idf(self, token: str) -> float:
         """BM25's inverse document frequency of `token` over the indexed chunks."""
+        cached = self._idf.get(token)
+        if cached is None:
+            cached = self._idf[token] = self._compute_idf(token)
+        return cached
+
+    def _compute_idf(self, token: str) -> float:
         n = len(self.rows)
         if self._df is None:
             self._df = np.diff(self._bm25.scores["indptr"]) if n else np.zeros(0)

@@ -218,7 +218,7 @@ def create_app(
         request.state.log.update(answer_fields(answer, fallback))
 
     @app.post("/api/ask")
-    def ask(body: AskRequest, request: Request) -> dict:
+    def ask(body: AskRequest, request: Request) -> JSONResponse:
         filters = body.filters.to_filters() if body.filters else Filters()
         kb_filter = scope(body.kb, request)
         if kb_filter:
@@ -227,7 +227,7 @@ def create_app(
         answer = assistant().ask(body.question, k=body.k, filters=filters or None, history=history)
         out = answer.to_json()
         note(request, out, answer.fallback)
-        return out
+        return JSONResponse(out)  # already plain JSON: no second pass through FastAPI's encoder
 
     @app.post("/v1/chat/completions", response_model=None)
     def chat_completions(body: ChatRequest, request: Request) -> dict | StreamingResponse:
