@@ -35,7 +35,9 @@ from rag.types import Chunk
 
 log = logging.getLogger("rag.index")
 
-EMBED_BATCH = 32  # chunks per model call: one sentence-transformers batch, a short pause
+# Chunks per model call. Within a call sentence-transformers sorts texts by length, so a
+# larger call pads less (rag ingest: 128); a server job uses short ones, to pause often.
+EMBED_BATCH = 128
 
 
 class Cancelled(Exception):
@@ -420,38 +422,32 @@ class Writer:
                 progress(size)
 
     def _write(self, batch: list[tuple[_Staged, list[Chunk]]]) -> None:
+        owners = [staged.entry for staged, take in batch for _ in take]
         chunks = [c for _, take in batch for c in take]
         spans = [[(s.start, s.end) for s in sentence_spans(c.text)] for c in chunks]
         vectors, sentence_vectors = self.index.writer_embeddings.embed_chunks(
             [c.text for c in chunks], spans
         )
-        at = 0
-        for staged, take in batch:
-            entry = staged.entry
-            part = slice(at, at + len(take))
-            self.index.store.add(
-                take,
-                self.gen,
-                entry.kb,
-                entry.text_hash,
-                vectors[part],
-                spans[part],
-                sentence_vectors[part],
+        self.index.store.add(
+            chunks,
+            self.gen,
+            [e.kb for e in owners],
+            [e.text_hash for e in owners],
+            vectors,
+            spans,
+            sentence_vectors,
+        )
+        for chunk, entry in zip(chunks, owners, strict=True):
+            fields = {
+                "date_int": date_int(entry.date),
+                "source": entry.source,
+                "doc_type": entry.doc_type,
+                "doc_id": entry.doc_id,
+                "kb": entry.kb,
+            }
+            self._rows.append(
+                LexicalRow(record_id(chunk.chunk_id, self.gen), chunk.chunk_id, chunk.text, fields)
             )
-            for chunk in take:
-                fields = {
-                    "date_int": date_int(entry.date),
-                    "source": entry.source,
-                    "doc_type": entry.doc_type,
-                    "doc_id": entry.doc_id,
-                    "kb": entry.kb,
-                }
-                self._rows.append(
-                    LexicalRow(
-                        record_id(chunk.chunk_id, self.gen), chunk.chunk_id, chunk.text, fields
-                    )
-                )
-            at += len(take)
 
     def commit(self, cancelled: Callable[[], bool] | None = None) -> int:
         """Publish everything staged as the next generation; returns the generation."""

@@ -112,13 +112,14 @@ class Store:
         self,
         chunks: Sequence[Chunk],
         gen: int,
-        kb: str,
-        text_hash: str,
+        kbs: Sequence[str],
+        text_hashes: Sequence[str],
         vectors: np.ndarray,
         spans: Sequence[Sequence[tuple[int, int]]],
         sentence_vectors: Sequence[np.ndarray],
     ) -> None:
-        """Write `chunks` as rows of generation `gen` (invisible until it is published)."""
+        """Write `chunks` (each with its document's knowledge base and text hash) as rows
+        of generation `gen`, invisible until it is published; one upsert per max batch."""
         step = self.max_batch
         for i in range(0, len(chunks), step):
             part = slice(i, i + step)
@@ -127,9 +128,14 @@ class Store:
                 embeddings=np.asarray(vectors[part], dtype=np.float32),
                 documents=[c.text for c in chunks[part]],
                 metadatas=[
-                    chunk_metadata(c, gen, kb, text_hash, sp, sv)
-                    for c, sp, sv in zip(
-                        chunks[part], spans[part], sentence_vectors[part], strict=True
+                    chunk_metadata(c, gen, kb, h, sp, sv)
+                    for c, kb, h, sp, sv in zip(
+                        chunks[part],
+                        kbs[part],
+                        text_hashes[part],
+                        spans[part],
+                        sentence_vectors[part],
+                        strict=True,
                     )
                 ],
             )

@@ -143,27 +143,12 @@ def create_app(
         allow_headers=["*"],  # the <gradio-app> client sends headers of its own
     )
 
-    @app.middleware("http")
-    async def observe_and_frame(request: Request, call_next):
-        """One log line and the metrics of every request; who may frame the pages."""
-        started = time.perf_counter()
-        request.state.log = {}
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-        finally:
-            route = request.scope.get("route")
-            template = getattr(route, "path", None)
-            if template is None or isinstance(route, Mount):
-                template = "/ (chat)"  # the Gradio app: one label, not one per asset
-            telemetry.observe(request.method, template or "/", status, started, request.state.log)
-        # Who may put this app in a frame: itself and the configured portal origins.
-        response.headers["Content-Security-Policy"] = "frame-ancestors " + " ".join(
-            ["'self'", *origins]
-        )
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
+    # Who may put this app in a frame: itself and the configured portal origins.
+    app.add_middleware(
+        ObserveAndFrame,
+        telemetry=telemetry,
+        frame_ancestors="frame-ancestors " + " ".join(["'self'", *origins]),
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -281,6 +266,47 @@ def create_app(
         telemetry.watch(index.manifest.kbs, jobs.counts)
 
     return app
+
+
+class ObserveAndFrame:
+    """One log line and the metrics of every request, and the headers that say who may
+    frame the pages. Plain ASGI: Starlette's BaseHTTPMiddleware costs every request a
+    task and a stream, Python time that answers then wait for."""
+
+    def __init__(self, app, telemetry: Telemetry, frame_ancestors: str):
+        self.app = app
+        self.telemetry = telemetry
+        self.frame_ancestors = frame_ancestors.encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        scope.setdefault("state", {})["log"] = {}
+        status = 500
+
+        async def send_with_headers(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"content-security-policy", self.frame_ancestors),
+                    (b"x-content-type-options", b"nosniff"),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None)
+            if template is None or isinstance(route, Mount):
+                template = "/ (chat)"  # the Gradio app: one label, not one per asset
+            self.telemetry.observe(
+                scope["method"], template or "/", status, started, scope["state"]["log"]
+            )
 
 
 def _text(answer: dict) -> str:
