@@ -78,6 +78,8 @@ def check_kbs(index: Index, kbs: str | Sequence[str] | None) -> frozenset[str]:
     does not exist."""
     names = [kbs] if isinstance(kbs, str) else list(kbs or ())
     names = [n.strip() for n in names if n and n.strip()]
+    if not names:  # the usual case: no need to ask the manifest on every question
+        return frozenset()
     known = {name for name, _, _ in index.manifest.kbs()}
     unknown = [n for n in names if n not in known]
     if unknown:

@@ -379,10 +379,8 @@ class Writer:
             row = base.row.get(cid)
             if row is None:
                 continue
-            old = base.rows[row]
-            fields = {**old.fields, "source": new.source, "doc_type": new.doc_type}
-            fields["date_int"] = date_int(new.date)
-            self._rows.append(LexicalRow(record_id(cid, self.gen), cid, old.text, fields))
+            text = base.rows[row].text
+            self._rows.append(LexicalRow(record_id(cid, self.gen), cid, text, lexical_fields(new)))
         self._drop.add(doc_id)
         self._put[doc_id] = new
         return new
@@ -438,15 +436,13 @@ class Writer:
             sentence_vectors,
         )
         for chunk, entry in zip(chunks, owners, strict=True):
-            fields = {
-                "date_int": date_int(entry.date),
-                "source": entry.source,
-                "doc_type": entry.doc_type,
-                "doc_id": entry.doc_id,
-                "kb": entry.kb,
-            }
             self._rows.append(
-                LexicalRow(record_id(chunk.chunk_id, self.gen), chunk.chunk_id, chunk.text, fields)
+                LexicalRow(
+                    record_id(chunk.chunk_id, self.gen),
+                    chunk.chunk_id,
+                    chunk.text,
+                    lexical_fields(entry),
+                )
             )
 
     def commit(self, cancelled: Callable[[], bool] | None = None) -> int:
@@ -501,6 +497,17 @@ class Writer:
         self.manifest.clear()
         self.index._adopt(self.manifest.generation, LexicalIndex.build([]))
         self.gen = self.manifest.generation + 1
+
+
+def lexical_fields(entry: DocEntry) -> dict:
+    """A document's filter fields, as every one of its chunks carries them in BM25."""
+    return {
+        "date_int": date_int(entry.date),
+        "source": entry.source,
+        "doc_type": entry.doc_type,
+        "doc_id": entry.doc_id,
+        "kb": entry.kb,
+    }
 
 
 def lexical_row(rid: str, text: str, meta: dict) -> LexicalRow:

@@ -202,9 +202,6 @@ class Store:
 
     # -- reading --------------------------------------------------------------------------
 
-    def count(self) -> int:
-        return self.collection.count()
-
     def iter_rows(self, where: dict) -> Iterator[tuple[str, str, dict]]:
         """(record id, text, metadata) of every row matching `where`, a page at a time."""
         offset = 0
