@@ -15,11 +15,12 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from rag.grounding import MARKER
-from rag.lexical import bigram_tokens, jaccard
+from rag.lexical import bigram_set, bigram_tokens, jaccard
 from rag.types import Answer, Citation, Hit
 
 REFUSAL = "知识库中没有找到与该问题相关的内容。"
@@ -91,7 +92,9 @@ def typed_values(sentence: str, question: str) -> dict[AnswerType, set[str]]:
 
 
 def coverage(
-    question_tokens: set[str], sentence_tokens: set[str], idf: Callable[[str], float]
+    question_tokens: AbstractSet[str],
+    sentence_tokens: AbstractSet[str],
+    idf: Callable[[str], float],
 ) -> float:
     """IDF-weighted share of the question's bigrams that the sentence contains."""
     total = sum(idf(t) for t in question_tokens)
@@ -117,8 +120,8 @@ class Candidate:
     start: int  # offsets within the hit's chunk text
     end: int
     text: str
-    tokens: set[str]  # the sentence's bigrams
-    context: set[str]  # its bigrams plus its document title's: what it can "cover"
+    tokens: frozenset[str]  # the sentence's bigrams
+    context: frozenset[str]  # its bigrams plus its document title's: what it can "cover"
     similarity: float
     coverage: float
     score: float = 0.0
@@ -142,33 +145,33 @@ def score_sentences(
     """
     q_tokens = set(bigram_tokens(question))
     wanted = answer_type(question)
-    sentences: list[list[tuple[int, int, str, set[str], set[str], float]]] = []
+    sentences: list[list[tuple[int, int, str, frozenset[str], frozenset[str], float, float]]] = []
     for hit in hits:
-        title_tokens = set(bigram_tokens(hit.chunk.meta.get("title", "")))
-        notice_tokens = set(bigram_tokens(hit.chunk.meta.get("notice", "")))
+        title_tokens = bigram_set(hit.chunk.meta.get("title", ""))
+        notice_tokens = bigram_set(hit.chunk.meta.get("notice", ""))
         spans = hit.sentence_spans or ((0, len(hit.chunk.text)),)
         sims = hit.sentence_scores or (hit.dense_score,) * len(spans)
         rows = []
         for (start, end), sim in zip(spans, sims, strict=True):
             text = hit.chunk.text[start:end]
-            tokens = set(bigram_tokens(text))
+            tokens = bigram_set(text)
             if notice_tokens and jaccard(tokens, notice_tokens) >= NOTICE_SIMILARITY:
                 continue  # the document's notice about itself (示例文本…), not its content
-            rows.append((start, end, text, tokens, tokens | title_tokens, sim))
+            context = tokens | title_tokens
+            rows.append((start, end, text, tokens, context, sim, coverage(q_tokens, context, idf)))
         sentences.append(rows)
     # Sentences anywhere in the hits that are about the question: where corroboration counts.
     relevant = [
         (i, text)
         for i, rows in enumerate(sentences)
-        for _, _, text, _, context, _ in rows
-        if coverage(q_tokens, context, idf) >= SUPPORTING_COVERAGE
+        for _, _, text, _, _, _, cov in rows
+        if cov >= SUPPORTING_COVERAGE
     ]
     out = []
     for i, rows in enumerate(sentences[:passages]):
-        for start, end, text, tokens, context, sim in rows:
+        for start, end, text, tokens, context, sim, cov in rows:
             if len(text) < MIN_SENTENCE_CHARS or _STRUCTURAL.search(text.strip()):
                 continue
-            cov = coverage(q_tokens, context, idf)
             values = typed_values(text, question)
             has_type = bool(values[wanted]) if wanted is not AnswerType.OTHER else False
             offered = set().union(*values.values())
@@ -190,7 +193,7 @@ def select(
     max_chars: int,
     relative_cutoff: float,
     redundancy: float,
-    question_tokens: set[str] = frozenset(),
+    question_tokens: AbstractSet[str] = frozenset(),
     idf: Callable[[str], float] = lambda _: 1.0,
     coverage_gain: float = 0.0,
 ) -> list[Candidate]:
@@ -204,27 +207,32 @@ def select(
     best = pool[0].score
     chosen: list[Candidate] = []
     covered: set[str] = set()
+    repeats = [0.0] * len(pool)  # each candidate's overlap with the most similar chosen one
     used = 0
     while pool:
         values = [
             c.score
-            - redundancy * max((jaccard(c.tokens, o.tokens) for o in chosen), default=0.0)
+            - redundancy * repeated
             + (
                 coverage_gain
                 * coverage(question_tokens - covered, c.context & question_tokens, idf)
                 if chosen
                 else 0.0
             )
-            for c in pool
+            for c, repeated in zip(pool, repeats, strict=True)
         ]
         i = max(range(len(pool)), key=values.__getitem__)
         if values[i] < best - relative_cutoff:
             break
         cand = pool.pop(i)
+        del repeats[i]
         if used + len(cand.text) <= max_chars:
             chosen.append(cand)
             covered |= cand.context & question_tokens
             used += len(cand.text)
+            repeats = [
+                max(r, jaccard(c.tokens, cand.tokens)) for c, r in zip(pool, repeats, strict=True)
+            ]
     if not chosen:  # only sentences longer than the budget: quote the best one's start
         first = max(candidates, key=lambda c: c.score)
         chosen = [replace(first, text=first.text[:max_chars], end=first.start + max_chars)]
@@ -338,7 +346,10 @@ class ExtractiveAnswerer:
         """The sentences that answer `question` from the first `k` hits; none when the
         evidence is too weak to answer. When only the start of the best sentence fits in
         `max_chars` and `whole_within` is given, they are chosen again within that."""
-        candidates = score_sentences(question, hits, self.idf, k, self.weights)
+        question_tokens = set(bigram_tokens(question))
+        # Only the question's tokens are ever weighed: look each up once, not per sentence.
+        idf = {t: self.idf(t) for t in question_tokens}.__getitem__
+        candidates = score_sentences(question, hits, idf, k, self.weights)
         if not candidates or self.evidence(candidates) < self.refusal_threshold:
             return []
         budgets = [max_chars] if whole_within is None else [max_chars, whole_within]
@@ -348,8 +359,8 @@ class ExtractiveAnswerer:
                 budget,
                 self.relative_cutoff,
                 self.redundancy,
-                set(bigram_tokens(question)),
-                self.idf,
+                question_tokens,
+                idf,
                 self.coverage_gain,
             )
             if not (len(chosen) == 1 and len(chosen[0].text) >= budget):

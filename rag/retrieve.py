@@ -24,7 +24,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from rag.index import Filters, Index, Snapshot
-from rag.lexical import bigram_tokens, jaccard
+from rag.lexical import bigram_set, jaccard
 from rag.store import Stored
 from rag.types import Hit
 
@@ -148,10 +148,10 @@ class HybridRetriever(BaseRetriever):
             scores -= self.weights.other_year * np.array(other_period, dtype=np.float32)
 
         hits: list[Hit] = []
-        kept_tokens: list[set[str]] = []
+        kept_tokens: list[frozenset[str]] = []
         for i in np.argsort(-scores, kind="stable"):
             chunk = stored[i].chunk
-            tokens = set(bigram_tokens(chunk.text))
+            tokens = bigram_set(chunk.text)
             if any(jaccard(tokens, other) >= NEAR_DUPLICATE for other in kept_tokens):
                 continue
             kept_tokens.append(tokens)
