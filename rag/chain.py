@@ -48,6 +48,7 @@ def open_index(
             query_prefix=settings.query_prefix,
             passage_prefix=settings.passage_prefix,
             batch_size=settings.embed_batch_size,
+            backend=settings.embed_backend,
         )
 
     embeddings = model()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
     query_prefix: str | None = Field(None, description="None = 'query: ' for e5 models, else ''")
     passage_prefix: str | None = Field(None, description="None = 'passage: ' for e5, else ''")
     embed_batch_size: int = Field(32, ge=1, le=1024)
+    embed_backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="onnx: ONNX Runtime, exported from the model once; same vectors, faster"
+    )
 
     chunk_size: int = Field(300, ge=50, le=4000, description="characters per chunk")
     chunk_overlap: int = Field(60, ge=0, le=1000, description="characters repeated between chunks")

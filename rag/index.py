@@ -287,8 +287,12 @@ class Index:
             if not held:
                 raise IndexBusy(f"another process is writing to {self.folder}; wait for it")
             self.store.recover(self.manifest.generation)
-            if not self.manifest.model:
-                self.manifest.set_model(self.embeddings.model)
+            writer_model = self.writer_embeddings
+            if (self.manifest.model, self.manifest.embed_backend) != (
+                writer_model.model,
+                writer_model.backend,
+            ):
+                self.manifest.set_model(writer_model.model, writer_model.backend)
             writer = Writer(self, before_batch or (lambda: None), batch)
             try:
                 yield writer

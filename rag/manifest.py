@@ -130,9 +130,17 @@ class Manifest:
     def model(self) -> str:
         return self._meta("model") or ""
 
-    def set_model(self, model: str) -> None:
+    @property
+    def embed_backend(self) -> str:
+        """The backend of the last writer (onnx or torch: the same vectors either way)."""
+        return self._meta("embed_backend") or ""
+
+    def set_model(self, model: str, backend: str) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('model', ?)", (model,))
+            db.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [("model", model), ("embed_backend", backend)],
+            )
 
     def docs(self, kb: str | None = None) -> dict[str, DocEntry]:
         sql, args = "SELECT * FROM docs", ()

@@ -1,7 +1,13 @@
-import numpy as np
+import shutil
 
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from rag import onnx_model
+from rag.config import Settings
 from rag.e5_bundle import BUNDLED_E5
-from rag.embed import default_prefixes, model_slug, pool_spans
+from rag.embed import LazyEmbeddings, default_prefixes, model_slug, pool_spans
 
 
 def test_pool_spans_averages_the_tokens_inside_each_span():
@@ -23,3 +29,68 @@ def test_model_names_and_prefixes():
     assert model_slug("BAAI/bge-small-zh-v1.5") == "bge-small-zh-v1-5"
     assert default_prefixes("intfloat/multilingual-e5-base") == ("query: ", "passage: ")
     assert default_prefixes("BAAI/bge-small-zh-v1.5") == ("", "")
+
+
+TEXTS = [
+    "第七条 飞地项目投产后前5年，税收按6:4分成。第6年起按5:5分成。",
+    "本办法自2024年1月1日起施行，有效期三年。" * 12,  # long: padded batch, many tokens
+]
+SPANS = [[(0, 22), (22, len(TEXTS[0]))], [(0, 21), (21, len(TEXTS[1]))]]
+
+
+@pytest.fixture(scope="module")
+def torch_embeddings(e5_dir, tmp_path_factory) -> LazyEmbeddings:
+    return LazyEmbeddings(str(e5_dir), tmp_path_factory.mktemp("torch"), backend="torch")
+
+
+def test_onnx_and_torch_give_the_same_vectors(embeddings, torch_embeddings):
+    assert embeddings.backend == "onnx"  # the default
+    for question in ("飞地项目的税收怎么分成？", "明川区楼宇经济政策什么时候开始施行？"):
+        np.testing.assert_allclose(
+            embeddings.embed_query(question), torch_embeddings.embed_query(question), atol=1e-5
+        )
+    np.testing.assert_allclose(
+        embeddings.embed_documents(TEXTS), torch_embeddings.embed_documents(TEXTS), atol=1e-5
+    )
+    chunks, sentences = embeddings.embed_chunks(TEXTS, SPANS)
+    torch_chunks, torch_sentences = torch_embeddings.embed_chunks(TEXTS, SPANS)
+    np.testing.assert_allclose(chunks, torch_chunks, atol=1e-5)
+    for ours, theirs in zip(sentences, torch_sentences, strict=True):
+        assert ours.shape == (2, 384)
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    # the two sentences of the first chunk are read apart, not as one vector
+    assert float(sentences[0][0] @ sentences[0][1]) < 0.99
+
+
+def test_the_export_is_made_once_and_reused(e5_dir, embeddings, tmp_path):
+    embeddings.embed_query("预热")
+    graph = e5_dir / "onnx" / "model.onnx"
+    written = graph.stat().st_mtime_ns
+    other = LazyEmbeddings(str(e5_dir), tmp_path / "other-data")
+    assert len(other.embed_query("预热")) == 384
+    assert graph.stat().st_mtime_ns == written
+    assert onnx_model.exported(e5_dir / "onnx", str(e5_dir))
+
+
+def test_an_export_of_other_weights_or_half_written_does_not_count(e5_dir, embeddings, tmp_path):
+    embeddings.embed_query("预热")
+    copy = tmp_path / "onnx"
+    shutil.copytree(e5_dir / "onnx", copy)
+    assert onnx_model.exported(copy, str(e5_dir))
+    assert not onnx_model.exported(copy, str(tmp_path / "another-model"))
+    (copy / "pipeline.json").unlink()  # what a killed export leaves (it writes this last)
+    assert not onnx_model.exported(copy, str(e5_dir))
+
+
+def test_a_model_that_cannot_be_exported_says_what_to_do(tmp_path):
+    with pytest.raises(onnx_model.ExportError, match="cannot load embedding model"):
+        onnx_model.export(str(tmp_path / "no-such-model"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary folder left behind
+
+
+def test_an_unknown_backend_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown embedding backend 'gpu'"):
+        LazyEmbeddings("m", tmp_path, backend="gpu")
+    with pytest.raises(ValidationError):
+        Settings(embed_backend="gpu")
