@@ -967,7 +967,7 @@ def main() -> int:
         if "A" in phases:
             limit = 90 if args.quick else 180
             for clients in (1, 8, 32):
-                total = max(20, 5 * clients) if args.quick else max(40, 10 * clients)
+                total = max(40, 10 * clients) if args.quick else max(600, min(150 * clients, 1600))
                 say(f"phase A: {clients} API client(s), {total} requests …")
                 result["phases"].append(phase_api(server.url, clients, total, limit))
         if "B" in phases:
