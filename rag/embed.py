@@ -180,7 +180,7 @@ class LazyEmbeddings(Embeddings):
             log.info("exporting embedding model %s to ONNX in %s (once)", self.model, folder)
             _quiet_transformers()
             try:
-                onnx_model.export(path, folder)
+                onnx_model.export_in_subprocess(path, folder)
             except onnx_model.ExportError as err:
                 raise RuntimeError(str(err)) from err
         return onnx_model.OnnxEncoder(folder)

@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -152,6 +154,20 @@ def export(model_path: str, out_dir: Path) -> None:
         ) from err
 
 
+def export_in_subprocess(model_path: str, out_dir: Path) -> None:
+    """`export` in a child process: tracing loads torch and a second copy of the model
+    (~1.5 GiB at its peak), which a long-running server would otherwise keep."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.onnx_model", model_path, str(out_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise ExportError(lines[-1] if lines else f"exporting {model_path!r} to ONNX failed")
+
+
 class OnnxEncoder:
     """Token vectors and pooled unit vectors from an exported folder. Thread-safe: the
     tokenizer is configured once here and only read after; a session may run from
@@ -199,3 +215,11 @@ class OnnxEncoder:
         """Unit vectors, one per text, in one run (the caller batches)."""
         vectors, mask, _ = self.token_vectors(texts)
         return self.pool(vectors, mask)
+
+
+if __name__ == "__main__":  # export_in_subprocess: python -m rag.onnx_model MODEL OUT_DIR
+    try:
+        export(sys.argv[1], Path(sys.argv[2]))
+    except ExportError as err:
+        print(" ".join(str(err).split()), file=sys.stderr)  # one line: the parent's message
+        sys.exit(1)
