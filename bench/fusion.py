@@ -40,7 +40,7 @@ class Pool:
     chunk: np.ndarray  # cosine of the chunk vector
     sentence: np.ndarray  # best in-context sentence cosine
     bm25: np.ndarray  # raw BM25 (0 when outside the lexical top)
-    dense_rank: np.ndarray  # 1-based by chunk + sentence, 0 = not in the dense top
+    dense_rank: np.ndarray  # 1-based by chunk + sentence over the whole pool (BM25's too)
     lexical_rank: np.ndarray
     other_year: np.ndarray
     coverage: np.ndarray  # idf-weighted share of the question's bigrams in the chunk

@@ -1,12 +1,14 @@
-"""Ingest throughput: chunks/s through `rag ingest` against raw `SentenceTransformer.encode`.
+"""Ingest throughput: chunks/s through `rag ingest` against a raw encode of the same chunks.
 
 Usage: python bench/ingest_throughput.py ../shared/benchmarks/crud-news/docs.jsonl.gz --records 2000
 
 Both figures come from one run on the same chunks: `rag ingest` runs as a subprocess (a
 fresh data dir, the bundled e5 model; its `seconds` cover loading, cleaning, splitting,
 embedding, Chroma and BM25), then this process encodes the very same chunk texts with
-the same model and batch size. The ratio is the share of the raw encode rate that the
-whole pipeline keeps (target >= 0.8). Peak RSS is the ingest subprocess's.
+the same model, backend and batch size (`embed_documents`: chunk vectors only, all texts
+sorted by length at once, so it pads a little less than ingest's batches). The ratio is
+the share of the raw encode rate that the whole pipeline keeps (target >= 0.8). Peak RSS
+is the ingest subprocess's (the one-time ONNX export runs in a child of its own).
 """
 
 from __future__ import annotations

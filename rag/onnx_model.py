@@ -10,8 +10,8 @@ and 8 questions in 26 ms (56 ms), with the same vectors (largest difference 1e-7
 
 from __future__ import annotations
 
+import fcntl
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -22,12 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
-
 EXPORT_VERSION = 1  # bump when the exported graph or pipeline.json changes
 _PIPELINE = "pipeline.json"
 _GRAPH = "model.onnx"
-_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+# What an export depends on in a local model folder: a change to any of them exports again.
+_SOURCES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "tokenizer.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+)
+_ERROR_MARK = "ONNX-EXPORT-ERROR: "  # the child's one line for the parent
 
 
 class ExportError(RuntimeError):
@@ -47,14 +54,17 @@ class Pipeline:
 
 
 def fingerprint(model_path: str) -> str:
-    """The model setting plus, for a local folder, its weights' size and mtime."""
+    """For a local folder, the size and mtime of the files an export depends on (not the
+    path: the same folder reached by another spelling is the same model); for a Hugging
+    Face id, the id (an updated cache is not noticed: export again by deleting rag-onnx/)."""
     folder = Path(model_path).expanduser()
-    stats = [
+    if not folder.is_dir():
+        return model_path
+    return "|".join(
         f"{name}:{(folder / name).stat().st_size}:{(folder / name).stat().st_mtime_ns}"
-        for name in _WEIGHTS
+        for name in _SOURCES
         if (folder / name).is_file()
-    ]
-    return "|".join([model_path, *stats])
+    )
 
 
 def exported(out_dir: Path, model_path: str) -> bool:
@@ -66,7 +76,25 @@ def exported(out_dir: Path, model_path: str) -> bool:
         pipeline.get("version") == EXPORT_VERSION
         and pipeline.get("source") == fingerprint(model_path)
         and (out_dir / _GRAPH).is_file()
+        and (out_dir / "tokenizer.json").is_file()
     )
+
+
+def ensure_export(model_path: str, out_dir: Path) -> bool:
+    """Export unless a current export is there; True when this call exported. One process
+    at a time per folder (a server's two model instances, `rag ingest` beside it): the
+    others wait on the lock and then find the export made."""
+    if exported(out_dir, model_path):
+        return False
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if exported(out_dir, model_path):
+            return False
+        for stale in out_dir.parent.glob(f"{out_dir.name}.tmp-*"):  # left by a killed export
+            shutil.rmtree(stale, ignore_errors=True)
+        export_in_subprocess(model_path, out_dir)
+        return True
 
 
 def export(model_path: str, out_dir: Path) -> None:
@@ -77,7 +105,10 @@ def export(model_path: str, out_dir: Path) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
     except (OSError, ValueError) as err:
@@ -91,6 +122,7 @@ def export(model_path: str, out_dir: Path) -> None:
         isinstance(modules[0], Transformer)
         and isinstance(pooling, Pooling)
         and pooling.pooling_mode in ("mean", "cls")
+        and pooling.include_prompt  # a pooling that skips the prompt tokens is not ours
         and all(isinstance(m, Normalize) for m in modules[2:])
     ):
         raise ExportError(
@@ -135,6 +167,11 @@ def export(model_path: str, out_dir: Path) -> None:
                 dynamo=False,  # the TorchScript exporter: no onnxscript, same graph every time
             )
         tokenizer.save_pretrained(str(work))
+        if not (work / "tokenizer.json").is_file():
+            raise ExportError(
+                f"{model_path!r} has no fast tokenizer (tokenizer.json), which "
+                "RAG_EMBED_BACKEND=onnx needs. Set RAG_EMBED_BACKEND=torch."
+            )
         pipeline = Pipeline(
             pooling=pooling.pooling_mode,
             max_seq_length=int(model.max_seq_length),
@@ -143,7 +180,7 @@ def export(model_path: str, out_dir: Path) -> None:
             source=fingerprint(model_path),
         )
         (work / _PIPELINE).write_text(json.dumps(asdict(pipeline), indent=2), "utf-8")
-        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.rmtree(out_dir, ignore_errors=True)  # our own folder: a stale export
         os.replace(work, out_dir)
     except Exception as err:
         shutil.rmtree(work, ignore_errors=True)
@@ -156,16 +193,25 @@ def export(model_path: str, out_dir: Path) -> None:
 
 def export_in_subprocess(model_path: str, out_dir: Path) -> None:
     """`export` in a child process: tracing loads torch and a second copy of the model
-    (~1.5 GiB at its peak), which a long-running server would otherwise keep."""
+    (2.6 GiB at its peak for e5-small), which a long-running server would otherwise keep."""
     done = subprocess.run(
         [sys.executable, "-m", "rag.onnx_model", model_path, str(out_dir)],
         capture_output=True,
         text=True,
         check=False,
     )
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        raise ExportError(lines[-1] if lines else f"exporting {model_path!r} to ONNX failed")
+    if done.returncode == 0:
+        return
+    marked = [ln for ln in done.stderr.splitlines() if ln.startswith(_ERROR_MARK)]
+    if marked:
+        raise ExportError(marked[-1].removeprefix(_ERROR_MARK))
+    if done.returncode < 0:
+        raise ExportError(
+            f"exporting {model_path!r} to ONNX: the exporting process was killed by signal "
+            f"{-done.returncode} (out of memory?). Set RAG_EMBED_BACKEND=torch to skip it."
+        )
+    last = done.stderr.strip().splitlines()[-1:] or ["no message"]
+    raise ExportError(f"exporting {model_path!r} to ONNX failed: {last[0]}")
 
 
 class OnnxEncoder:
@@ -185,7 +231,7 @@ class OnnxEncoder:
             pad_id=self.pipeline.pad_id, pad_token=self.pipeline.pad_token
         )
         options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
+        options.intra_op_num_threads = len(os.sched_getaffinity(0))  # the CPUs we may use
         options.inter_op_num_threads = 1
         # Idle pool threads sleep instead of spinning: between runs a spinning thread
         # burnt ~¾ of a core that the request threads needed (8 clients: 70 → 87 req/s).
@@ -221,5 +267,5 @@ if __name__ == "__main__":  # export_in_subprocess: python -m rag.onnx_model MOD
     try:
         export(sys.argv[1], Path(sys.argv[2]))
     except ExportError as err:
-        print(" ".join(str(err).split()), file=sys.stderr)  # one line: the parent's message
+        print(_ERROR_MARK + " ".join(str(err).split()), file=sys.stderr)
         sys.exit(1)

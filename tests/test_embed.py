@@ -1,4 +1,7 @@
+import os
 import shutil
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ from rag import onnx_model
 from rag.config import Settings
 from rag.e5_bundle import BUNDLED_E5
 from rag.embed import LazyEmbeddings, default_prefixes, model_slug, pool_spans
+from rag.split import sentence_spans
 
 
 def test_pool_spans_averages_the_tokens_inside_each_span():
@@ -35,7 +39,7 @@ TEXTS = [
     "第七条 飞地项目投产后前5年，税收按6:4分成。第6年起按5:5分成。",
     "本办法自2024年1月1日起施行，有效期三年。" * 12,  # long: padded batch, many tokens
 ]
-SPANS = [[(0, 22), (22, len(TEXTS[0]))], [(0, 21), (21, len(TEXTS[1]))]]
+SPANS = [[(s.start, s.end) for s in sentence_spans(text)] for text in TEXTS]
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +59,8 @@ def test_onnx_and_torch_give_the_same_vectors(embeddings, torch_embeddings):
     chunks, sentences = embeddings.embed_chunks(TEXTS, SPANS)
     torch_chunks, torch_sentences = torch_embeddings.embed_chunks(TEXTS, SPANS)
     np.testing.assert_allclose(chunks, torch_chunks, atol=1e-5)
-    for ours, theirs in zip(sentences, torch_sentences, strict=True):
-        assert ours.shape == (2, 384)
+    for ours, theirs, spans in zip(sentences, torch_sentences, SPANS, strict=True):
+        assert ours.shape == (len(spans), 384)
         np.testing.assert_allclose(ours, theirs, atol=1e-5)
     # the two sentences of the first chunk are read apart, not as one vector
     assert float(sentences[0][0] @ sentences[0][1]) < 0.99
@@ -64,29 +68,65 @@ def test_onnx_and_torch_give_the_same_vectors(embeddings, torch_embeddings):
 
 def test_the_export_is_made_once_and_reused(e5_dir, embeddings, tmp_path):
     embeddings.embed_query("预热")
-    graph = e5_dir / "onnx" / "model.onnx"
+    graph = e5_dir / "rag-onnx" / "model.onnx"
     written = graph.stat().st_mtime_ns
     other = LazyEmbeddings(str(e5_dir), tmp_path / "other-data")
     assert len(other.embed_query("预热")) == 384
     assert graph.stat().st_mtime_ns == written
-    assert onnx_model.exported(e5_dir / "onnx", str(e5_dir))
+    # the same folder by another spelling is the same model
+    assert onnx_model.exported(e5_dir / "rag-onnx", f"{e5_dir}/../{e5_dir.name}")
 
 
-def test_an_export_of_other_weights_or_half_written_does_not_count(e5_dir, embeddings, tmp_path):
+def test_an_export_of_other_weights_does_not_count(e5_dir, embeddings, tmp_path):
     embeddings.embed_query("预热")
-    copy = tmp_path / "onnx"
-    shutil.copytree(e5_dir / "onnx", copy)
-    assert onnx_model.exported(copy, str(e5_dir))
-    assert not onnx_model.exported(copy, str(tmp_path / "another-model"))
-    (copy / "pipeline.json").unlink()  # what a killed export leaves (it writes this last)
-    assert not onnx_model.exported(copy, str(e5_dir))
+    model = tmp_path / "model"
+    shutil.copytree(e5_dir, model, ignore=shutil.ignore_patterns("rag-onnx"))
+    shutil.copytree(e5_dir / "rag-onnx", tmp_path / "export")
+    weights = model / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, (e5_dir / weights.name).stat().st_mtime_ns))
+    assert onnx_model.exported(tmp_path / "export", str(model))
+    os.utime(weights)  # new weights (as far as size and mtime tell)
+    assert not onnx_model.exported(tmp_path / "export", str(model))
 
 
-def test_a_model_that_cannot_be_exported_says_what_to_do(tmp_path):
-    with pytest.raises(onnx_model.ExportError, match="cannot load embedding model"):
-        onnx_model.export(str(tmp_path / "no-such-model"), tmp_path / "out")
-    assert list(tmp_path.iterdir()) == []  # no temporary folder left behind
-    # the same, one line, from the child process a server exports in
+def test_two_exports_at_once_make_one(e5_dir, tmp_path):
+    """A server's two model instances (or `rag ingest` beside it) start together: one
+    exports, the other waits for the lock and finds the export made."""
+    model = tmp_path / "model"
+    shutil.copytree(e5_dir, model, ignore=shutil.ignore_patterns("rag-onnx"))
+    (tmp_path / "rag-onnx.tmp-99999").mkdir()  # what a killed export leaves
+    results: list[bool] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(
+                onnx_model.ensure_export(str(model), tmp_path / "rag-onnx")
+            )
+        )
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, True]
+    assert onnx_model.exported(tmp_path / "rag-onnx", str(model))
+    assert not list(tmp_path.glob("rag-onnx.tmp-*"))
+
+
+def test_a_failed_export_leaves_nothing_and_says_what_to_do(e5_dir, tmp_path, monkeypatch):
+    import torch
+
+    def broken(*args, **kwargs):
+        (Path(args[2]).parent / "partial.bin").write_bytes(b"half a graph")
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(
+        onnx_model.ExportError, match=r"unsupported operator.*RAG_EMBED_BACKEND=torch"
+    ):
+        onnx_model.export(str(e5_dir), tmp_path / "rag-onnx")
+    assert list(tmp_path.iterdir()) == []  # the temporary folder is gone, no export left
+    # a model that cannot even be loaded: one line, from the child process a server uses
     with pytest.raises(onnx_model.ExportError, match=r"^cannot load embedding model .*RAG_EMB"):
         onnx_model.export_in_subprocess(str(tmp_path / "no-such-model"), tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
