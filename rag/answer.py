@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from rag.grounding import MARKER
-from rag.lexical import bigram_set, bigram_tokens, jaccard
+from rag.lexical import bigram_set, jaccard
 from rag.types import Answer, Citation, Hit
 
 REFUSAL = "知识库中没有找到与该问题相关的内容。"
@@ -143,7 +143,7 @@ def score_sentences(
     Coverage counts the document title as context: a clause of the 楼宇经济 policy
     answers "楼宇政策的申报截止日期" even though the clause itself only says 本办法.
     """
-    q_tokens = set(bigram_tokens(question))
+    q_tokens = bigram_set(question)
     wanted = answer_type(question)
     sentences: list[list[tuple[int, int, str, frozenset[str], frozenset[str], float, float]]] = []
     for hit in hits:
@@ -346,7 +346,7 @@ class ExtractiveAnswerer:
         """The sentences that answer `question` from the first `k` hits; none when the
         evidence is too weak to answer. When only the start of the best sentence fits in
         `max_chars` and `whole_within` is given, they are chosen again within that."""
-        question_tokens = set(bigram_tokens(question))
+        question_tokens = bigram_set(question)  # the same set score_sentences reads
         # Only the question's tokens are ever weighed: look each up once, not per sentence.
         idf = {t: self.idf(t) for t in question_tokens}.__getitem__
         candidates = score_sentences(question, hits, idf, k, self.weights)

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,14 +224,18 @@ class LazyEmbeddings(Embeddings):
                 return self._onnx_chunks(model, texts, sentence_spans)
             return self._torch_chunks(model, texts, sentence_spans)
 
+    def _length_batches(self, texts: Sequence[str]) -> Iterator[list[int]]:
+        """Indices of `texts` in runs of `batch_size`, shortest first: similar lengths in
+        one run leave less padding to compute."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            yield order[start : start + self.batch_size]
+
     def _onnx_chunks(self, encoder, texts, sentence_spans):
         chunk_vectors: list[np.ndarray] = [np.empty(0)] * len(texts)
         sentence_vectors: list[np.ndarray] = [np.empty(0)] * len(texts)
         offset = len(self.passage_prefix)
-        # Similar lengths in one run: less padding to compute.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
+        for batch in self._length_batches(texts):
             vectors, mask, encodings = encoder.token_vectors(
                 [self.passage_prefix + texts[i] for i in batch]
             )
@@ -281,10 +285,8 @@ class LazyEmbeddings(Embeddings):
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         model = self._model()
         vectors: list[list[float]] = [[]] * len(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with self._busy:
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
+            for batch in self._length_batches(texts):
                 encoded = self._encode(model, [texts[i] for i in batch], self.passage_prefix)
                 for i, vector in zip(batch, encoded, strict=True):
                     vectors[i] = vector.tolist()

@@ -35,8 +35,8 @@ from rag.types import Chunk
 
 log = logging.getLogger("rag.index")
 
-# Chunks per model call. Within a call sentence-transformers sorts texts by length, so a
-# larger call pads less (rag ingest: 128); a server job uses short ones, to pause often.
+# Chunks per model call. Within a call the texts are sorted by length, so a larger call
+# pads less (rag ingest: 128); a server job uses short ones, to pause often.
 EMBED_BATCH = 128
 
 

@@ -94,7 +94,9 @@ class LexicalIndex:
             [int(r.fields.get("date_int") or 0) for r in self.rows], dtype=np.int64
         )
         self._df: np.ndarray | None = None
-        self._idf: dict[str, float] = {}  # the answerer asks for the same tokens again and again
+        # The answerer asks for the same tokens again and again; only the index's own
+        # vocabulary is kept, so questions full of unknown bigrams cannot grow it.
+        self._idf: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -102,17 +104,18 @@ class LexicalIndex:
     def idf(self, token: str) -> float:
         """BM25's inverse document frequency of `token` over the indexed chunks."""
         cached = self._idf.get(token)
-        if cached is None:
-            cached = self._idf[token] = self._compute_idf(token)
-        return cached
-
-    def _compute_idf(self, token: str) -> float:
+        if cached is not None:
+            return cached
         n = len(self.rows)
         if self._df is None:
             self._df = np.diff(self._bm25.scores["indptr"]) if n else np.zeros(0)
         tid = self._bm25.vocab_dict.get(token) if n else None
-        df = int(self._df[tid]) if tid is not None and tid < len(self._df) else 0
-        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+        known = tid is not None and tid < len(self._df)
+        df = int(self._df[tid]) if known else 0
+        value = float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+        if known:
+            self._idf[token] = value
+        return value
 
     @classmethod
     def build(cls, rows: Sequence[LexicalRow]) -> LexicalIndex:
