@@ -194,19 +194,32 @@ def make_document(doc_id: str, raw: str, meta: dict[str, str]) -> Document:
 
 
 MAX_TITLE_CHARS = 40
+MAX_LEAD_TITLE_CHARS = 60  # an official title runs long: 国家卫生健康委办公厅关于…的通知
+MIN_LEAD_TITLE_CHARS = 8  # shorter leads are bylines and labels (刘占崑/摄, 内容概述)
+_SENTENCE_END = ("。", "！", "？", "；", "…", ".", "!", "?")
+_LEAD = re.compile(r"\S+")
 
 
 def title_line(text: str) -> str:
     """The first line when it reads as a title (short, not a sentence), else "".
 
+    A record flattened to one line (web exports of policies: "关于…的通知 各区商务主管部门：…")
+    keeps its title as the first run before a space; Chinese prose has no spaces, so a
+    long enough lead that is not a clause (no sentence end, comma or colon at its end) is
+    taken as the title.
+
     A made-up title would mislead: titles are shown as sources and give sentences their
     context when answering, so a passage's first sentence must not pose as one.
     """
     first = text.split("\n", 1)[0].strip()
-    if len(first) <= MAX_TITLE_CHARS and not first.endswith(
-        ("。", "！", "？", "；", "…", ".", "!", "?")
-    ):
+    if len(first) <= MAX_TITLE_CHARS and not first.endswith(_SENTENCE_END):
         return first
+    lead = _LEAD.match(first)
+    lead_text = lead[0] if lead else ""
+    if MIN_LEAD_TITLE_CHARS <= len(lead_text) <= MAX_LEAD_TITLE_CHARS and not lead_text.endswith(
+        (*_SENTENCE_END, "，", "：", ",", ":", "、")
+    ):
+        return lead_text
     return ""
 
 

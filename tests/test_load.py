@@ -18,6 +18,7 @@ from rag.load import (
     html_text,
     iter_sources,
     split_front_matter,
+    title_line,
     unpack_zip,
 )
 
@@ -448,3 +449,24 @@ def test_a_corrupt_zip_is_one_failure_and_a_damaged_entry_only_its_own():
     files, failures = unpacked(data)
     assert files == {"好.txt": "完好的内容"}
     assert [f.path for f in failures] == ["坏.txt"] and "cannot unpack" in failures[0].reason
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("明川区楼宇经济扶持办法\n第一条 对新入驻企业给予补贴。", "明川区楼宇经济扶持办法"),
+        # a policy flattened to one line by a web export: the lead before the first space
+        (
+            "市商务局关于做好外资企业复工复产服务和多举措加强招商引资工作的通知 "
+            "各区商务主管部门、外资招商部门：为贯彻落实党中央、国务院关于疫情防控的部署……",
+            "市商务局关于做好外资企业复工复产服务和多举措加强招商引资工作的通知",
+        ),
+        # not titles: a sentence, a clause ending in a comma or colon, a byline
+        ("对新入驻企业给予首年租金50%补贴。", ""),
+        ("为贯彻落实党中央、国务院关于做好疫情防控工作的部署要求， 现就有关事项通知如下。" * 2, ""),
+        ("各区商务主管部门、外资招商部门： " + "为贯彻落实党中央的部署要求，现通知如下" * 3, ""),
+        ("刘占崑/摄 " + "11月26日，在卡塔尔多哈974球场进行的世界杯D组比赛中，法国队获胜" * 2, ""),
+    ],
+)
+def test_a_title_is_the_first_line_or_a_one_line_records_lead(text, title):
+    assert title_line(text) == title
