@@ -29,7 +29,7 @@ import numpy as np
 from rag.embed import LazyEmbeddings, model_slug
 from rag.lexical import FILTER_FIELDS, LexicalIndex, LexicalRow
 from rag.manifest import FORMAT, DocEntry, Manifest, edited, now
-from rag.split import sentence_spans
+from rag.split import sentence_spans, with_title
 from rag.store import Store, Stored, date_int, record_id, visible
 from rag.types import Chunk
 
@@ -427,8 +427,13 @@ class Writer:
         owners = [staged.entry for staged, take in batch for _ in take]
         chunks = [c for _, take in batch for c in take]
         spans = [[(s.start, s.end) for s in sentence_spans(c.text)] for c in chunks]
+        framed = [with_title(c.text, c.meta.get("title", "")) for c in chunks]
         vectors, sentence_vectors = self.index.writer_embeddings.embed_chunks(
-            [c.text for c in chunks], spans
+            [text for text, _ in framed],
+            [
+                [(a + at, b + at) for a, b in chunk_spans]
+                for chunk_spans, (_, at) in zip(spans, framed, strict=True)
+            ],
         )
         self.index.store.add(
             chunks,
@@ -439,13 +444,10 @@ class Writer:
             spans,
             sentence_vectors,
         )
-        for chunk, entry in zip(chunks, owners, strict=True):
+        for chunk, entry, (text, _) in zip(chunks, owners, framed, strict=True):
             self._rows.append(
                 LexicalRow(
-                    record_id(chunk.chunk_id, self.gen),
-                    chunk.chunk_id,
-                    chunk.text,
-                    lexical_fields(entry),
+                    record_id(chunk.chunk_id, self.gen), chunk.chunk_id, text, lexical_fields(entry)
                 )
             )
 
@@ -515,6 +517,8 @@ def lexical_fields(entry: DocEntry) -> dict:
 
 
 def lexical_row(rid: str, text: str, meta: dict) -> LexicalRow:
+    """A stored chunk's BM25 row: what the writer indexed, its title in front."""
+    framed, _ = with_title(text, str(meta.get("title", "")))
     return LexicalRow(
-        rid, str(meta.get("chunk_id", "")), text, {k: meta.get(k, "") for k in FILTER_FIELDS}
+        rid, str(meta.get("chunk_id", "")), framed, {k: meta.get(k, "") for k in FILTER_FIELDS}
     )

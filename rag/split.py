@@ -91,3 +91,16 @@ def chunk_spans(text: str, size: int, overlap: int) -> list[Span]:
             nxt += 1
         i = nxt
     return chunks
+
+
+def with_title(text: str, title: str) -> tuple[str, int]:
+    """What the index embeds and BM25 reads for a chunk: its document's title in front,
+    unless the chunk already begins with it, and where the chunk's own text starts.
+
+    A clause deep inside a long policy rarely names the policy (“第七条 … 按6:4分成”), and
+    questions do (“飞地项目的税收怎么分成”): on policy-dev the title in front lifted the
+    right chunk's rank (bench/README.md).
+    """
+    if not title or text.startswith(title):
+        return text, 0
+    return f"{title}\n{text}", len(title) + 1

@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from rag.split import chunk_spans, sentence_spans, split_sentences
+from rag.split import chunk_spans, sentence_spans, split_sentences, with_title
 
 TEXT = (
     "第一条 为促进楼宇经济发展，制定本办法。第二条 本办法适用于全区商务楼宇。"
@@ -61,3 +61,16 @@ def test_sentence_longer_than_chunk_is_split_at_commas():
 def test_overlap_must_be_smaller_than_size():
     with pytest.raises(ValueError, match="overlap"):
         chunk_spans(TEXT, 50, 50)
+
+
+def test_a_chunk_is_indexed_with_its_document_title_in_front_unless_it_starts_with_it():
+    title = "明川区飞地经济政策"
+    assert with_title("第七条 税收前5年按6:4分成。", title) == (
+        "明川区飞地经济政策\n第七条 税收前5年按6:4分成。",
+        len(title) + 1,
+    )
+    assert with_title("明川区飞地经济政策 第一条 为促进…", title) == (
+        "明川区飞地经济政策 第一条 为促进…",
+        0,
+    )
+    assert with_title("第七条 税收分成。", "") == ("第七条 税收分成。", 0)
