@@ -231,8 +231,9 @@ class Store:
             if meta  # a row collected between the query and this read: leave it out
         ]
 
-    def query(self, query_vector: np.ndarray, k: int, where: dict) -> list[Stored]:
-        """Top `k` rows matching `where` by cosine similarity to `query_vector`."""
+    def query(self, query_vector: np.ndarray, k: int, where: dict | None) -> list[Stored]:
+        """Top `k` rows matching `where` (None = any row, of any generation) by cosine
+        similarity to `query_vector`."""
         found = self.collection.query(
             query_embeddings=[np.asarray(query_vector, dtype=np.float32)],
             n_results=k,

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 from rag.embed import LazyEmbeddings
-from rag.index import Index, IndexBusy, Writer
-from rag.ingest import ingest
+from rag.index import Filters, Index, IndexBusy, Writer
+from rag.ingest import doc_entry, ingest, make_chunks
+from rag.load import iter_sources
 from rag.store import NEVER, visible
+from rag.types import Document
 
 SIZE, OVERLAP = 300, 60
 
@@ -200,3 +202,34 @@ def test_a_document_bigger_than_one_chroma_write_is_written_edited_and_removed_i
     assert run(index, folder).chunks_removed == chunks
     assert_consistent(index)
     assert chroma_state(index) == {}
+
+
+def test_dense_search_returns_what_chromas_own_filter_returns_while_a_writer_stages_rows(
+    index, corpus_copy
+):
+    """Dense search reads unfiltered rows and keeps what the generation's lexical index
+    says is visible; rows a running writer has staged, and filters, must not leak."""
+    run(index, corpus_copy)
+    snapshot = index.snapshot()
+    seed = "news/2022-08-04-laiwu-signing.txt"
+    question = "莱芜区上半年实际使用外资多少？"
+    vector = np.asarray(index.embeddings.embed_query(question), np.float32)
+    cases = [Filters(), Filters(source="大众日报"), Filters(doc_type="policy")]
+
+    def exact(filters, k):
+        return [s.record_id for s in index.store.query(vector, k, snapshot.where(filters))]
+
+    with index.writer() as writer:  # stage the seed's new text: rows of the next generation
+        source = next(s for s in iter_sources(corpus_copy) if getattr(s, "doc_id", "") == seed)
+        doc = source.load()
+        changed = Document(doc.doc_id, doc.text.replace("3227万美元", "9999万美元"), doc.meta)
+        writer.put(doc_entry(changed, "default", seed, "x", ""), make_chunks(changed, 300, 60))
+        writer._flush()
+        staged = [m for m in index.store.collection.get(include=["metadatas"])["metadatas"]
+                  if m["gen"] == writer.gen]  # fmt: skip
+        assert staged  # the writer's rows are in Chroma, next to the published ones
+        for filters in cases:
+            for k in (3, 10, 40):
+                got = [s.record_id for s in snapshot.dense_search(vector, k, filters)]
+                assert got == exact(filters, k), (filters, k)
+        writer.abort()
