@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ from rag.evaluate import load_questions, open_set_index
 from rag.index import Filters
 from rag.lexical import bigram_set, jaccard
 from rag.metrics import first_gold_rank, hit_at, reciprocal_rank
-from rag.retrieve import NEAR_DUPLICATE, about_other_years
+from rag.retrieve import NEAR_DUPLICATE, FusionWeights, about_other_years, fuse
+from rag.split import with_title
 
 HITS = 10  # what the chain retrieves (SUPPORT_PASSAGES) and `rag eval` ranks docs from
 
@@ -37,6 +39,7 @@ class Pool:
     gold: list[str]
     docs: list[str]
     texts: list[str]
+    titles: list[str]
     chunk: np.ndarray  # cosine of the chunk vector
     sentence: np.ndarray  # best in-context sentence cosine
     bm25: np.ndarray  # raw BM25 (0 when outside the lexical top)
@@ -45,15 +48,19 @@ class Pool:
     other_year: np.ndarray
     coverage: np.ndarray  # idf-weighted share of the question's bigrams in the chunk
     idf_mass: float  # sum of the question's token idfs: the most BM25 can give per term hit
+    idf: dict[str, float]  # of each of the question's bigrams
 
 
-def pools_of(set_dir: Path, size: int) -> list[Pool]:
+def pools_of(eval_set: Path, size: int) -> list[Pool]:
+    """A folder set is indexed as `rag eval` indexes it; a questions file (the project set)
+    runs against the index of the data dir, as `rag eval` runs it."""
     settings = Settings()
-    index, _ = open_set_index(settings, set_dir)
+    index, _ = open_set_index(settings, eval_set)
     snapshot = index.snapshot()
     lexical = snapshot.lexical
     pools = []
-    for q in load_questions(set_dir / "questions.jsonl"):
+    questions = eval_set / "questions.jsonl" if eval_set.is_dir() else eval_set
+    for q in load_questions(questions):
         vector = np.asarray(index.embeddings.embed_query(q.question), np.float32)
         stored = {s.chunk.chunk_id: s for s in snapshot.dense_search(vector, size, Filters())}
         scores = lexical.scores(q.question)
@@ -89,6 +96,7 @@ def pools_of(set_dir: Path, size: int) -> list[Pool]:
                 gold=q.gold_docs,
                 docs=[stored[c].chunk.doc_id for c in ids],
                 texts=[stored[c].chunk.text for c in ids],
+                titles=[stored[c].chunk.meta.get("title", "") for c in ids],
                 chunk=chunk,
                 sentence=sentence,
                 bm25=bm25,
@@ -99,30 +107,40 @@ def pools_of(set_dir: Path, size: int) -> list[Pool]:
                 ),
                 coverage=np.array(
                     [
-                        sum(lexical.idf(t) for t in q_tokens & bigram_set(stored[c].chunk.text))
+                        sum(lexical.idf(t) for t in q_tokens & bigram_set(indexed(stored[c])))
                         / max(idf_mass, 1e-9)
                         for c in ids
                     ],
                     np.float32,
                 ),
                 idf_mass=idf_mass,
+                idf={t: lexical.idf(t) for t in q_tokens},
             )
         )
     return pools
 
 
-def ranked_docs(pool: Pool, scores: np.ndarray) -> list[str]:
+def indexed(stored) -> str:
+    """The text BM25 read for a chunk: its document's title in front."""
+    return with_title(stored.chunk.text, stored.chunk.meta.get("title", ""))[0]
+
+
+def ranked_docs(pool: Pool, scores: np.ndarray) -> list[list[str]]:
+    """Each hit's document and the documents of the near-duplicates collapsed into it, as
+    the retriever returns them (`Hit.also_in`)."""
     kept: list[frozenset[str]] = []
-    docs = []
+    groups: list[list[str]] = []
     for i in np.argsort(-scores, kind="stable"):
         tokens = bigram_set(pool.texts[i])
-        if any(jaccard(tokens, other) >= NEAR_DUPLICATE for other in kept):
+        same = next((j for j, o in enumerate(kept) if jaccard(tokens, o) >= NEAR_DUPLICATE), None)
+        if same is not None:
+            groups[same].append(pool.docs[i])
             continue
         kept.append(tokens)
-        docs.append(pool.docs[i])
-        if len(docs) == HITS:
+        groups.append([pool.docs[i]])
+        if len(groups) == HITS:
             break
-    return docs
+    return groups
 
 
 def evaluate(pools: list[Pool], rule: Callable[[Pool], np.ndarray]) -> dict[str, float]:
@@ -178,15 +196,23 @@ def rules() -> dict[str, Callable[[Pool], np.ndarray]]:
         out[f"dense + {w} coverage"] = lambda p, w=w: (
             p.chunk + p.sentence + w * p.coverage - 0.03 * p.other_year
         )
-    # The coverage leg weighted by its own decisiveness for the question (margin between
-    # its best and fifth-best candidate): median 0.27 on policy-dev, 0.09 on rgb-dev.
-    for w, low, high in ((0.3, 0.1, 0.6), (0.3, 0.15, 0.6), (0.2, 0.1, 0.6), (0.5, 0.05, 0.3)):
-        out[f"dense + {w}·clip((margin−{low})/({high}−{low})) coverage"] = (
-            lambda p, w=w, low=low, high=high: (
-                p.chunk
-                + p.sentence
-                + w * float(np.clip((margin(p.coverage) - low) / (high - low), 0, 1)) * p.coverage
-                - 0.03 * p.other_year
+    # Coverage weighted by how decisively it singles out one candidate: the margin between
+    # its best and fifth-best chunk, or (what the product uses) between the best and the
+    # fifth-best *document*, so that one long policy's chunks do not hide a clear winner.
+    out["dense + clip((chunk margin − 0.1)/0.5) × coverage"] = lambda p: (
+        p.chunk
+        + p.sentence
+        + float(np.clip((margin(p.coverage) - 0.1) / 0.5, 0, 1)) * p.coverage
+        - 0.03 * p.other_year
+    )
+    for w, low, high in ((1.0, 0.1, 0.6), (0.6, 0.1, 0.6), (1.5, 0.1, 0.6), (1.0, 0.08, 0.6),
+                         (1.0, 0.12, 0.6), (1.0, 0.1, 0.5), (1.0, 0.1, 0.7)):  # fmt: skip
+        weights = FusionWeights(coverage=w, margin_low=low, margin_high=high)
+        name = "product" if weights == FusionWeights() else "neighbour"
+        out[f"{name}: dense + {w}·clip((doc margin − {low})/({high} − {low})) × coverage"] = (
+            lambda p, weights=weights: (
+                fuse(p.chunk, p.sentence, p.coverage, p.docs, weights)
+                - weights.other_year * p.other_year
             )
         )
     return out
@@ -196,9 +222,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("sets", type=Path, nargs="+")
     parser.add_argument("--pool", type=int, default=30)
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse the pools saved by the last run (same index)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/fusion.json"))
     args = parser.parse_args()
-    pools = {s.name: pools_of(s, args.pool) for s in args.sets}
+    pools = {}
+    for eval_set in args.sets:
+        cache = args.out.parent / f"pools-{eval_set.name}-{args.pool}.pkl"
+        if args.reuse and cache.is_file():
+            pools[eval_set.name] = pickle.loads(cache.read_bytes())
+            continue
+        pools[eval_set.name] = pools_of(eval_set, args.pool)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_bytes(pickle.dumps(pools[eval_set.name]))
     table = {
         name: {s: evaluate(p, rule) for s, p in pools.items()} for name, rule in rules().items()
     }

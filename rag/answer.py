@@ -298,6 +298,7 @@ def compose(
                 text=chunk.text,
                 score=hits[h].score,
                 quotes=tuple(c.text for c in sentences),
+                also_in=hits[h].also_in,
             )
         )
     return Answer(question=question, answer="".join(parts), refused=False, citations=citations)

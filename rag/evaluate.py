@@ -89,7 +89,7 @@ class Row:
 def score(question: Question, answer: Answer, latency_ms: float) -> Row:
     ranked = [h.chunk.doc_id for h in answer.hits]
     good = sum(
-        c.doc_id in question.gold_docs
+        any(doc in question.gold_docs for doc in (c.doc_id, *c.also_in))
         or any(answer_correct(c.text, [item]) for item in question.answers)
         for c in answer.citations
     )
@@ -107,7 +107,9 @@ def score(question: Question, answer: Answer, latency_ms: float) -> Row:
         answer=answer.answer,
         refused=answer.refused,
         ranked_docs=ranked,
-        gold_rank=first_gold_rank(ranked, question.gold_docs),
+        gold_rank=first_gold_rank(
+            [(h.chunk.doc_id, *h.also_in) for h in answer.hits], question.gold_docs
+        ),
         correct=correct,
         cited=len(answer.citations),
         cited_good=good,

@@ -231,6 +231,7 @@ class LLMAnswerer:
                 text=shown[n - 1].chunk.text,
                 score=shown[n - 1].score,
                 quotes=supporting_sentences(checked.text, n, shown[n - 1].chunk.text),
+                also_in=shown[n - 1].also_in,
             )
             for n in checked.cited
         ]

@@ -36,14 +36,23 @@ def answer_correct(answer: str, items: Sequence) -> bool:
     return True
 
 
-def first_gold_rank(ranked_docs: Sequence[str], gold: Sequence[str]) -> int:
-    """1-based rank of the first gold document among distinct ranked docs, 0 if absent."""
-    seen: list[str] = []
-    for doc in ranked_docs:
-        if doc not in seen:
-            seen.append(doc)
-            if doc in gold:
-                return len(seen)
+def first_gold_rank(ranked_docs: Sequence[str | Sequence[str]], gold: Sequence[str]) -> int:
+    """1-based rank of the first gold document among distinct ranked docs, 0 if absent.
+
+    An item may be a group: a hit's document and the other documents holding the same
+    passage (`Hit.also_in`). It takes one place, and it is the gold document when any of
+    its documents is: a measure republished word for word by another office is the same
+    answer, whichever copy the set's author happened to read."""
+    seen: set[str] = set()
+    position = 0
+    for item in ranked_docs:
+        docs = (item,) if isinstance(item, str) else tuple(item)
+        if docs[0] in seen:
+            continue
+        position += 1
+        seen.update(docs)
+        if any(doc in gold for doc in docs):
+            return position
     return 0
 
 

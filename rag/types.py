@@ -55,6 +55,9 @@ class Hit:
     lexical_score: float = 0.0  # BM25, as the retrieval test shows it
     sentence_spans: tuple[tuple[int, int], ...] = ()
     sentence_scores: tuple[float, ...] = ()
+    # Other documents holding the same passage (a measure republished by several offices),
+    # collapsed into this hit so that copies do not crowd out the rest of the list.
+    also_in: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Citation:
     text: str
     score: float
     quotes: tuple[str, ...] = ()  # the sentences of `text` the answer used
+    also_in: tuple[str, ...] = ()  # other documents with the same passage (Hit.also_in)
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Answer:
                     "text": c.text,
                     "score": round(c.score, 4),
                     "quotes": list(c.quotes),
+                    "also_in": list(c.also_in),
                 }
                 for c in self.citations
             ],

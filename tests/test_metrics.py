@@ -23,3 +23,10 @@ def test_first_gold_rank_counts_documents_not_chunks():
 def test_hit_and_reciprocal_rank():
     assert hit_at(1, 1) == 1.0 and hit_at(2, 1) == 0.0 and hit_at(0, 5) == 0.0
     assert reciprocal_rank(4) == 0.25 and reciprocal_rank(11) == 0.0
+
+
+def test_a_hit_with_copies_in_other_documents_takes_one_place_and_counts_for_each():
+    ranked = [("a", "g"), "b", "a", ("c",)]
+    assert first_gold_rank(ranked, ["g"]) == 1  # the gold document holds the same passage
+    assert first_gold_rank(ranked, ["b"]) == 2
+    assert first_gold_rank(ranked, ["c"]) == 3  # "a" again takes no second place

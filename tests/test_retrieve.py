@@ -1,15 +1,19 @@
 import itertools
 
 import numpy as np
+import pytest
 from langchain_core.documents import Document
 
 from rag.index import Filters
 from rag.ingest import ingest
+from rag.lexical import bigram_set
 from rag.retrieve import (
     FusionWeights,
     HybridRetriever,
     Mode,
     about_other_years,
+    coverage,
+    document_margin,
     fuse,
     interleave,
 )
@@ -18,19 +22,36 @@ from rag.types import Chunk, Hit
 SEED = "news/2022-08-04-laiwu-signing.txt"
 
 
-def test_fuse_adds_best_sentence_and_scaled_bm25():
-    scores = fuse(
-        np.array([0.9, 0.8]),
-        np.array([0.9, 0.95]),
-        np.array([10.0, 5.0]),
-        FusionWeights(chunk=1, sentence=1, lexical=0.1),
-    )
-    np.testing.assert_allclose(scores, [1.8 + 0.1, 1.75 + 0.05])
+def test_coverage_weighs_the_questions_bigrams_by_idf():
+    question = bigram_set("飞地税收")  # 飞地 地税 税收
+    idf = {"飞地": 3.0, "地税": 1.0, "税收": 1.0}
+    assert coverage(question, bigram_set("飞地项目的税收分成"), idf) == 4 / 5
+    assert coverage(question, bigram_set("无关"), idf) == 0.0
+    assert coverage(frozenset(), bigram_set("飞地"), {}) == 0.0
 
 
-def test_fuse_without_lexical_matches_is_dense_only():
-    scores = fuse(np.array([0.9]), np.array([0.8]), np.array([0.0]), FusionWeights())
-    np.testing.assert_allclose(scores, [1.7])
+def test_document_margin_counts_each_document_once_by_its_best_chunk():
+    docs = ["a", "a", "a", "b", "c"]
+    values = np.array([0.9, 0.85, 0.8, 0.3, 0.1])
+    assert document_margin(docs, values, k=3) == pytest.approx(0.8)
+    assert document_margin(docs, values, k=5) == pytest.approx(0.8)  # fewer than k: the last
+    assert document_margin([], np.zeros(0)) == 0.0
+
+
+def test_coverage_counts_only_when_it_singles_out_a_document():
+    chunk = np.array([0.8, 0.8, 0.8, 0.8, 0.8, 0.8])
+    sentence = np.array([0.9, 0.9, 0.9, 0.9, 0.9, 0.9])
+    weights = FusionWeights(coverage=1.0, margin_low=0.1, margin_high=0.6)
+    docs = ["a", "b", "c", "d", "e", "f"]
+    # one document covers the question, the others hardly: full weight
+    decisive = fuse(chunk, sentence, np.array([0.9, 0.2, 0.1, 0.1, 0.1, 0.0]), docs, weights)
+    np.testing.assert_allclose(decisive, 1.7 + np.array([0.9, 0.2, 0.1, 0.1, 0.1, 0.0]))
+    # every candidate shares the question's words (same-topic news): words do not count
+    flat = fuse(chunk, sentence, np.array([0.7, 0.68, 0.66, 0.65, 0.64, 0.6]), docs, weights)
+    np.testing.assert_allclose(flat, np.full(6, 1.7))
+    # in between: a part of the weight (margin 0.35 → half)
+    half = fuse(chunk, sentence, np.array([0.6, 0.5, 0.4, 0.3, 0.25, 0.0]), docs, weights)
+    np.testing.assert_allclose(half, 1.7 + 0.5 * np.array([0.6, 0.5, 0.4, 0.3, 0.25, 0.0]))
 
 
 def test_hybrid_finds_the_seed_article_for_its_figure(corpus_index):
@@ -77,6 +98,9 @@ def test_near_duplicate_chunks_are_returned_once(index, tmp_path):
     hits = HybridRetriever(index=index).search("楼宇租金补贴多少", 3)
     texts = [h.chunk.text for h in hits]
     assert sum(body[:20] in t for t in texts) == 1
+    kept = next(h for h in hits if body[:20] in h.chunk.text)
+    copy = "b.txt" if kept.chunk.doc_id.endswith("a.txt") else "a.txt"
+    assert [d.rsplit("/", 1)[-1] for d in kept.also_in] == [copy]  # where else it is published
 
 
 def test_it_is_a_langchain_retriever(corpus_index):
@@ -117,3 +141,25 @@ def test_interleave_takes_each_search_in_turn_and_each_chunk_once():
 
     merged = interleave([hits("a#0", "b#0", "c#0"), hits("d#0", "a#0"), hits()])
     assert [h.chunk.chunk_id for h in merged] == ["a#0", "d#0", "b#0", "c#0"]
+
+
+def test_a_clause_deep_in_a_policy_is_found_by_the_policy_title_it_does_not_repeat(index, tmp_path):
+    """The title is in front of every chunk as the index reads it, not in the chunk."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    preamble = "第一条 为规范管理，根据有关规定，结合本区实际，制定本办法。\n" * 6
+    (folder / "enclave.txt").write_text(
+        "明川区飞地经济合作办法\n" + preamble + "第七条 税收前5年按6:4分成，第6年起按5:5分成。",
+        "utf-8",
+    )
+    (folder / "tower.txt").write_text(
+        "明川区楼宇经济扶持办法\n" + preamble + "第七条 税收前3年全额返还，之后按7:3分成。",
+        "utf-8",
+    )
+    ingest([folder], index, 120, 0)
+    for mode in (Mode.LEXICAL, Mode.DENSE):
+        best = HybridRetriever(index=index, mode=mode).search("飞地经济合作办法的税收怎么分成", 1)[
+            0
+        ]
+        assert best.chunk.doc_id.endswith("enclave.txt") and best.chunk.index > 0, mode
+        assert "6:4分成" in best.chunk.text and "明川区" not in best.chunk.text  # no title in it
