@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     k: int = Field(5, ge=1, le=50, description="passages an answer may quote")
     answer_max_chars: int = Field(300, ge=20, le=4000, description="length budget of an answer")
     refusal_threshold: float = Field(
-        0.88,
+        0.86,
         description="evidence below this → 知识库中没有找到…; calibrated for the bundled e5 "
         "(bench/README.md): recalibrate with `make bench-quality` for another model",
     )

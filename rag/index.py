@@ -35,7 +35,7 @@ from rag.types import Chunk
 
 log = logging.getLogger("rag.index")
 
-DENSE_OVERFETCH = 2  # unfiltered rows read per wanted chunk before asking Chroma to filter
+DENSE_SPARE = 5  # unfiltered rows read beyond the k wanted before asking Chroma to filter
 
 # Chunks per model call. Within a call the texts are sorted by length, so a larger call
 # pads less (rag ingest: 128); a server job uses short ones, to pause often.
@@ -130,12 +130,12 @@ class Snapshot:
 
         Chroma evaluates any `where` over every row's metadata: 50–80 ms on 11k chunks,
         where the vector search itself takes 2–4 ms (bench/README.md, Latency). So the
-        nearest `DENSE_OVERFETCH` × k rows are fetched unfiltered and kept when this
+        nearest k + `DENSE_SPARE` rows are fetched unfiltered and kept when this
         generation's lexical index, which holds exactly its visible chunks and their
         filter fields, says they are visible and pass `filters`. Only when too few pass
         (a narrow filter, or a running ingest's rows in the way) is Chroma asked to filter.
         """
-        fetch = DENSE_OVERFETCH * k
+        fetch = k + DENSE_SPARE
         nearest = self.store.query(query_vector, fetch, None)
         mask = self.lexical_mask(filters)
         kept = []

@@ -140,6 +140,23 @@ class LexicalIndex:
         scores = np.asarray(scores, dtype=np.float32)
         return scores * mask if mask is not None else scores
 
+    def coverage(self, query: str) -> np.ndarray:
+        """Share of the query's distinct bigrams, weighted by idf, that each row holds.
+
+        Read from the BM25 matrix (a column per bigram listing the rows that hold it), so
+        it costs what BM25 costs instead of a bigram set per candidate."""
+        covered = np.zeros(len(self.rows), dtype=np.float32)
+        tokens = bigram_set(query)
+        mass = sum(self.idf(t) for t in tokens)
+        if not self.rows or mass <= 0:
+            return covered
+        indptr, holders = self._bm25.scores["indptr"], self._bm25.scores["indices"]
+        for token in tokens:
+            tid = self._bm25.vocab_dict.get(token)
+            if tid is not None and tid + 1 < len(indptr):
+                covered[holders[indptr[tid] : indptr[tid + 1]]] += self.idf(token)
+        return covered / mass
+
     def top(self, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The `k` best (chunk_id, score) pairs with a positive score."""
         if scores.size == 0:

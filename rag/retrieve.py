@@ -35,9 +35,8 @@ from pydantic import ConfigDict
 
 from rag.index import Filters, Index, Snapshot
 from rag.lexical import bigram_set, jaccard
-from rag.split import with_title
 from rag.store import Stored
-from rag.types import Chunk, Hit
+from rag.types import Hit
 
 NEAR_DUPLICATE = 0.9  # bigram Jaccard above which two chunks say the same thing
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
@@ -67,12 +66,6 @@ def about_other_years(text: str, question: str) -> bool:
     asked = set(_YEAR.findall(question))
     named = set(_YEAR.findall(text))
     return bool(asked and named and not named & asked)
-
-
-def coverage(question: frozenset[str], text: frozenset[str], idf: dict[str, float]) -> float:
-    """Share of the question's bigrams, weighted by idf, that `text` contains."""
-    mass = sum(idf[t] for t in question)
-    return sum(idf[t] for t in question & text) / mass if mass > 0 else 0.0
 
 
 def document_margin(doc_ids: Sequence[str], values: np.ndarray, k: int = 5) -> float:
@@ -184,11 +177,10 @@ class HybridRetriever(BaseRetriever):
         elif self.mode is Mode.LEXICAL:
             scores = bm25
         else:
-            question_tokens = bigram_set(question)
-            idf = {t: snapshot.lexical.idf(t) for t in question_tokens}
+            lexical = snapshot.lexical
+            every_row = lexical.coverage(question)
             covered = np.array(
-                [coverage(question_tokens, bigram_set(indexed_text(s.chunk)), idf) for s in stored],
-                dtype=np.float32,
+                [every_row[lexical.row[s.chunk.chunk_id]] for s in stored], dtype=np.float32
             )
             scores = fuse(
                 chunk_sim, best_sentence, covered, [s.chunk.doc_id for s in stored], self.weights
@@ -240,11 +232,6 @@ class HybridRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[LCDocument]:
         return [to_langchain(hit) for hit in self.search(query)]
-
-
-def indexed_text(chunk: Chunk) -> str:
-    """A chunk as BM25 read it: its document's title in front (rag.split.with_title)."""
-    return with_title(chunk.text, chunk.meta.get("title", ""))[0]
 
 
 def interleave(hit_lists: Sequence[Sequence[Hit]]) -> list[Hit]:

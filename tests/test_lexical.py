@@ -36,6 +36,19 @@ def test_scores_rank_the_matching_chunk_first_and_masks_exclude():
     assert index.idf("飞地") > index.idf("不存在的词") or index.idf("不存在的词") > 0
 
 
+def test_coverage_is_the_idf_weighted_share_of_the_questions_bigrams_each_row_holds():
+    index = LexicalIndex.build(ROWS)
+    question = "飞地项目奖励多少"  # 飞地 地项 项目 目奖 奖励 励多 多少
+    idf = {t: index.idf(t) for t in set(bigram_tokens(question))}
+    held = {"飞地", "地项", "项目", "奖励"}  # in row b; the rest in no row
+    expected = sum(idf[t] for t in held) / sum(idf.values())
+    np.testing.assert_allclose(index.coverage(question), [0, expected, 0], rtol=1e-6)
+    assert index.coverage("").tolist() == [0, 0, 0]
+    assert LexicalIndex.build([]).coverage("飞地").size == 0
+    loaded_twice = index.coverage("飞地？飞地")  # a bigram counts once
+    np.testing.assert_allclose(loaded_twice, index.coverage("飞地"))
+
+
 def test_save_and_load_round_trip(tmp_path):
     index = LexicalIndex.build(ROWS)
     index.save(tmp_path / "g7")
