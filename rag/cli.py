@@ -318,6 +318,7 @@ def eval_(
     min_hit5: Annotated[float | None, typer.Option("--min-hit@5")] = None,
     min_mrr10: Annotated[float | None, typer.Option("--min-mrr@10")] = None,
     min_answer_acc: Annotated[float | None, typer.Option("--min-answer_acc")] = None,
+    min_answer_first_acc: Annotated[float | None, typer.Option("--min-answer_first_acc")] = None,
     min_citation_precision: Annotated[
         float | None, typer.Option("--min-citation_precision")
     ] = None,
@@ -357,6 +358,7 @@ def eval_(
         "hit@5": min_hit5,
         "mrr@10": min_mrr10,
         "answer_acc": min_answer_acc,
+        "answer_first_acc": min_answer_first_acc,
         "citation_precision": min_citation_precision,
         "refusal_acc": min_refusal_acc,
     }

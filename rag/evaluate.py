@@ -20,6 +20,7 @@ from rag.metrics import (
     percentile,
     reciprocal_rank,
 )
+from rag.split import split_sentences
 from rag.types import Answer
 
 
@@ -77,6 +78,7 @@ class Row:
     ranked_docs: list[str]
     gold_rank: int  # 1-based rank of the first gold document among retrieved docs, 0 = none
     correct: bool  # answerable: right answer; expect_refusal: refused
+    first_correct: bool  # answerable: the answer's first sentence alone is right
     cited: int
     cited_good: int  # citations from a gold document or quoting an answer item
     latency_ms: float
@@ -93,10 +95,12 @@ def score(question: Question, answer: Answer, latency_ms: float) -> Row:
         or any(answer_correct(c.text, [item]) for item in question.answers)
         for c in answer.citations
     )
+    first = next(iter(split_sentences(answer.answer)), "")
     if question.expect_refusal:
-        correct = answer.refused
+        correct, first_correct = answer.refused, False
     else:
         correct = not answer.refused and answer_correct(answer.answer, question.answers)
+        first_correct = not answer.refused and answer_correct(first, question.answers)
     return Row(
         id=question.id,
         question=question.question,
@@ -111,6 +115,7 @@ def score(question: Question, answer: Answer, latency_ms: float) -> Row:
             [(h.chunk.doc_id, *h.also_in) for h in answer.hits], question.gold_docs
         ),
         correct=correct,
+        first_correct=first_correct,
         cited=len(answer.citations),
         cited_good=good,
         latency_ms=latency_ms,
@@ -138,6 +143,7 @@ def summarise(rows: Sequence[Row]) -> dict:
         "hit@5": mean([hit_at(r.gold_rank, 5) for r in with_gold]),
         "mrr@10": mean([reciprocal_rank(r.gold_rank, 10) for r in with_gold]),
         "answer_acc": mean([float(r.correct) for r in answerable]),
+        "answer_first_acc": mean([float(r.first_correct) for r in answerable]),
         "citation_precision": round(sum(r.cited_good for r in answerable) / cited, 4)
         if cited
         else None,

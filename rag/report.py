@@ -16,7 +16,15 @@ from rag.evaluate import Row
 from rag.render import escape, highlight
 
 # The metrics a threshold may name (higher is better for each).
-GATED = ("hit@1", "hit@5", "mrr@10", "answer_acc", "citation_precision", "refusal_acc")
+GATED = (
+    "hit@1",
+    "hit@5",
+    "mrr@10",
+    "answer_acc",
+    "answer_first_acc",
+    "citation_precision",
+    "refusal_acc",
+)
 # What a person sees of a run, in this order.
 SUMMARY = ("n", *GATED, "answer_chars_p50", "latency_ms")
 

@@ -61,6 +61,7 @@ def test_folder_set_is_indexed_once_and_reports_are_written(tmp_path, e5_dir):
         "hit@5",
         "mrr@10",
         "answer_acc",
+        "answer_first_acc",
         "citation_precision",
         "refusal_acc",
         "latency_ms",

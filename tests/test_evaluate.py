@@ -63,3 +63,21 @@ def test_a_set_without_gold_or_answers_reports_null_not_zero():
     ]
     m = summarise(rows)
     assert m["hit@1"] is None and m["answer_acc"] is None and m["answer_chars_p50"] is None
+
+
+def test_answer_first_acc_asks_the_first_sentence_alone_for_every_fact():
+    question = Question("a", "首年补贴多少？最高多少？", ["50%", "100万元"], ["g"])
+    leads = answer("首年按实际租金的50%给予补贴，最高100万元。[1]其余按30%。[1]", False, ["g"], [])
+    trails = answer(
+        "补贴分三年发放。[1]首年按实际租金的50%给予补贴，最高100万元。[1]", False, ["g"], []
+    )
+    split = answer("首年按50%补贴；[1]最高100万元。[1]", False, ["g"], [])
+    rows = [score(question, a, 1.0) for a in (leads, trails, split)]
+    assert [(r.correct, r.first_correct) for r in rows] == [
+        (True, True),
+        (True, False),
+        (True, False),
+    ]
+    assert summarise(rows)["answer_first_acc"] == round(1 / 3, 4)
+    refused = score(question, answer("知识库中没有找到…", True, [], []), 1.0)
+    assert not refused.first_correct

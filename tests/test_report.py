@@ -24,6 +24,7 @@ def row(**kw) -> Row:
         ranked_docs=["a.md"],
         gold_rank=1,
         correct=True,
+        first_correct=True,
         cited=1,
         cited_good=1,
         latency_ms=42.0,
@@ -71,6 +72,7 @@ def test_html_escapes_untrusted_text_and_marks_the_quoted_sentence():
     failure = row(
         id="q2",
         correct=False,
+        first_correct=False,
         question=f"问题{hostile}",
         answer="回答<img src=x onerror=alert(1)>[1]",
         citations=[

@@ -139,7 +139,9 @@ def test_a_clause_deep_in_a_policy_is_found_by_the_policy_title_it_does_not_repe
     folder.mkdir()
     preamble = "".join(  # distinct clauses: repeated paragraphs are dropped when cleaning
         f"第{n}条 本区{topic}工作由有关部门按照职责分工负责，具体办法另行制定。\n"
-        for n, topic in zip("一二三四五六", ["规划", "用地", "环保", "统计", "安全", "人才"])
+        for n, topic in zip(
+            "一二三四五六", ["规划", "用地", "环保", "统计", "安全", "人才"], strict=True
+        )
     )
     (folder / "enclave.txt").write_text(
         "明川区飞地经济合作办法\n" + preamble + "第七条 税收前5年按6:4分成，第6年起按5:5分成。",
