@@ -266,8 +266,9 @@ def compose(
     attribute: bool = False,
     best_first: bool = True,
 ) -> Answer:
-    """Best passage first (or, without `best_first`, in the order `chosen` first uses
-    them), sentences in their original order within a passage, each followed by `[n]`;
+    """Best passage first, led by its best sentence (or, without `best_first`, in the
+    order `chosen` first uses them), the other sentences in their original order within a
+    passage, each followed by `[n]`;
     passages numbered in order of first use, only used ones cited. With `attribute`, each
     passage's sentences are introduced by its title and date."""
     by_hit: dict[int, list[Candidate]] = {}
@@ -279,6 +280,9 @@ def compose(
     parts, citations = [], []
     for n, h in enumerate(order, 1):
         sentences = sorted(by_hit[h], key=lambda c: c.start)
+        if best_first and n == 1:  # lead with the sentence that answers, then its context
+            lead = max(sentences, key=lambda c: c.score)
+            sentences = [lead, *(c for c in sentences if c is not lead)]
         chunk = hits[h].chunk
         title, date, source = (chunk.meta.get(k, "") for k in ("title", "date", "source"))
         if attribute and title:

@@ -74,8 +74,8 @@ def test_every_sentence_carries_the_number_of_its_passage_and_citations_follow_f
     assert markers and {c.n for c in answer.citations} == set(markers)
     assert [c.n for c in answer.citations] == sorted(set(markers), key=markers.index)
     assert re.fullmatch(r"(?:[^\[\]]+\[\d+\])+", answer.answer)  # each sentence ends with [n]
-    # the best passage (a, whose best sentence scores 0.95) comes first, in text order
-    assert answer.answer.startswith("第一条 首年租金补贴50%。[1]第二条 第二年补贴30%。[1]")
+    # the best passage (a) comes first, led by its best sentence (0.95), then the rest of it
+    assert answer.answer.startswith("第二条 第二年补贴30%。[1]第一条 首年租金补贴50%。[1]")
     assert answer.citations[0].doc_id == "a"
 
 
