@@ -25,10 +25,9 @@ import numpy as np
 from rag.config import Settings
 from rag.evaluate import load_questions, open_set_index
 from rag.index import Filters
-from rag.lexical import bigram_set, jaccard
+from rag.lexical import bigram_set
 from rag.metrics import first_gold_rank, hit_at, reciprocal_rank
-from rag.retrieve import NEAR_DUPLICATE, FusionWeights, about_other_years, fuse
-from rag.split import with_title
+from rag.retrieve import FusionWeights, about_other_years, distinct, fuse
 
 HITS = 10  # what the chain retrieves (SUPPORT_PASSAGES) and `rag eval` ranks docs from
 
@@ -39,7 +38,6 @@ class Pool:
     gold: list[str]
     docs: list[str]
     texts: list[str]
-    titles: list[str]
     chunk: np.ndarray  # cosine of the chunk vector
     sentence: np.ndarray  # best in-context sentence cosine
     bm25: np.ndarray  # raw BM25 (0 when outside the lexical top)
@@ -48,7 +46,6 @@ class Pool:
     other_year: np.ndarray
     coverage: np.ndarray  # idf-weighted share of the question's bigrams in the chunk
     idf_mass: float  # sum of the question's token idfs: the most BM25 can give per term hit
-    idf: dict[str, float]  # of each of the question's bigrams
 
 
 def pools_of(eval_set: Path, size: int) -> list[Pool]:
@@ -96,7 +93,6 @@ def pools_of(eval_set: Path, size: int) -> list[Pool]:
                 gold=q.gold_docs,
                 docs=[stored[c].chunk.doc_id for c in ids],
                 texts=[stored[c].chunk.text for c in ids],
-                titles=[stored[c].chunk.meta.get("title", "") for c in ids],
                 chunk=chunk,
                 sentence=sentence,
                 bm25=bm25,
@@ -105,42 +101,18 @@ def pools_of(eval_set: Path, size: int) -> list[Pool]:
                 other_year=np.array(
                     [about_other_years(stored[c].chunk.text, q.question) for c in ids], np.float32
                 ),
-                coverage=np.array(
-                    [
-                        sum(lexical.idf(t) for t in q_tokens & bigram_set(indexed(stored[c])))
-                        / max(idf_mass, 1e-9)
-                        for c in ids
-                    ],
-                    np.float32,
-                ),
+                coverage=lexical.coverage(q.question)[[lexical.row[c] for c in ids]],
                 idf_mass=idf_mass,
-                idf={t: lexical.idf(t) for t in q_tokens},
             )
         )
     return pools
 
 
-def indexed(stored) -> str:
-    """The text BM25 read for a chunk: its document's title in front."""
-    return with_title(stored.chunk.text, stored.chunk.meta.get("title", ""))[0]
-
-
-def ranked_docs(pool: Pool, scores: np.ndarray) -> list[list[str]]:
+def ranked_docs(pool: Pool, scores: np.ndarray) -> list[tuple[str, ...]]:
     """Each hit's document and the documents of the near-duplicates collapsed into it, as
     the retriever returns them (`Hit.also_in`)."""
-    kept: list[frozenset[str]] = []
-    groups: list[list[str]] = []
-    for i in np.argsort(-scores, kind="stable"):
-        tokens = bigram_set(pool.texts[i])
-        same = next((j for j, o in enumerate(kept) if jaccard(tokens, o) >= NEAR_DUPLICATE), None)
-        if same is not None:
-            groups[same].append(pool.docs[i])
-            continue
-        kept.append(tokens)
-        groups.append([pool.docs[i]])
-        if len(groups) == HITS:
-            break
-    return groups
+    order = np.argsort(-scores, kind="stable").tolist()
+    return [(pool.docs[i], *also_in) for i, also_in in distinct(order, pool.texts, pool.docs, HITS)]
 
 
 def evaluate(pools: list[Pool], rule: Callable[[Pool], np.ndarray]) -> dict[str, float]:

@@ -25,7 +25,7 @@ import enum
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -188,50 +188,52 @@ class HybridRetriever(BaseRetriever):
             other_period = [about_other_years(s.chunk.text, question) for s in stored]
             scores -= self.weights.other_year * np.array(other_period, dtype=np.float32)
 
-        hits: list[Hit] = []
-        kept_tokens: list[frozenset[str]] = []
-        copies: list[dict[str, None]] = []  # per hit, the other documents holding its passage
-        for i in np.argsort(-scores, kind="stable"):
-            chunk = stored[i].chunk
-            tokens = bigram_set(chunk.text)
-            same = next(
-                (
-                    j
-                    for j, other in enumerate(kept_tokens)
-                    if jaccard(tokens, other) >= NEAR_DUPLICATE
-                ),
-                None,
+        hits = [
+            Hit(
+                chunk=stored[i].chunk,
+                score=float(scores[i]),
+                dense_rank=dense_rank.get(ids[i], 0),
+                lexical_rank=lexical_rank.get(ids[i], 0),
+                dense_score=float(chunk_sim[i]),
+                lexical_score=float(bm25[i]),
+                sentence_spans=stored[i].sentence_spans,
+                sentence_scores=tuple(float(x) for x in sentence_sims[i]),
+                also_in=also_in,
             )
-            if same is not None:
-                if chunk.doc_id != hits[same].chunk.doc_id:
-                    copies[same][chunk.doc_id] = None
-                continue
-            kept_tokens.append(tokens)
-            copies.append({})
-            hits.append(
-                Hit(
-                    chunk=chunk,
-                    score=float(scores[i]),
-                    dense_rank=dense_rank.get(chunk.chunk_id, 0),
-                    lexical_rank=lexical_rank.get(chunk.chunk_id, 0),
-                    dense_score=float(chunk_sim[i]),
-                    lexical_score=float(bm25[i]),
-                    sentence_spans=stored[i].sentence_spans,
-                    sentence_scores=tuple(float(x) for x in sentence_sims[i]),
-                )
+            for i, also_in in distinct(
+                np.argsort(-scores, kind="stable").tolist(),
+                [s.chunk.text for s in stored],
+                [s.chunk.doc_id for s in stored],
+                k,
             )
-            if len(hits) == k:
-                break
-        timings["fuse_ms"] = (time.perf_counter() - clock) * 1000
-        return [
-            replace(hit, also_in=tuple(docs)) if docs else hit
-            for hit, docs in zip(hits, copies, strict=True)
         ]
+        timings["fuse_ms"] = (time.perf_counter() - clock) * 1000
+        return hits
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[LCDocument]:
         return [to_langchain(hit) for hit in self.search(query)]
+
+
+def distinct(
+    order: Sequence[int], texts: Sequence[str], doc_ids: Sequence[str], k: int
+) -> list[tuple[int, tuple[str, ...]]]:
+    """The first `k` candidates in `order` whose text is not a near-duplicate (bigram
+    Jaccard ≥ NEAR_DUPLICATE) of one kept before, each with the other documents whose
+    copies were folded into it (`Hit.also_in`)."""
+    kept: list[tuple[int, frozenset[str], dict[str, None]]] = []
+    for i in order:
+        tokens = bigram_set(texts[i])
+        same = next((kept_ for kept_ in kept if jaccard(tokens, kept_[1]) >= NEAR_DUPLICATE), None)
+        if same is not None:
+            if doc_ids[i] != doc_ids[same[0]]:
+                same[2][doc_ids[i]] = None
+            continue
+        kept.append((i, tokens, {}))
+        if len(kept) == k:
+            break
+    return [(i, tuple(copies)) for i, _, copies in kept]
 
 
 def interleave(hit_lists: Sequence[Sequence[Hit]]) -> list[Hit]:
