@@ -16,6 +16,11 @@ from dataclasses import dataclass
 _SENTENCE = re.compile(r"[^\n。！？；!?;…]*(?:[。！？；!?;]+|…+|\n|$)[”’」』）)\]】》]*")
 # Where an over-long sentence may be cut: after a comma-like mark.
 _CLAUSE = re.compile(r"[^，、,：:]*[，、,：:]?")
+# A sentence that opens a numbered provision or section: 第七条, 第二章, 一、, （三）.
+_PROVISION = re.compile(
+    r"第[一二三四五六七八九十百零〇\d]+[条章节]|[一二三四五六七八九十]+、|（[一二三四五六七八九十]+）"
+)
+MIN_FILL = 0.5  # a chunk ends before a provision once it holds this share of its size
 
 
 @dataclass(frozen=True)
@@ -66,21 +71,33 @@ def chunk_spans(text: str, size: int, overlap: int) -> list[Span]:
     Consecutive chunks share the trailing sentences of the earlier one, up to `overlap`
     characters, so a fact that straddles a boundary is whole in at least one chunk.
     A sentence is cut only when it alone is longer than `size`.
+
+    A numbered provision (第七条, 一、, （三）) starts a new chunk once the current one is
+    half full, and a chunk that ends before one carries no overlap into it: a chunk then
+    holds whole provisions rather than the tail of one and the head of the next, so its
+    vector and its words are about one thing (policy-dev hit@1 0.809 → 0.830, project
+    set answer_acc 0.868 → 0.925; bench/README.md).
     """
     if size <= 0 or overlap < 0 or overlap >= size:
         raise ValueError(f"need 0 <= overlap < size, got size={size} overlap={overlap}")
     units: list[Span] = []
     for s in sentence_spans(text):
         units.extend(_cut_long(text, s, size) if s.end - s.start > size else [s])
+    opens = [_PROVISION.match(text, u.start) is not None for u in units]
     chunks: list[Span] = []
     i = 0
     while i < len(units):
         j = i
         while j + 1 < len(units) and units[j + 1].end - units[i].start <= size:
+            if opens[j + 1] and units[j].end - units[i].start >= MIN_FILL * size:
+                break
             j += 1
         chunks.append(Span(units[i].start, units[j].end))
         if j + 1 >= len(units):
             break
+        if opens[j + 1]:  # the next provision starts a chunk of its own, without overlap
+            i = j + 1
+            continue
         # Start the next chunk at the earliest sentence that keeps the overlap within
         # budget, but always move forward.
         nxt = j + 1

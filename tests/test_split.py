@@ -39,15 +39,33 @@ def test_chunks_respect_size_cover_the_text_and_break_between_sentences(size, ov
     assert all(s.end in ends for s in spans)
 
 
+NEWS = (
+    "莱芜区上半年实际使用外资3227万美元。同比增长88.6%，完成率全市第二。"
+    "实际使用制造业外资3058万美元。招商引资项目实际使用内资99.99亿元！"
+    "签约项目23个，总投资超过百亿元。"
+)
+
+
 def test_consecutive_chunks_overlap_by_whole_sentences_within_budget():
-    spans = chunk_spans(TEXT, 60, 25)
-    starts = {s.start for s in sentence_spans(TEXT)}
+    spans = chunk_spans(NEWS, 40, 25)
+    starts = {s.start for s in sentence_spans(NEWS)}
     shared = []
     for a, b in itertools.pairwise(spans):
         assert b.start > a.start and b.start in starts
         shared.append(max(0, a.end - b.start))
     assert all(n <= 25 for n in shared)
     assert any(n > 0 for n in shared)  # the overlap really happens
+
+
+def test_a_provision_starts_a_chunk_once_the_chunk_is_half_full_and_carries_no_overlap():
+    chunks = [TEXT[s.start : s.end] for s in chunk_spans(TEXT, 60, 25)]
+    assert chunks == [
+        "第一条 为促进楼宇经济发展，制定本办法。第二条 本办法适用于全区商务楼宇。",
+        "第三条 对新引进企业给予奖励，最高500万元；对总部企业另行支持！",
+        "第四条 实际使用内资99.99亿元。\n第五条 本办法自2024年1月1日起施行。",
+    ]
+    # a short first provision does not make a chunk of its own: 第一条 is under half of 80
+    assert chunk_spans(TEXT, 80, 0)[0].end > TEXT.index("第二条")
 
 
 def test_sentence_longer_than_chunk_is_split_at_commas():
