@@ -16,7 +16,7 @@ import enum
 import re
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from rag.grounding import MARKER
@@ -31,6 +31,26 @@ MIN_SENTENCE_CHARS = 6  # shorter pieces are headings or fragments, not answers
 # would score like the clauses under them.
 _STRUCTURAL = re.compile(
     r"^第[一二三四五六七八九十百零〇]+[章节编]\s*\S{0,20}$|〔\d{4}〕\d+号$|^[^。；]{0,60}[：:]$"
+)
+
+
+# A document's signature: the issuer and/or the date it was signed, on a line of their own
+# ("青禾市明川区人民政府办公室", "2023年6月20日", "国家税务总局 2020年2月17日"). It answers
+# when a document was issued, and nothing else: for "什么时候开始施行" it is a wrong date.
+_SIGNATURE = re.compile(
+    r"^[^，。；：,]{0,40}\d{4}年\d{1,2}月\d{1,2}日$"
+    r"|^[^，。；：,\d]{2,30}(?:政府|办公室|委员会|局|厅|委|办|中心)(?:（[^）]*）)?$"
+)
+
+
+_WHICH_DOCUMENT = re.compile(
+    r"哪[个份项部条]?(?:文件|政策|办法|规定|通知|报道|文章|新闻)|出自|依据的?是|根据哪"
+)
+_WHEN = r"(?:哪天|哪一天|何时|什么时候|什么时间|日期|几月几[日号])"
+_PUBLISHED = r"(?:发布|刊发|刊登|印发|出台|发表)"
+_PUBLISHED_WHEN = re.compile(
+    rf"(?:报道|文件|政策|办法|通知|文章|新闻).*{_WHEN}.*{_PUBLISHED}|{_PUBLISHED}.*{_WHEN}"
+    rf"|{_WHEN}.{{0,3}}{_PUBLISHED}"
 )
 
 
@@ -105,11 +125,16 @@ def coverage(
 
 @dataclass(frozen=True)
 class AnswerWeights:
+    """How much each feature of a sentence (see `score_sentences`) counts in its score."""
+
     similarity: float = 1.0
     coverage: float = 0.5
     answer_type: float = 0.1
     support: float = 0.1
-    question_form: float = 0.1
+    question_form: float = -0.1
+
+    def score(self, features: dict[str, float]) -> float:
+        return sum(getattr(self, name) * value for name, value in features.items())
 
 
 @dataclass
@@ -125,6 +150,7 @@ class Candidate:
     similarity: float
     coverage: float
     score: float = 0.0
+    features: dict[str, float] = field(default_factory=dict)  # what `score` weighs
 
 
 NOTICE_SIMILARITY = 0.6  # a sentence this close to the `notice` metadata restates it
@@ -145,6 +171,7 @@ def score_sentences(
     """
     q_tokens = bigram_set(question)
     wanted = answer_type(question)
+    signatures_answer = bool(_PUBLISHED_WHEN.search(question))
     sentences: list[list[tuple[int, int, str, frozenset[str], frozenset[str], float, float]]] = []
     for hit in hits:
         title_tokens = bigram_set(hit.chunk.meta.get("title", ""))
@@ -172,20 +199,93 @@ def score_sentences(
         for start, end, text, tokens, context, sim, cov in rows:
             if len(text) < MIN_SENTENCE_CHARS or _STRUCTURAL.search(text.strip()):
                 continue
+            if not signatures_answer and _SIGNATURE.search(text.strip()):
+                continue
             values = typed_values(text, question)
             has_type = bool(values[wanted]) if wanted is not AnswerType.OTHER else False
             offered = set().union(*values.values())
             others = {j for j, t in relevant if j != i and any(v in t for v in offered)}
-            support = len(others) / max(1, len(hits) - 1)
-            score = (
-                weights.similarity * sim
-                + weights.coverage * cov
-                + weights.answer_type * has_type
-                + weights.support * support
-                - weights.question_form * bool(_QUESTION_FORM.search(text))
-            )
-            out.append(Candidate(i, start, end, text, tokens, context, sim, cov, score))
+            features = {
+                "similarity": sim,
+                "coverage": cov,
+                "answer_type": float(has_type),
+                "support": len(others) / max(1, len(hits) - 1),
+                "question_form": float(bool(_QUESTION_FORM.search(text))),
+            }
+            score = weights.score(features)
+            out.append(Candidate(i, start, end, text, tokens, context, sim, cov, score, features))
     return out
+
+
+NAMED_MARGIN = 0.5  # share of the name's words one document must lead the next by
+# How a question refers to a document: a name, then a noun for a document (“楼宇经济政策”,
+# “外资奖励办法”, “大众日报的报道” has none before 报道 but names the issuer before 的).
+_DOCUMENT_NAME = re.compile(
+    r"([\u4e00-\u9fffA-Za-z0-9]{2,12}?)(?:的)?"
+    r"(?:政策|办法|规定|通知|意见|措施|方案|细则|条例|文件|公告|通告|报道|文章)"
+)
+# A name ends at a word that belongs to the question around it: "采取了什么措施" names none.
+_NOT_IN_A_NAME = re.compile(r".*[的了么些项个种这那哪于对在将有是和与及]")
+# Words in a name that do not tell one document from another: genre words, and the kinds
+# of policy every policy is (优惠政策, 扶持政策, 相关规定).
+_GENRE = bigram_set(
+    "实施 若干 关于 印发 暂行 试行 政策 办法 优惠 扶持 支持 相关 有关 配套 具体 主要"
+)
+
+
+def document_names(question: str) -> list[str]:
+    """The names by which `question` refers to documents: "明川区楼宇经济政策什么时候开始
+    施行" → ["明川区楼宇经济"]; "采取了什么措施" → []."""
+    names = []
+    for m in _DOCUMENT_NAME.finditer(question):
+        name = _NOT_IN_A_NAME.sub("", m.group(1))
+        if len(name) >= 2:
+            names.append(name)
+    return names
+
+
+def named_document(question: str, hits: Sequence[Hit], idf: Callable[[str], float]) -> str | None:
+    """The document the question names, if it clearly names one of the hits' documents.
+
+    Of the name's words (genre words such as 政策 aside) found in a hit's title or issuer,
+    one document must hold a larger IDF-weighted share than any other by `NAMED_MARGIN`:
+    "明川区楼宇经济政策什么时候开始施行" names the 楼宇经济 policy (明川 and 经济 are in
+    every title, 楼宇 in one), and the 飞地 policy's sentence saying when *it* takes effect
+    is not the answer, however similar. Documents without a title cannot be told apart by
+    name: then none is named."""
+    asked = set().union(*(bigram_set(n) for n in document_names(question))) - _GENRE
+    if not asked or any(not h.chunk.meta.get("title") for h in hits):
+        return None
+    names = {
+        h.chunk.doc_id: bigram_set(h.chunk.meta["title"] + " " + h.chunk.meta.get("source", ""))
+        for h in hits
+    }
+    if len(names) < 2:
+        return None
+    best = _leader(asked, names, idf)
+    # The rest of the question must not point elsewhere: in "莱芜区出台了哪两项招商引资扶持
+    # 政策" the name-like 招商引资扶持 is a description, and 莱芜区 names the news report.
+    if best is None or _leader(bigram_set(question) - _GENRE, names, idf, 0.0) != best:
+        return None
+    return best
+
+
+def _leader(
+    words: AbstractSet[str],
+    names: dict[str, frozenset[str]],
+    idf: Callable[[str], float],
+    margin: float = NAMED_MARGIN,
+) -> str | None:
+    """The document whose name holds the largest IDF-weighted share of those of `words`
+    that any name holds, if it leads the next by more than `margin`."""
+    total = sum(idf(t) for t in words & set().union(*names.values()))
+    if total <= 0:
+        return None
+    shares = sorted(
+        ((sum(idf(t) for t in words & n) / total, d) for d, n in names.items()), reverse=True
+    )
+    (top, best), (second, _) = shares[:2]
+    return best if top - second > margin or (margin == 0.0 and top > second) else None
 
 
 def select(
@@ -243,14 +343,6 @@ def plain_brackets(text: str) -> str:
     """A quoted "[2]" (a footnote in the source) must not read as one of our citation
     markers: write it with full-width brackets."""
     return MARKER.sub(r"［\1］", text)
-
-
-_WHICH_DOCUMENT = re.compile(
-    r"哪[个份项部条]?(?:文件|政策|办法|规定|通知|报道|文章|新闻)|出自|依据的?是|根据哪"
-)
-_PUBLISHED_WHEN = re.compile(
-    r"(?:报道|文件|政策|办法|通知|文章|新闻).*(?:哪天|何时|什么时候|日期).*(?:发布|刊发|刊登|印发|出台|发表)|(?:发布|刊发|刊登|印发|出台|发表).*(?:哪天|何时|什么时候|日期)"
-)
 
 
 def wants_attribution(question: str) -> bool:
@@ -357,6 +449,9 @@ class ExtractiveAnswerer:
         candidates = score_sentences(question, hits, idf, k, self.weights)
         if not candidates or self.evidence(candidates) < self.refusal_threshold:
             return []
+        named = named_document(question, hits[:k], idf)
+        if named is not None:
+            candidates = [c for c in candidates if hits[c.hit].chunk.doc_id == named] or candidates
         budgets = [max_chars] if whole_within is None else [max_chars, whole_within]
         for budget in budgets:
             chosen = select(
@@ -382,19 +477,20 @@ class ExtractiveAnswerer:
         self, question: str, parts: Sequence[tuple[str, Sequence[Hit]]], hits: Sequence[Hit], k: int
     ) -> Answer:
         """One answer to a question split into `parts` (each a question and its own hits),
-        the parts answered in their order: each quotes from its first ⌈k / len(parts)⌉ hits
-        within an equal share of the length budget (at least its best sentence whole),
+        the parts answered in their order: each reads its first k hits, as it would asked
+        alone (a part's answer may rank fourth when its passages tie, as clauses of one
+        policy do), and quotes within an equal share of the length budget (at least its
+        best sentence whole),
         cited from `hits`, the parts' hits merged. A part without evidence enough is named
         in the `notice`; the question is refused only when no part has any."""
         position = {hit.chunk.chunk_id: i for i, hit in enumerate(hits)}
-        share = -(-k // len(parts))  # ⌈k / parts⌉: each item may quote that many passages
         budget = self.max_chars // len(parts)
         chosen: list[Candidate] = []
         missing: list[str] = []
         for part, part_hits in parts:
             # A best sentence longer than the part's share is quoted whole, not cut before
             # its figure, even if the answer then runs over the budget.
-            found = self.choose(part, part_hits, share, budget, whole_within=self.max_chars)
+            found = self.choose(part, part_hits, k, budget, whole_within=self.max_chars)
             if not found:
                 missing.append(part)
             for cand in found:

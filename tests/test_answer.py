@@ -10,6 +10,8 @@ from rag.answer import (
     answer_type,
     compose,
     coverage,
+    document_names,
+    named_document,
     select,
     typed_values,
     wants_attribution,
@@ -164,25 +166,23 @@ def test_a_split_question_quotes_each_part_from_its_own_hits_in_their_order():
     assert answer.notice == ""
 
 
-def test_a_split_question_shares_k_among_its_parts():
+def test_each_part_of_a_split_question_reads_k_passages_as_if_asked_alone():
+    """Clauses of one policy tie in retrieval: a part's answer may be its k-th passage."""
     parts = [
         (
             "飞地奖补哪天前申报？",
-            [hit("e1", "飞地奖补3月31日前申报。"), hit("e2", "飞地奖补按季度申报。")],
+            [hit("e1", "飞地奖补按季度申报。"), hit("e2", "飞地奖补3月31日前申报。")],
         ),
         (
             "楼宇扶持哪天前申报？",
-            [hit("b1", "楼宇扶持4月30日前申报。"), hit("b2", "楼宇扶持按年度申报。")],
+            [hit("b1", "楼宇扶持按年度申报。"), hit("b2", "楼宇扶持4月30日前申报。")],
         ),
     ]
     merged = [h for _, hits in parts for h in hits]
-    answerer = ExtractiveAnswerer(flat_idf, relative_cutoff=1.0)
-    assert (
-        len(answerer.answer_parts("飞地和楼宇分别哪天前申报？", parts, merged, k=2).citations) == 2
-    )
-    assert (
-        len(answerer.answer_parts("飞地和楼宇分别哪天前申报？", parts, merged, k=3).citations) == 4
-    )  # ⌈3 / 2⌉ = 2 each
+    answerer = ExtractiveAnswerer(flat_idf, max_chars=40, relative_cutoff=1.0)
+    answer = answerer.answer_parts("飞地和楼宇分别哪天前申报？", parts, merged, k=2)
+    assert "3月31日" in answer.answer and "4月30日" in answer.answer
+    assert {c.doc_id for c in answer.citations} == {"e2", "b2"}
 
 
 def test_a_split_question_is_refused_only_when_every_part_is():
@@ -240,3 +240,50 @@ def test_document_form_and_notices_are_never_quoted():
         "明川区鼓励外商投资奖励办法对欧美资金有什么额外奖励？", [passage], 5
     )
     assert answer.answer == "第七条 外资来源为欧美资金的，奖励比例提高0.5个百分点。[1]"
+
+
+BUILDING = "明川区支持楼宇经济高质量发展的实施办法"
+ENCLAVE = "明川区促进飞地经济发展的若干政策"
+
+
+def test_a_question_refers_to_a_document_by_a_name_before_a_document_noun():
+    assert document_names("明川区楼宇经济政策什么时候开始施行？") == ["明川区楼宇经济"]
+    assert document_names("飞地政策和外资奖励办法分别多少天审完？") == ["飞地", "外资奖励"]
+    assert document_names("天津市应急管理局采取了什么措施？") == []  # a question word, no name
+
+
+def corpus_idf(token: str) -> float:
+    """As in a corpus of 明川区 policies: the words of every title are common."""
+    return 0.1 if token in {"明川", "川区", "经济", "发展"} else 1.0
+
+
+def test_the_named_document_is_the_one_whose_title_holds_the_name():
+    building = hit("building", "本办法自2023年7月1日起施行。", title=BUILDING)
+    enclave = hit("enclave", "本政策自2024年4月1日起施行。", title=ENCLAVE)
+    hits = [enclave, building]
+    assert named_document("明川区楼宇经济政策什么时候开始施行？", hits, corpus_idf) == "building"
+    assert named_document("飞地政策什么时候开始施行？", hits, corpus_idf) == "enclave"
+    # 明川区 and 经济 are in both titles; 优惠 is a kind of policy, not a name.
+    assert named_document("明川区经济政策什么时候施行？", hits, corpus_idf) is None
+    assert named_document("有哪些优惠政策？", hits, corpus_idf) is None
+    untitled = hit("news", "本政策自2024年4月1日起施行。", title="")
+    assert named_document("飞地政策什么时候开始施行？", [enclave, untitled], corpus_idf) is None
+
+
+def test_a_question_naming_one_policy_is_not_answered_from_another():
+    """The 飞地 sentence is closer to the question, but the question names the 楼宇 policy."""
+    enclave = hit("enclave", "本政策自2024年4月1日起施行。", [0.95], title=ENCLAVE)
+    building = hit("building", "本办法自2023年7月1日起施行。", [0.90], title=BUILDING)
+    answerer = ExtractiveAnswerer(flat_idf, relative_cutoff=1.0)
+    answer = answerer.answer("楼宇经济政策什么时候开始施行？", [enclave, building], k=2)
+    assert answer.answer.startswith("本办法自2023年7月1日起施行。")
+    assert [c.doc_id for c in answer.citations] == ["building"]
+
+
+def test_a_signature_date_answers_when_a_document_was_issued_and_nothing_else():
+    signed = hit("building", "本办法自2023年7月1日起施行。\n2023年6月20日", [0.9, 0.95])
+    answerer = ExtractiveAnswerer(flat_idf, relative_cutoff=1.0)
+    started = answerer.answer("楼宇政策什么时候开始施行？", [signed], k=1)
+    assert "2023年6月20日" not in started.answer and "2023年7月1日" in started.answer
+    issued = answerer.answer("楼宇政策是什么时间发布的？", [signed], k=1)
+    assert "2023年6月20日" in issued.answer
