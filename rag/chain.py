@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from rag import scope
 from rag.answer import Answerer, ExtractiveAnswerer
 from rag.config import Settings
 from rag.decompose import split_comparison
@@ -22,8 +23,9 @@ from rag.index import Filters, Index
 from rag.llm import LLMAnswerer, LLMUnavailable, chat_model, load_prompts
 from rag.rerank import CrossEncoderReranker
 from rag.retrieve import HybridRetriever, interleave
-from rag.types import Answer
+from rag.types import Answer, Hit
 
+SCOPE_FIELDS = ("title", "source", "region", "date")  # what a passage's document is about
 SUPPORT_PASSAGES = 10  # retrieved beyond k only to corroborate candidate answers
 
 
@@ -181,12 +183,32 @@ class Assistant:
                     answer = item
         timings["answer_ms"] = (time.perf_counter() - clock) * 1000
         timings["total_ms"] = (time.perf_counter() - started) * 1000
+        if not answer.refused:
+            check_scope(standalone, answer, hits, snapshot.document_text)
         answer.question = question
         answer.standalone_question = standalone
         answer.timings_ms = timings
         answer.hits = hits
         answer.generation = snapshot.generation
         yield answer
+
+
+def check_scope(
+    question: str, answer: Answer, hits: Sequence[Hit], document_text: Callable[[str], str]
+) -> None:
+    """Name, in front of the answer, the places and years the question asks about that
+    none of the cited documents (their text, title, issuer, region, date) mentions."""
+    cited = {c.chunk_id for c in answer.citations}
+    used = list({h.chunk.doc_id: h.chunk for h in hits if h.chunk.chunk_id in cited}.values())
+    evidence = [
+        text
+        for chunk in used
+        for text in (document_text(chunk.doc_id), *(chunk.meta.get(f, "") for f in SCOPE_FIELDS))
+    ]
+    answer.out_of_scope = scope.uncovered(question, evidence)
+    if answer.out_of_scope:
+        covered = [c.meta.get("region") or f"《{c.meta.get('title') or c.doc_id}》" for c in used]
+        answer.notice = scope.caveat(answer.out_of_scope, covered) + answer.notice
 
 
 def build_assistant(settings: Settings, index: Index | None = None) -> Assistant:

@@ -323,6 +323,7 @@ def eval_(
         float | None, typer.Option("--min-citation_precision")
     ] = None,
     min_refusal_acc: Annotated[float | None, typer.Option("--min-refusal_acc")] = None,
+    min_scope_acc: Annotated[float | None, typer.Option("--min-scope_acc")] = None,
 ) -> None:
     """Run an evaluation set; exit 1 when a metric is under its threshold.
 
@@ -361,6 +362,7 @@ def eval_(
         "answer_first_acc": min_answer_first_acc,
         "citation_precision": min_citation_precision,
         "refusal_acc": min_refusal_acc,
+        "scope_acc": min_scope_acc,
     }
     thresholds.update({name: v for name, v in flags.items() if v is not None})
 

@@ -98,7 +98,7 @@ def split_comparison(question: str) -> list[str]:
     tail = question[marker.end() :]
     if _COMPARISON.search(tail):
         return [question]  # “…分别是什么，各自的期限…”: two comparisons, asked whole
-    tokens = _segment(question[: marker.start()])
+    tokens = segment(question[: marker.start()])
     words = [w for w, _ in tokens]
     joins = [i for i, w in enumerate(words) if w in _CONJUNCTIONS and 0 < i < len(words) - 1]
     if not joins or len(joins) >= _MAX_ITEMS:
@@ -149,7 +149,7 @@ def split_comparison(question: str) -> list[str]:
     return [prefix + item + rest for item in items]
 
 
-def _segment(text: str) -> list[Token]:
+def segment(text: str) -> list[Token]:
     import jieba
     import jieba.posseg
 

@@ -46,8 +46,11 @@ def load_questions(path: Path) -> list[Question]:
         seen.add(qid)
         answers = raw.get("answers") or []
         expect_refusal = bool(raw.get("expect_refusal", False))
-        if not isinstance(answers, list) or (not answers and not expect_refusal):
-            raise EvalSetError(f'{where}: "answers" must be a non-empty list unless expect_refusal')
+        out_of_scope = bool(raw.get("out_of_scope", False))
+        if not isinstance(answers, list) or (not answers and not (expect_refusal or out_of_scope)):
+            raise EvalSetError(
+                f'{where}: "answers" must be a non-empty list unless expect_refusal or out_of_scope'
+            )
         questions.append(
             Question(
                 id=qid,
@@ -55,6 +58,7 @@ def load_questions(path: Path) -> list[Question]:
                 answers=answers,
                 gold_docs=[str(d) for d in raw.get("gold_docs") or []],
                 expect_refusal=expect_refusal,
+                out_of_scope=out_of_scope,
                 kind=str(raw.get("kind", "")),
             )
         )
@@ -72,12 +76,14 @@ class Row:
     kind: str
     expected: list
     expect_refusal: bool
+    out_of_scope: bool  # expected: refused, or answered with a caveat naming what is missing
     gold_docs: list[str]
     answer: str
     refused: bool
     ranked_docs: list[str]
     gold_rank: int  # 1-based rank of the first gold document among retrieved docs, 0 = none
-    correct: bool  # answerable: right answer; expect_refusal: refused
+    correct: bool  # answerable: right answer; expect_refusal: refused; out_of_scope: either
+    # refused or caveated
     first_correct: bool  # answerable: the answer's first sentence alone is right
     cited: int
     cited_good: int  # citations from a gold document or quoting an answer item
@@ -96,7 +102,9 @@ def score(question: Question, answer: Answer, latency_ms: float) -> Row:
         for c in answer.citations
     )
     first = next(iter(split_sentences(answer.answer)), "")
-    if question.expect_refusal:
+    if question.out_of_scope:
+        correct, first_correct = answer.refused or bool(answer.out_of_scope), False
+    elif question.expect_refusal:
         correct, first_correct = answer.refused, False
     else:
         correct = not answer.refused and answer_correct(answer.answer, question.answers)
@@ -107,6 +115,7 @@ def score(question: Question, answer: Answer, latency_ms: float) -> Row:
         kind=question.kind,
         expected=question.answers,
         expect_refusal=question.expect_refusal,
+        out_of_scope=question.out_of_scope,
         gold_docs=question.gold_docs,
         answer=answer.answer,
         refused=answer.refused,
@@ -125,7 +134,9 @@ def score(question: Question, answer: Answer, latency_ms: float) -> Row:
 
 def summarise(rows: Sequence[Row]) -> dict:
     """The metrics object (definitions in evals/README.md)."""
-    answerable = [r for r in rows if not r.expect_refusal]
+    answerable = [r for r in rows if not (r.expect_refusal or r.out_of_scope)]
+    scoped = [r for r in rows if r.out_of_scope]
+    in_scope = [r for r in rows if not r.out_of_scope]
     with_gold = [r for r in answerable if r.gold_docs]
     cited = sum(r.cited for r in answerable)
 
@@ -138,7 +149,8 @@ def summarise(rows: Sequence[Row]) -> dict:
     return {
         "n": len(rows),
         "answerable": len(answerable),
-        "unanswerable": len(rows) - len(answerable),
+        "unanswerable": len(in_scope) - len(answerable),
+        "out_of_scope": len(scoped),
         "hit@1": mean([hit_at(r.gold_rank, 1) for r in with_gold]),
         "hit@5": mean([hit_at(r.gold_rank, 5) for r in with_gold]),
         "mrr@10": mean([reciprocal_rank(r.gold_rank, 10) for r in with_gold]),
@@ -147,7 +159,8 @@ def summarise(rows: Sequence[Row]) -> dict:
         "citation_precision": round(sum(r.cited_good for r in answerable) / cited, 4)
         if cited
         else None,
-        "refusal_acc": mean([float(r.refused == r.expect_refusal) for r in rows]),
+        "refusal_acc": mean([float(r.refused == r.expect_refusal) for r in in_scope]),
+        "scope_acc": mean([float(r.correct) for r in scoped]),
         "answer_chars_p50": percentile([len(r.answer) for r in answerable if not r.refused], 50),
         "latency_ms": {
             "p50": rounded(percentile([r.latency_ms for r in rows], 50)),

@@ -156,6 +156,14 @@ class Snapshot:
             [self.lexical.record_ids[r] for r in rows if r is not None], query_vector
         )
 
+    def document_text(self, doc_id: str) -> str:
+        """A document's chunks as this generation indexed them (title in front), read
+        from the lexical index in memory: no store round trip."""
+        texts = []
+        while (row := self.lexical.row.get(f"{doc_id}#{len(texts)}")) is not None:
+            texts.append(self.lexical.rows[row].text)
+        return "\n".join(texts)
+
     def lexical_mask(self, filters: Filters | None) -> np.ndarray | None:
         """Rows of the lexical index that pass `filters` (None = all)."""
         return filters.mask(self.lexical.fields) if filters else None

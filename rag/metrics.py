@@ -16,6 +16,7 @@ class Question:
     answers: list = field(default_factory=list)  # items; an item that is a list = alternatives
     gold_docs: list[str] = field(default_factory=list)
     expect_refusal: bool = False
+    out_of_scope: bool = False  # about a place or year the corpus lacks: refuse or caveat
     kind: str = ""
 
 

@@ -24,6 +24,7 @@ GATED = (
     "answer_first_acc",
     "citation_precision",
     "refusal_acc",
+    "scope_acc",
 )
 # What a person sees of a run, in this order.
 SUMMARY = ("n", *GATED, "answer_chars_p50", "latency_ms")
@@ -163,7 +164,7 @@ def render_html(metrics: dict, rows: Sequence[Row], title: str) -> str:
     bins = ["1", "2", "3", "4", "5", "6–10", "无"]
     counts = [0] * len(bins)
     for r in rows:
-        if r.gold_docs and not r.expect_refusal:
+        if r.gold_docs and not (r.expect_refusal or r.out_of_scope):
             rank = r.gold_rank
             counts[rank - 1 if 1 <= rank <= 5 else 5 if 6 <= rank <= 10 else 6] += 1
     edges = [50, 100, 200, 400, 800]
@@ -177,7 +178,9 @@ def render_html(metrics: dict, rows: Sequence[Row], title: str) -> str:
         if r.correct:
             continue
         expected = (
-            "应拒答"
+            "应拒答或说明知识库不涵盖"
+            if r.out_of_scope
+            else "应拒答"
             if r.expect_refusal
             else "、".join(
                 "/".join(map(str, item)) if isinstance(item, list) else str(item)

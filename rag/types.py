@@ -88,6 +88,8 @@ class Answer:
     unverified: list[str] = field(default_factory=list)  # generated sentences whose figures
     # no cited passage contains (LLM answers only)
     notice: str = ""  # e.g. that the LLM failed and this is the extractive answer
+    # Places and years the question names that no cited passage mentions (rag.scope)
+    out_of_scope: list[str] = field(default_factory=list)
     generation: int = 0  # the index generation every citation comes from
     fallback: str = ""  # why an LLM answer was replaced by the extractive one (for the log)
 
@@ -115,6 +117,7 @@ class Answer:
             "standalone_question": self.standalone_question or self.question,
             "unverified": list(self.unverified),
             "notice": self.notice,
+            "out_of_scope": list(self.out_of_scope),
             "generation": self.generation,
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }

@@ -32,6 +32,7 @@ def test_ask_returns_the_rag_ask_json_object(api):
         "standalone_question",
         "unverified",
         "notice",
+        "out_of_scope",
         "generation",
     }
     assert "3227万美元" in body["answer"] and body["citations"][0]["doc_id"].startswith("news/")

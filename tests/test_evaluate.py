@@ -81,3 +81,18 @@ def test_answer_first_acc_asks_the_first_sentence_alone_for_every_fact():
     assert summarise(rows)["answer_first_acc"] == round(1 / 3, 4)
     refused = score(question, answer("知识库中没有找到…", True, [], []), 1.0)
     assert not refused.first_correct
+
+
+def test_scope_acc_counts_refusals_and_caveats_and_keeps_them_out_of_the_other_metrics():
+    question = Question("s", "上海市楼宇经济政策对租金补贴多少？", [], [], out_of_scope=True)
+    caveated = answer("第一年补贴50%。[1]", False, ["g"], [("g", "第一年补贴50%。")])
+    caveated.out_of_scope = ["上海市"]
+    silent = answer("第一年补贴50%。[1]", False, ["g"], [("g", "第一年补贴50%。")])
+    refused = answer("知识库中没有找到…", True, [], [])
+    rows = [score(question, a, 1.0) for a in (caveated, silent, refused)]
+    assert [r.correct for r in rows] == [True, False, True]
+    answerable = score(Question("a", "?", ["2%"], ["g"]), answer("2%[1]", False, ["g"], []), 1.0)
+    m = summarise([*rows, answerable])
+    assert m["scope_acc"] == round(2 / 3, 4) and m["out_of_scope"] == 3
+    assert (m["answerable"], m["unanswerable"], m["refusal_acc"]) == (1, 0, 1.0)
+    assert m["answer_acc"] == 1.0  # a caveated answer is not an answer to score

@@ -18,6 +18,7 @@ def row(**kw) -> Row:
         kind="figure",
         expected=["2%"],
         expect_refusal=False,
+        out_of_scope=False,
         gold_docs=["a.md"],
         answer="按2%奖励。[1]",
         refused=False,

@@ -338,10 +338,10 @@ def _sse(completion_id: str, created: int, model: str, pieces: Iterator) -> Iter
             yield chunk({"content": item})
             continue
         answer = item.to_json()
-        if streamed and answer["notice"]:  # the model failed part-way: void what it wrote
+        if streamed and item.fallback:  # the model failed part-way: void what it wrote
             rest = f"\n\n（以上回答未完成，作废。）{_text(answer)}"
-        elif streamed:  # the model's text is out; a refusal is only flagged below
-            rest = unverified_text(answer)
+        elif streamed:  # the model's text is out: a caveat follows it, a refusal is flagged
+            rest = (f"\n\n{answer['notice']}" if answer["notice"] else "") + unverified_text(answer)
         else:
             rest = _text(answer) + unverified_text(answer)
         for piece in _pieces(rest + sources_text(answer)):

@@ -1,0 +1,75 @@
+"""Honest scope: the places and years a question names that its evidence does not mention.
+
+A question about 上海's rent subsidy, asked of a knowledge base that holds only 明川区's,
+retrieves 明川区's clauses with high similarity (the topic is the same) and the answerer
+would quote them as if they answered. What a question is about — its places (jieba tags
+them `ns`) and its years — is checked against the documents an answer cites (their text,
+title, issuer, region and date); whatever none of them mentions is named in a caveat in
+front of the answer. Pure functions over strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rag.decompose import segment
+
+# An administrative suffix, dropped to match "上海市" against "上海" or "莱芜区" against "莱芜".
+_PLACE_SUFFIX = re.compile(r"(?:特别行政区|自治区|自治州|自治县|新区|地区|省|市|区|县|州|镇|乡)$")
+_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*年")
+# jieba's `ns` tag is context-free: 安家 (安家补贴), 中山 or 黄山 are in its dictionary as
+# places. A word counts as a place when it carries an administrative suffix (滨江区, 上海市)
+# or is a province-level region or a major city, the names people leave the suffix off.
+# fmt: off
+_BARE_PLACES = frozenset({
+    "北京", "天津", "上海", "重庆", "河北", "山西", "辽宁", "吉林", "黑龙江", "江苏", "浙江",
+    "安徽", "福建", "江西", "山东", "河南", "湖北", "湖南", "广东", "海南", "四川", "贵州",
+    "云南", "陕西", "甘肃", "青海", "台湾", "内蒙古", "广西", "西藏", "宁夏", "新疆", "香港",
+    "澳门", "深圳", "广州", "杭州", "南京", "苏州", "武汉", "成都", "西安", "青岛", "厦门",
+    "宁波", "大连", "沈阳", "长沙", "郑州", "济南", "合肥", "福州", "昆明", "哈尔滨", "长春",
+    "石家庄", "太原", "南昌", "南宁", "贵阳", "兰州", "海口", "无锡", "东莞", "佛山", "温州",
+    "珠海", "烟台", "雄安", "浦东",
+})
+# fmt: on
+
+
+def places(question: str) -> list[str]:
+    """Place names in `question`, in order, each once."""
+    named = [
+        word
+        for word, flag in segment(question)
+        if flag.startswith("ns") and (word in _BARE_PLACES or place_stem(word) != word)
+    ]
+    return list(dict.fromkeys(named))
+
+
+def place_stem(name: str) -> str:
+    """ "上海市" → "上海"; a name that would be one character without its suffix stays whole."""
+    stem = _PLACE_SUFFIX.sub("", name)
+    return stem if len(stem) >= 2 else name
+
+
+def years(text: str) -> list[str]:
+    return list(dict.fromkeys(_YEAR.findall(text)))
+
+
+def uncovered(question: str, evidence: Sequence[str]) -> list[str]:
+    """The places and years (as "2019年") `question` names that no `evidence` text mentions.
+
+    Places count only when none of them is mentioned: in "武汉的企业到明川区投资" the
+    question is about 明川区, and 武汉 is where the investor comes from. A year counts as
+    mentioned by a date written 2019-…, as documents' metadata has it."""
+    text = "\n".join(evidence)
+    named = places(question)
+    missing = named if not any(place_stem(p) in text for p in named) else []
+    missing += [f"{y}年" for y in years(question) if y not in text]
+    return missing
+
+
+def caveat(missing: Sequence[str], covered: Sequence[str]) -> str:
+    """What the reader is told before an answer from passages about somewhere (or some
+    year) else; `covered` names what the passages are about (a region, or a 《title》)."""
+    named = "、".join(f"“{m}”" for m in missing)
+    about = "、".join(dict.fromkeys(c for c in covered if c))
+    return f"知识库中没有关于{named}的内容，以下是{about}的相关内容，仅供参考。"

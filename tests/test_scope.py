@@ -1,0 +1,42 @@
+"""Honest scope as pure functions over Chinese strings, and through the chain."""
+
+from rag.scope import caveat, place_stem, places, uncovered, years
+
+MINGCHUAN = "第六条 新引进企业租用商务楼宇自用办公的，第一年按实际租金的50%给予补贴。"
+
+
+def test_places_and_years_are_read_from_the_question():
+    assert places("杭州市滨江区对总部企业奖励多少？") == ["杭州市", "滨江区"]
+    assert places("我国对外资企业有哪些支持？") == []  # names no place a corpus could lack
+    assert places("广东省给高层次人才的安家补贴是多少？") == ["广东省"]  # jieba: 安家/ns
+    assert places("深圳那边的飞地项目税收怎么分成？") == ["深圳"]
+    assert place_stem("上海市") == "上海" and place_stem("滨江区") == "滨江"
+    assert years("莱芜区2019年和2020 年实际使用外资多少？") == ["2019", "2020"]
+
+
+def test_a_place_the_evidence_never_mentions_is_uncovered():
+    evidence = [MINGCHUAN, "明川区支持楼宇经济高质量发展的实施办法", "青禾市明川区"]
+    assert uncovered("上海市楼宇经济政策对租金补贴多少？", evidence) == ["上海市"]
+    assert uncovered("明川区写字楼第一年租金补贴多少？", evidence) == []
+    # The investor's home town is not what the question is about.
+    assert uncovered("武汉的企业到明川区租写字楼，第一年补贴多少？", evidence) == []
+
+
+def test_a_year_counts_as_covered_by_a_date_in_the_metadata():
+    evidence = ["上半年，全区实际使用外资3227万美元。", "2022-08-04", "莱芜区集中签约"]
+    assert uncovered("莱芜区2022年上半年实际使用外资多少？", evidence) == []
+    assert uncovered("莱芜区2019年实际使用外资多少？", evidence) == ["2019年"]
+
+
+def test_the_caveat_names_what_is_missing_and_what_the_passages_are_about():
+    text = caveat(["上海市"], ["青禾市明川区", "青禾市明川区"])
+    assert text == "知识库中没有关于“上海市”的内容，以下是青禾市明川区的相关内容，仅供参考。"
+
+
+def test_an_answer_about_a_place_the_corpus_lacks_carries_the_caveat(assistant):
+    answer = assistant.ask("上海市楼宇经济政策对租金补贴多少？")
+    assert answer.refused or (
+        answer.out_of_scope == ["上海市"] and answer.notice.startswith("知识库中没有关于“上海市”")
+    )
+    in_scope = assistant.ask("明川区楼宇经济政策对租金补贴多少？")
+    assert not in_scope.refused and in_scope.out_of_scope == [] and in_scope.notice == ""
