@@ -105,6 +105,8 @@ def main() -> None:
         corpus_answerer = ExtractiveAnswerer(idf=corpus_index.lexical.idf)
         corpus = Assistant(HybridRetriever(index=corpus_index), corpus_answerer, settings.k)
         for q in load_questions(args.project):
+            if q.out_of_scope:
+                continue  # refused or caveated (rag.scope): not the threshold's to decide
             (project_refuse if q.expect_refusal else project_answerable).append(
                 evidence_of(corpus, q.question)
             )

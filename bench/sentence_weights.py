@@ -124,7 +124,9 @@ def main() -> None:
                 q = sets[n][i]
                 cv_top[n].append({**q, "w": w})
     full = fit([q for qs in sets.values() for q in qs])
-    print("| set | questions | lead holds all (shipped) | any (shipped) | all (fitted, CV) | any (fitted, CV) |")
+    print(
+        "| set | questions | lead holds all (shipped) | any (shipped) | all (fitted, CV) | any (fitted, CV) |"
+    )
     print("|---|---|---|---|---|---|")
     for name, qs in sets.items():
         s_all, s_any = lead_rates(qs, shipped)
@@ -133,7 +135,11 @@ def main() -> None:
         c_any = sum(b for _, b in cv) / len(cv)
         print(f"| {name} | {len(qs)} | {s_all:.3f} | {s_any:.3f} | {c_all:.3f} | {c_any:.3f} |")
     print("\nweights fitted on all sets (similarity = 1):")
-    print(asdict(AnswerWeights(**{n: round(float(v), 3) for n, v in zip(FEATURES, full, strict=True)})))
+    print(
+        asdict(
+            AnswerWeights(**{n: round(float(v), 3) for n, v in zip(FEATURES, full, strict=True)})
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from rag.figures import DATE
 from rag.grounding import MARKER
 from rag.lexical import bigram_set, jaccard
 from rag.types import Answer, Citation, Hit
+
+if TYPE_CHECKING:
+    from rag.history import Message
 
 REFUSAL = "知识库中没有找到与该问题相关的内容。"
 MIN_SENTENCE_CHARS = 6  # shorter pieces are headings or fragments, not answers
@@ -55,14 +59,28 @@ _PUBLISHED_WHEN = re.compile(
 
 
 class Answerer(Protocol):
-    def answer(self, question: str, hits: Sequence[Hit], k: int) -> Answer:
-        """Answer from the first `k` hits; later hits may only corroborate."""
+    """What the chain asks of an answerer: the extractive one below, or an LLM (rag.llm)."""
+
+    local: bool  # answers with this machine's CPU (takes a CPU slot), not a remote model
+
+    def condense(self, history: Sequence[Message], question: str) -> str:
+        """A follow-up rewritten as a standalone question, or "" to keep the rule-based
+        one (rag.history); an LLM that does not reply raises `rag.llm.LLMUnavailable`."""
         ...
 
-    def answer_parts(
-        self, question: str, parts: Sequence[tuple[str, Sequence[Hit]]], hits: Sequence[Hit], k: int
-    ) -> Answer:
-        """Answer a question split into parts, each with its own hits (rag.decompose)."""
+    def stream(
+        self,
+        question: str,
+        parts: Sequence[tuple[str, Sequence[Hit]]],
+        hits: Sequence[Hit],
+        k: int,
+        unavailable: str = "",
+    ) -> Iterator[str | Answer]:
+        """Pieces of the answer as they are written (none for an extractive answer), then
+        the `Answer`, from the first `k` of `hits` (later ones may only corroborate).
+        `parts` is the question as searched: one item per compared thing (rag.decompose),
+        each with its own hits, merged into `hits`. `unavailable` says why a remote model
+        is known to be down (its condense step failed): do not wait for it again."""
         ...
 
 
@@ -76,7 +94,7 @@ _DATE_QUESTION = re.compile(r"什么时候|何时|时间|日期|哪天|哪一天
 _NUMBER_QUESTION = re.compile(
     r"多少|几[个项次年名家人倍天成]|多大|多高|多长|多久|比例|比率|金额|额度|上限|最高|人数|数量|规模|增长|排名"
 )
-_DATE_VALUE = re.compile(r"\d{4}年\d{1,2}月(?:\d{1,2}日)?|\d{1,2}月\d{1,2}日|\d{4}-\d{2}-\d{2}")
+_DATE_VALUE = re.compile(rf"{DATE}|\d{{4}}-\d{{2}}-\d{{2}}")
 _NUMBER_VALUE = re.compile(
     r"\d+(?:\.\d+)?(?:[万亿千百])?(?:%|‰|美元|元|人次|人|次|个|项|家|名|辆|吨|平方米|亩|倍|年|天|个工作日|工作日|个月|月)?"
     r"|[一二三四五六七八九十两百千]+(?:个工作日|个月|年|次|项|名|倍|成)"
@@ -375,33 +393,21 @@ def compose(
         if best_first and n == 1:  # lead with the sentence that answers, then its context
             lead = max(sentences, key=lambda c: c.score)
             sentences = [lead, *(c for c in sentences if c is not lead)]
-        chunk = hits[h].chunk
-        title, date, source = (chunk.meta.get(k, "") for k in ("title", "date", "source"))
-        if attribute and title:
-            about = "，".join(x for x in (source, date) if x)
+        citation = Citation.of(n, hits[h], tuple(c.text for c in sentences))
+        if attribute and citation.title:
+            about = "，".join(x for x in (citation.source, citation.date) if x)
             parts.append(
-                plain_brackets(f"据《{title}》" + (f"（{about}）" if about else "") + "：")
+                plain_brackets(f"据《{citation.title}》" + (f"（{about}）" if about else "") + "：")
             )
         parts.extend(f"{plain_brackets(c.text)}[{n}]" for c in sentences)
-        citations.append(
-            Citation(
-                n=n,
-                doc_id=chunk.doc_id,
-                chunk_id=chunk.chunk_id,
-                title=title,
-                date=date,
-                source=source,
-                text=chunk.text,
-                score=hits[h].score,
-                quotes=tuple(c.text for c in sentences),
-                also_in=hits[h].also_in,
-            )
-        )
+        citations.append(citation)
     return Answer(question=question, answer="".join(parts), refused=False, citations=citations)
 
 
 class ExtractiveAnswerer:
     """Selects and orders sentences from the retrieved passages; refuses on weak evidence."""
+
+    local = True
 
     def __init__(
         self,
@@ -466,6 +472,23 @@ class ExtractiveAnswerer:
             if not (len(chosen) == 1 and len(chosen[0].text) >= budget):
                 break
         return chosen
+
+    def condense(self, history: Sequence[Message], question: str) -> str:
+        return ""  # the rule-based standalone question is all there is without a model
+
+    def stream(
+        self,
+        question: str,
+        parts: Sequence[tuple[str, Sequence[Hit]]],
+        hits: Sequence[Hit],
+        k: int,
+        unavailable: str = "",
+    ) -> Iterator[Answer]:
+        yield (
+            self.answer_parts(question, parts, hits, k)
+            if len(parts) > 1
+            else self.answer(question, hits, k)
+        )
 
     def answer(self, question: str, hits: Sequence[Hit], k: int) -> Answer:
         chosen = self.choose(question, hits, k, self.max_chars)

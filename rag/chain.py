@@ -7,6 +7,7 @@ question (+ history) → standalone question → one question per compared item 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -101,7 +102,7 @@ def check_k(k: int) -> int:
 @dataclass
 class Assistant:
     retriever: HybridRetriever
-    answerer: Answerer | LLMAnswerer  # LLMAnswerer streams; see `stream`
+    answerer: Answerer
     k: int = 5
     max_question_chars: int = 500
     reranker: CrossEncoderReranker | None = None
@@ -137,16 +138,13 @@ class Assistant:
         history = turns(history)
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        llm = self.answerer if isinstance(self.answerer, LLMAnswerer) else None
-        llm_down = False
-        condense_failure = ""
+        unavailable = ""
         standalone = standalone_question(history, question)
-        if llm and history:
+        if history:
             try:
-                standalone = llm.condense(history, question) or standalone
+                standalone = self.answerer.condense(history, question) or standalone
             except LLMUnavailable as exc:
-                llm_down = True  # don't wait for it a second time to answer
-                condense_failure = str(exc)
+                unavailable = f"condense: {exc}"  # don't wait for it a second time to answer
             timings["condense_ms"] = (time.perf_counter() - started) * 1000
         clock = time.perf_counter()
         parts = []
@@ -167,18 +165,10 @@ class Assistant:
         hits = interleave([part_hits for _, part_hits in parts])
         timings["retrieve_ms"] = (time.perf_counter() - clock) * 1000
         clock = time.perf_counter()
-        if llm is None and len(parts) > 1:
-            with self.cpu_slots:
-                answer = self.answerer.answer_parts(standalone, parts, hits, k)
-        elif llm is None:
-            with self.cpu_slots:
-                answer = self.answerer.answer(standalone, hits, k)
-        elif llm_down:
-            answer = llm.unavailable(standalone, hits, k, reason=f"condense: {condense_failure}")
-        else:
-            for item in llm.stream(standalone, hits, k):
+        with self.cpu_slots if self.answerer.local else contextlib.nullcontext():
+            for item in self.answerer.stream(standalone, parts, hits, k, unavailable):
                 if isinstance(item, str):
-                    yield item
+                    yield item  # a remote model's words: no slot is held while they come
                 else:
                     answer = item
         timings["answer_ms"] = (time.perf_counter() - clock) * 1000

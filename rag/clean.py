@@ -11,6 +11,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from rag.figures import DATE_PARTS, iso_date
+
 # A paragraph shorter than this may legitimately repeat (e.g. "第一章 总则" in two files
 # concatenated); longer repeats are copies.
 MIN_REPEATED_PARAGRAPH = 8
@@ -19,7 +21,6 @@ MAX_HEADER_LINE = 60
 
 _SPACES = re.compile(r"[ \t\u00a0\u2002\u2003\u2009\u3000\ufeff]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_DATE = re.compile(r"(?<!\d)(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?(?!\d)")
 _AUTHOR = re.compile(r"作\s*者\s*[:：]\s*(\S+)")
 _SOURCE = re.compile(r"来\s*源\s*[:：]\s*(\S+)")
 _REPORTER = re.compile(r"^[□■◇◆]?\s*(本报)?记\s*者\s*(?P<names>[^\s报]{2,}(?:\s+[^\s报]{2,})*)")
@@ -48,15 +49,6 @@ def normalize_whitespace(text: str) -> str:
     return "\n".join(out).strip()
 
 
-def iso_date(text: str) -> str:
-    """The first plausible date in `text` as YYYY-MM-DD, or ""."""
-    for m in _DATE.finditer(text):
-        year, month, day = (int(g) for g in m.groups())
-        if 1949 <= year <= 2100 and 1 <= month <= 12 and 1 <= day <= 31:
-            return f"{year:04d}-{month:02d}-{day:02d}"
-    return ""
-
-
 def parse_news_header(lines: list[str]) -> tuple[dict[str, str], set[int]]:
     """Find a news header in the first lines: returns metadata and the indices it used.
 
@@ -72,7 +64,7 @@ def parse_news_header(lines: list[str]) -> tuple[dict[str, str], set[int]]:
             continue
         date = iso_date(line)
         has_fields = bool(_AUTHOR.search(line) or _SOURCE.search(line))
-        bare_date = bool(date) and len(_DATE.sub("", line).strip()) <= 4
+        bare_date = bool(date) and len(DATE_PARTS.sub("", line).strip()) <= 4
         if date and (has_fields or bare_date):
             meta["date"] = date
             if m := _AUTHOR.search(line):

@@ -12,25 +12,24 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rag import split
+from rag.figures import DATE, chinese_dates
+
 MARKER = re.compile(r"\[(\d{1,3})\]")  # a citation marker [n]
 # Dates first, so "2024年4月1日" is one figure rather than three numbers. Amounts written
 # in Chinese numerals (五百万元, 百分之五十) are figures too.
 _FIGURE = re.compile(
-    r"\d{4}年\d{1,2}月\d{1,2}日|\d{4}年\d{1,2}月|\d{1,2}月\d{1,2}日"
+    rf"{DATE}"
     r"|\d+(?:\.\d+)?(?:[万亿千百])?[%‰]?"
     r"|百分之[零〇一二三四五六七八九十百点]+"
     r"|[零〇一二三四五六七八九十百千两]+(?:点[零〇一二三四五六七八九]+)?[万亿]?(?:元|美元|倍|个百分点)"
 )
-# Sentences end at 。！？ and line ends; a clause after ；still belongs to the sentence
-# whose marker closes it ("补贴50万元；最高100万元[1]。").
-_SENTENCE = re.compile(r"[^。！？!?\n]+[。！？!?\n]*(?:\s*\[\d{1,3}\])*")
+_TRAILING_MARKERS = re.compile(r"(?:\s*\[\d{1,3}\])+")
 _NOT_COVERED = re.compile(
     r"没有找到|未找到|没有(?:提及|提到|涉及|相关)|未(?:提及|提到|涉及)|无法(?:回答|确定|找到)"
     r"|不包含|并未说明|没有说明|资料中没有|材料中没有|不足以回答"
 )
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_ISO_DATE = re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})")
-_LEADING_ZERO = re.compile(r"(?<=[年月])0(?=\d[月日])")
 
 
 @dataclass(frozen=True)
@@ -45,8 +44,7 @@ def _norm(text: str) -> str:
     or spaces, dates as 2024年4月1日 (from 2024-04-01 or 2024年04月01日)."""
     text = _THOUSANDS.sub("", text)  # before NFKC: a full-width ，separates list items
     text = unicodedata.normalize("NFKC", text).replace(" ", "")
-    text = _ISO_DATE.sub(lambda m: f"{m[1]}年{int(m[2])}月{int(m[3])}日", text)
-    return _LEADING_ZERO.sub("", text)
+    return chinese_dates(text)
 
 
 def _stated_in(figure: str, normalised_text: str) -> bool:
@@ -103,9 +101,19 @@ def supporting_sentences(answer: str, n: int, passage: str) -> tuple[str, ...]:
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Where each sentence is, with the markers inside it or right after its end mark
-    ("补贴50%。[1]", "补贴50%[1]。")."""
-    return [m.span() for m in _SENTENCE.finditer(text) if m.group(0).strip()]
+    """Where each sentence of an answer is (rag.split's sentences, but a clause after ；
+    still belongs to the sentence whose marker closes it: "补贴50万元；最高100万元[1]。"),
+    with the markers inside it or right after its end mark ("补贴50%。[1]", "补贴50%[1]。")."""
+    spans: list[tuple[int, int]] = []
+    for s in split.sentence_spans(text, at_semicolons=False):
+        start = max(s.start, spans[-1][1] if spans else 0)
+        while start < s.end and text[start].isspace():
+            start += 1
+        if start >= s.end:
+            continue  # markers the sentence before took
+        trailing = _TRAILING_MARKERS.match(text, s.end)
+        spans.append((start, trailing.end() if trailing else s.end))
+    return spans
 
 
 def unmarked(sentence: str) -> str:

@@ -112,6 +112,8 @@ class LLMUnavailable(RuntimeError):
 class LLMAnswerer:
     """Answers with the LLM from the first `k` hits, checked; falls back to `fallback`."""
 
+    local = False  # waiting for the model takes no CPU slot
+
     def __init__(
         self,
         llm,
@@ -157,11 +159,22 @@ class LLMAnswerer:
         rewritten = _LABEL.sub("", lines[0]).strip("\"“”'") if lines else ""
         return rewritten if len(rewritten) <= max(4 * len(question), 200) else ""
 
-    def stream(self, question: str, hits: Sequence[Hit], k: int) -> Iterator[str | Answer]:
+    def stream(
+        self,
+        question: str,
+        parts: Sequence[tuple[str, Sequence[Hit]]],
+        hits: Sequence[Hit],
+        k: int,
+        unavailable: str = "",
+    ) -> Iterator[str | Answer]:
         """Pieces of the answer as the model writes them (markers that name no passage
-        already removed), then the checked `Answer`. When the endpoint fails, takes longer
-        than `timeout` in all, or gives nothing usable, the `Answer` is the extractive one
-        with a notice."""
+        already removed), then the checked `Answer`. The model answers the question whole
+        from the parts' merged hits. When the endpoint fails, takes longer than `timeout`
+        in all, or gives nothing usable (or is already known to be down: `unavailable`),
+        the `Answer` is the extractive one with a notice."""
+        if unavailable:
+            yield self.unavailable(question, hits, k, reason=unavailable)
+            return
         shown = list(hits[:k])
         if not shown:
             yield self.fallback.answer(question, hits, k)
@@ -221,17 +234,8 @@ class LLMAnswerer:
         if not checked.cited or not sentences:
             return None
         citations = [
-            Citation(
-                n=n,
-                doc_id=shown[n - 1].chunk.doc_id,
-                chunk_id=shown[n - 1].chunk.chunk_id,
-                title=shown[n - 1].chunk.meta.get("title", ""),
-                date=shown[n - 1].chunk.meta.get("date", ""),
-                source=shown[n - 1].chunk.meta.get("source", ""),
-                text=shown[n - 1].chunk.text,
-                score=shown[n - 1].score,
-                quotes=supporting_sentences(checked.text, n, shown[n - 1].chunk.text),
-                also_in=shown[n - 1].also_in,
+            Citation.of(
+                n, shown[n - 1], supporting_sentences(checked.text, n, shown[n - 1].chunk.text)
             )
             for n in checked.cited
         ]

@@ -26,7 +26,8 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from rag.clean import clean, iso_date, normalize_whitespace
+from rag.clean import clean, normalize_whitespace
+from rag.figures import iso_date
 from rag.types import META_FIELDS, Document
 
 TEXT_SUFFIXES = (".txt", ".md")

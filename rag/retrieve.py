@@ -22,7 +22,6 @@ it is most likely about another period (rgb-dev answer accuracy 0.85 → 0.87).
 from __future__ import annotations
 
 import enum
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,13 +32,13 @@ from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from rag.figures import years
 from rag.index import Filters, Index, Snapshot
 from rag.lexical import bigram_set, jaccard
 from rag.store import Stored
 from rag.types import Hit
 
 NEAR_DUPLICATE = 0.9  # bigram Jaccard above which two chunks say the same thing
-_YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
 
 
 class Mode(enum.StrEnum):
@@ -63,8 +62,8 @@ class FusionWeights:
 def about_other_years(text: str, question: str) -> bool:
     """The question names a year and `text` names years, none of them that one
     (“2023年考研报名人数…” for “2022年考研报名人数是多少”)."""
-    asked = set(_YEAR.findall(question))
-    named = set(_YEAR.findall(text))
+    asked = set(years(question))
+    named = set(years(text))
     return bool(asked and named and not named & asked)
 
 

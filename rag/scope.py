@@ -14,10 +14,10 @@ import re
 from collections.abc import Sequence
 
 from rag.decompose import segment
+from rag.figures import years
 
 # An administrative suffix, dropped to match "上海市" against "上海" or "莱芜区" against "莱芜".
 _PLACE_SUFFIX = re.compile(r"(?:特别行政区|自治区|自治州|自治县|新区|地区|省|市|区|县|州|镇|乡)$")
-_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*年")
 # jieba's `ns` tag is context-free: 安家 (安家补贴), 中山 or 黄山 are in its dictionary as
 # places. A word counts as a place when it carries an administrative suffix (滨江区, 上海市)
 # or is a province-level region or a major city, the names people leave the suffix off.
@@ -48,10 +48,6 @@ def place_stem(name: str) -> str:
     """ "上海市" → "上海"; a name that would be one character without its suffix stays whole."""
     stem = _PLACE_SUFFIX.sub("", name)
     return stem if len(stem) >= 2 else name
-
-
-def years(text: str) -> list[str]:
-    return list(dict.fromkeys(_YEAR.findall(text)))
 
 
 def uncovered(question: str, evidence: Sequence[str]) -> list[str]:

@@ -73,6 +73,24 @@ class Citation:
     quotes: tuple[str, ...] = ()  # the sentences of `text` the answer used
     also_in: tuple[str, ...] = ()  # other documents with the same passage (Hit.also_in)
 
+    @classmethod
+    def of(cls, n: int, hit: Hit, quotes: tuple[str, ...]) -> Citation:
+        """Passage `hit` cited as [n], quoting `quotes` from it: the one place both
+        answerers build citations."""
+        meta = hit.chunk.meta
+        return cls(
+            n=n,
+            doc_id=hit.chunk.doc_id,
+            chunk_id=hit.chunk.chunk_id,
+            title=meta.get("title", ""),
+            date=meta.get("date", ""),
+            source=meta.get("source", ""),
+            text=hit.chunk.text,
+            score=hit.score,
+            quotes=quotes,
+            also_in=hit.also_in,
+        )
+
 
 @dataclass
 class Answer:

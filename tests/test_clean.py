@@ -1,10 +1,10 @@
 from rag.clean import (
     clean,
     drop_repeated_paragraphs,
-    iso_date,
     normalize_whitespace,
     parse_news_header,
 )
+from rag.figures import iso_date
 from tests.conftest import CORPUS
 
 SEED = (CORPUS / "news" / "2022-08-04-laiwu-signing.txt").read_text("utf-8")

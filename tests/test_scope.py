@@ -1,6 +1,7 @@
 """Honest scope as pure functions over Chinese strings, and through the chain."""
 
-from rag.scope import caveat, place_stem, places, uncovered, years
+from rag.figures import years
+from rag.scope import caveat, place_stem, places, uncovered
 
 MINGCHUAN = "第六条 新引进企业租用商务楼宇自用办公的，第一年按实际租金的50%给予补贴。"
 
