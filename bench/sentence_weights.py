@@ -5,8 +5,8 @@ Usage:
         evals/project.jsonl [--reuse]
 
 For every answerable question the product retrieves as `rag ask` does, then every sentence
-of the first k passages gets its features (`rag.answer.sentence_features` via
-`score_sentences`) and a label: whether it holds the gold answer. A conditional-logit model
+of the first k passages gets its features (`Candidate.features` from
+`rag.answer.score_sentences`) and a label: whether it holds the gold answer. A conditional-logit model
 (softmax over one question's sentences, so it learns what makes a sentence the *best* one
 of its question) is fitted with 5-fold cross-validation grouped by question, on the sets
 together; the table gives, per set, how often the top-scored sentence holds every gold

@@ -41,10 +41,10 @@ _STRUCTURAL = re.compile(
 # A document's signature: the issuer and/or the date it was signed, on a line of their own
 # ("青禾市明川区人民政府办公室", "2023年6月20日", "国家税务总局 2020年2月17日"). It answers
 # when a document was issued, and nothing else: for "什么时候开始施行" it is a wrong date.
-_SIGNATURE = re.compile(
-    r"^[^，。；：,]{0,40}\d{4}年\d{1,2}月\d{1,2}日$"
-    r"|^[^，。；：,\d]{2,30}(?:政府|办公室|委员会|局|厅|委|办|中心)(?:（[^）]*）)?$"
+_ISSUER = (
+    r"[^，。；：,\d\s为是由向在于至]{2,30}(?:政府|办公室|委员会|局|厅|部|委|办|中心)(?:（[^）]*）)?"
 )
+_SIGNATURE = re.compile(rf"^(?:{_ISSUER}\s*)*(?:\d{{4}}年\d{{1,2}}月\d{{1,2}}日)?$")
 
 
 _WHICH_DOCUMENT = re.compile(
@@ -267,13 +267,14 @@ def named_document(question: str, hits: Sequence[Hit], idf: Callable[[str], floa
 
     Of the name's words (genre words such as 政策 aside) found in a hit's title or issuer,
     one document must hold a larger IDF-weighted share than any other by `NAMED_MARGIN`:
-    "明川区楼宇经济政策什么时候开始施行" names the 楼宇经济 policy (明川 and 经济 are in
-    every title, 楼宇 in one), and the 飞地 policy's sentence saying when *it* takes effect
-    is not the answer, however similar. Documents without a title cannot be told apart by
-    name: then none is named."""
-    asked = set().union(*(bigram_set(n) for n in document_names(question))) - _GENRE
-    if not asked or any(not h.chunk.meta.get("title") for h in hits):
-        return None
+    "明川区楼宇经济政策什么时候开始施行" names the 楼宇经济 policy (明川 is in every title,
+    经济 in two, 楼宇 in one), and the 飞地 policy's sentence saying when *it* takes effect
+    is not the answer, however similar. A question with two names compares documents, and
+    documents without a title cannot be told apart by name: then none is named."""
+    named = document_names(question)
+    if len(named) != 1 or any(not h.chunk.meta.get("title") for h in hits):
+        return None  # two names compare two documents ("飞地政策和外资奖励办法…分别")
+    asked = bigram_set(named[0]) - _GENRE
     names = {
         h.chunk.doc_id: bigram_set(h.chunk.meta["title"] + " " + h.chunk.meta.get("source", ""))
         for h in hits
@@ -303,7 +304,7 @@ def _leader(
         ((sum(idf(t) for t in words & n) / total, d) for d, n in names.items()), reverse=True
     )
     (top, best), (second, _) = shares[:2]
-    return best if top - second > margin or (margin == 0.0 and top > second) else None
+    return best if top - second > margin else None
 
 
 def select(
@@ -455,7 +456,7 @@ class ExtractiveAnswerer:
         candidates = score_sentences(question, hits, idf, k, self.weights)
         if not candidates or self.evidence(candidates) < self.refusal_threshold:
             return []
-        named = named_document(question, hits[:k], idf)
+        named = named_document(question, hits[:k], self.idf)  # a name's words are its own
         if named is not None:
             candidates = [c for c in candidates if hits[c.hit].chunk.doc_id == named] or candidates
         budgets = [max_chars] if whole_within is None else [max_chars, whole_within]

@@ -24,7 +24,7 @@ from rag.index import Filters, Index
 from rag.llm import LLMAnswerer, LLMUnavailable, chat_model, load_prompts
 from rag.rerank import CrossEncoderReranker
 from rag.retrieve import HybridRetriever, interleave
-from rag.types import Answer, Hit
+from rag.types import Answer, Chunk, Hit
 
 SCOPE_FIELDS = ("title", "source", "region", "date")  # what a passage's document is about
 SUPPORT_PASSAGES = 10  # retrieved beyond k only to corroborate candidate answers
@@ -174,7 +174,7 @@ class Assistant:
         timings["answer_ms"] = (time.perf_counter() - clock) * 1000
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         if not answer.refused:
-            check_scope(standalone, answer, hits, snapshot.document_text)
+            check_scope(parts, answer, snapshot.document_text)
         answer.question = question
         answer.standalone_question = standalone
         answer.timings_ms = timings
@@ -184,21 +184,39 @@ class Assistant:
 
 
 def check_scope(
-    question: str, answer: Answer, hits: Sequence[Hit], document_text: Callable[[str], str]
+    parts: Sequence[tuple[str, Sequence[Hit]]],
+    answer: Answer,
+    document_text: Callable[[str], str],
 ) -> None:
     """Name, in front of the answer, the places and years the question asks about that
-    none of the cited documents (their text, title, issuer, region, date) mentions."""
+    none of the documents cited for it (their text, title, issuer, region, date)
+    mentions; each item of a comparison is checked against its own passages, so 上海 in
+    "北京和上海的…分别" is not covered by 北京's."""
     cited = {c.chunk_id for c in answer.citations}
-    used = list({h.chunk.doc_id: h.chunk for h in hits if h.chunk.chunk_id in cited}.values())
-    evidence = [
-        text
-        for chunk in used
-        for text in (document_text(chunk.doc_id), *(chunk.meta.get(f, "") for f in SCOPE_FIELDS))
-    ]
-    answer.out_of_scope = scope.uncovered(question, evidence)
-    if answer.out_of_scope:
-        covered = [c.meta.get("region") or f"《{c.meta.get('title') or c.doc_id}》" for c in used]
-        answer.notice = scope.caveat(answer.out_of_scope, covered) + answer.notice
+    missing: list[str] = []
+    about: dict[str, Chunk] = {}
+    for part, part_hits in parts:
+        used = {h.chunk.doc_id: h.chunk for h in part_hits if h.chunk.chunk_id in cited}
+        if not used or not scope.names_a_place_or_year(part):
+            continue
+        evidence = [
+            text
+            for chunk in used.values()
+            for text in (
+                document_text(chunk.doc_id),
+                *(chunk.meta.get(f, "") for f in SCOPE_FIELDS),
+            )
+        ]
+        for name in scope.uncovered(part, evidence):
+            if name not in missing:
+                missing.append(name)
+                about.update(used)
+    answer.out_of_scope = missing
+    if missing:
+        covered = [
+            c.meta.get("region") or f"《{c.meta.get('title') or c.doc_id}》" for c in about.values()
+        ]
+        answer.notice = scope.caveat(missing, covered) + answer.notice
 
 
 def build_assistant(settings: Settings, index: Index | None = None) -> Assistant:

@@ -25,6 +25,7 @@ _FIGURE = re.compile(
     r"|[零〇一二三四五六七八九十百千两]+(?:点[零〇一二三四五六七八九]+)?[万亿]?(?:元|美元|倍|个百分点)"
 )
 _TRAILING_MARKERS = re.compile(r"(?:\s*\[\d{1,3}\])+")
+_END_MARKS = re.compile(r"[\s。！？!?”’」』）)\]】》]+")
 _NOT_COVERED = re.compile(
     r"没有找到|未找到|没有(?:提及|提到|涉及|相关)|未(?:提及|提到|涉及)|无法(?:回答|确定|找到)"
     r"|不包含|并未说明|没有说明|资料中没有|材料中没有|不足以回答"
@@ -109,10 +110,13 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         start = max(s.start, spans[-1][1] if spans else 0)
         while start < s.end and text[start].isspace():
             start += 1
-        if start >= s.end:
-            continue  # markers the sentence before took
         trailing = _TRAILING_MARKERS.match(text, s.end)
-        spans.append((start, trailing.end() if trailing else s.end))
+        end = trailing.end() if trailing else s.end
+        if not _END_MARKS.sub("", text[start : s.end]):
+            if spans and end > spans[-1][1]:  # "A。[1][2]。": the stray 。 is A's
+                spans[-1] = (spans[-1][0], end)
+            continue  # or markers the sentence before took
+        spans.append((start, end))
     return spans
 
 

@@ -180,12 +180,12 @@ class LLMAnswerer:
             yield self.fallback.answer(question, hits, k)
             return
         markers = MarkerStream(set(range(1, len(shown) + 1)))
-        parts: list[str] = []
+        pieces: list[str] = []
         deadline = time.monotonic() + self.timeout
         try:
             for chunk in self.llm.stream(self.messages(question, shown)):
                 if piece := markers.feed(str(chunk.content or "")):
-                    parts.append(piece)
+                    pieces.append(piece)
                     yield piece
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the answer took over {self.timeout:g} s")
@@ -193,9 +193,9 @@ class LLMAnswerer:
             yield self.unavailable(question, hits, k, reason=f"{type(exc).__name__}: {exc}")
             return
         if tail := markers.flush():
-            parts.append(tail)
+            pieces.append(tail)
             yield tail
-        raw = "".join(parts)
+        raw = "".join(pieces)
         if not raw.strip():  # e.g. a reasoning model that said it all in its reasoning
             yield self.unavailable(question, hits, k, reason="empty reply")
             return

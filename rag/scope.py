@@ -50,6 +50,11 @@ def place_stem(name: str) -> str:
     return stem if len(stem) >= 2 else name
 
 
+def names_a_place_or_year(question: str) -> bool:
+    """Whether there is anything to check (the documents' text is read only then)."""
+    return bool(years(question) or places(question))
+
+
 def uncovered(question: str, evidence: Sequence[str]) -> list[str]:
     """The places and years (as "2019年") `question` names that no `evidence` text mentions.
 
@@ -64,8 +69,9 @@ def uncovered(question: str, evidence: Sequence[str]) -> list[str]:
 
 
 def caveat(missing: Sequence[str], covered: Sequence[str]) -> str:
-    """What the reader is told before an answer from passages about somewhere (or some
-    year) else; `covered` names what the passages are about (a region, or a 《title》)."""
+    """What the reader is told with an answer from passages about somewhere (or some
+    year) else, before it or, after a streamed answer, below it; `covered` names what the
+    passages are about (a region, or a 《title》)."""
     named = "、".join(f"“{m}”" for m in missing)
     about = "、".join(dict.fromkeys(c for c in covered if c))
-    return f"知识库中没有关于{named}的内容，以下是{about}的相关内容，仅供参考。"
+    return f"知识库中没有关于{named}的内容，本回答依据的是{about}的相关内容，仅供参考。"

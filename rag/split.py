@@ -14,8 +14,9 @@ from dataclasses import dataclass
 # closing quotes or brackets that follow. "." is not an end: it is the decimal point
 # in 99.99亿元.
 _SENTENCE = re.compile(r"[^\n。！？；!?;…]*(?:[。！？；!?;]+|…+|\n|$)[”’」』）)\]】》]*")
-# The same without ；: for text whose clauses share a closing marker (rag.grounding).
-_WHOLE_SENTENCE = re.compile(r"[^\n。！？!?…]*(?:[。！？!?]+|…+|\n|$)[”’」』）)\]】》]*")
+# Without ；and …: for text whose clauses share a closing marker (rag.grounding), as in
+# "补贴50%……最高100万元[1]。".
+_WHOLE_SENTENCE = re.compile(r"[^\n。！？!?]*(?:[。！？!?]+|\n|$)[”’」』）)\]】》]*")
 # Where an over-long sentence may be cut: after a comma-like mark.
 _CLAUSE = re.compile(r"[^，、,：:]*[，、,：:]?")
 # A sentence that opens a numbered provision or section: 第七条, 第二章, 一、, （三）.
@@ -34,7 +35,7 @@ class Span:
 def sentence_spans(text: str, at_semicolons: bool = True) -> list[Span]:
     """Sentences of `text` as spans; whitespace-only pieces are dropped, offsets exact.
     A policy clause ends at ；as a sentence does (“…补贴50万元；最高100万元。” is two
-    quotable pieces) unless `at_semicolons` is false."""
+    quotable pieces) unless `at_semicolons` is false (then … does not end one either)."""
     spans = []
     for m in (_SENTENCE if at_semicolons else _WHOLE_SENTENCE).finditer(text):
         start, end = m.start(), m.end()

@@ -266,6 +266,8 @@ def test_the_named_document_is_the_one_whose_title_holds_the_name():
     # 明川区 and 经济 are in both titles; 优惠 is a kind of policy, not a name.
     assert named_document("明川区经济政策什么时候施行？", hits, corpus_idf) is None
     assert named_document("有哪些优惠政策？", hits, corpus_idf) is None
+    # Two names compare two documents: neither is "the" one.
+    assert named_document("飞地政策和楼宇经济政策分别什么时候施行？", hits, corpus_idf) is None
     untitled = hit("news", "本政策自2024年4月1日起施行。", title="")
     assert named_document("飞地政策什么时候开始施行？", [enclave, untitled], corpus_idf) is None
 

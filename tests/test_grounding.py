@@ -5,6 +5,7 @@ from rag.grounding import (
     check,
     figures,
     says_not_covered,
+    sentence_spans,
     strip_unknown_markers,
     supporting_sentences,
 )
@@ -104,3 +105,13 @@ def test_figures_are_compared_in_one_spelling():
 def test_a_clause_after_a_semicolon_shares_its_sentence_marker():
     passage = {1: "企业补贴50万元；单个企业最高100万元。"}
     assert check("企业补贴50万元；最高100万元[1]。", passage).unverified == []
+
+
+def test_answer_sentences_keep_clauses_and_markers_together():
+    """rag.split's sentences, without the cut at ；or …, each with its markers."""
+    text = "租金补贴50%……最高100万元[1]。他说：“补贴30%。”[2]A。[1][2]。"
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "租金补贴50%……最高100万元[1]。",
+        "他说：“补贴30%。”[2]",
+        "A。[1][2]。",
+    ]

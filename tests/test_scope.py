@@ -31,7 +31,9 @@ def test_a_year_counts_as_covered_by_a_date_in_the_metadata():
 
 def test_the_caveat_names_what_is_missing_and_what_the_passages_are_about():
     text = caveat(["上海市"], ["青禾市明川区", "青禾市明川区"])
-    assert text == "知识库中没有关于“上海市”的内容，以下是青禾市明川区的相关内容，仅供参考。"
+    assert (
+        text == "知识库中没有关于“上海市”的内容，本回答依据的是青禾市明川区的相关内容，仅供参考。"
+    )
 
 
 def test_an_answer_about_a_place_the_corpus_lacks_carries_the_caveat(assistant):
@@ -41,3 +43,10 @@ def test_an_answer_about_a_place_the_corpus_lacks_carries_the_caveat(assistant):
     )
     in_scope = assistant.ask("明川区楼宇经济政策对租金补贴多少？")
     assert not in_scope.refused and in_scope.out_of_scope == [] and in_scope.notice == ""
+
+
+def test_an_amount_is_not_a_year():
+    assert years("投资2000万元以上的项目有什么奖励？") == []
+    assert years("2022-08-04 莱芜区") == ["2022"]
+    assert uncovered("明川区投资2000万元以上的项目有什么奖励？", ["明川区"]) == []
+    assert years("2022春节档票房冠军是哪部电影") == ["2022"]  # news questions drop the 年
