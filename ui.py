@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import logging
 import re
 import threading
@@ -253,6 +254,7 @@ def create_server_app(settings: Settings) -> FastAPI:
         data_dir=settings.data_dir,
         ready=warm.is_set,
         lifespan=lifespan,
+        max_body_bytes=settings.max_body_bytes,
     )
 
     @app.get("/gradio.js")
@@ -275,9 +277,34 @@ def create_server_app(settings: Settings) -> FastAPI:
     )
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+class Unprotected(RuntimeError):
+    """Asked to listen beyond this machine with nothing that signs users in."""
+
+
+def check_exposure(host: str, insecure_no_auth: bool) -> None:
+    """Anyone who reaches the port can read every document and manage the knowledge base:
+    without sign-in, listen on loopback only (a reverse proxy on this machine may sign
+    users in and forward), unless told otherwise on purpose."""
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: only this one is known to stay on this machine
+        loopback = host == "localhost"
+    if not loopback and not insecure_no_auth:
+        raise Unprotected(
+            f"refusing to listen on {host}: this server has no sign-in, so anyone who can "
+            "reach it could read and change every document. Listen on 127.0.0.1 behind a "
+            "proxy that signs users in, or pass --insecure-no-auth if the network itself "
+            "is the protection."
+        )
+
+
+INSECURE_HELP = "listen on a non-loopback address without sign-in (the network is the protection)"
+
+
+def serve(settings: Settings, host: str, port: int, insecure_no_auth: bool = False) -> None:
     """Serve until SIGTERM/SIGINT: in-flight answers finish, the running ingest job stops
     after its current batch and resumes at the next start."""
+    check_exposure(host, insecure_no_auth)
     configure_logging()
     if not settings.chroma_url:  # an embedded store has one writer: this server
         owning = own(settings.data_dir, f"http://{host}:{port}{settings.root_path}")
@@ -301,8 +328,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="招商政策问答: web chat and HTTP API")
     parser.add_argument("--host", default=settings.host)
     parser.add_argument("--port", type=int, default=settings.port)
+    parser.add_argument("--insecure-no-auth", action="store_true", help=INSECURE_HELP)
     args = parser.parse_args(argv)
-    serve(settings, args.host, args.port)
+    try:
+        serve(settings, args.host, args.port, args.insecure_no_auth)
+    except Unprotected as exc:
+        parser.exit(2, f"error: {exc}\n")
 
 
 if __name__ == "__main__":

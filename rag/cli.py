@@ -423,6 +423,13 @@ def eval_(
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on (RAG_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (RAG_PORT)")] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="listen on a non-loopback address without sign-in (the network is the protection)",
+        ),
+    ] = False,
 ) -> None:
     """The web app: the chat at /, the HTTP API (/api/ask, /v1/chat/completions, /healthz,
     /widget.js) beside it."""
@@ -437,7 +444,9 @@ def serve(
             "pip install 'policy-rag[web]'"
         ) from None
     try:
-        ui.serve(settings, host or settings.host, port or settings.port)
+        ui.serve(settings, host or settings.host, port or settings.port, insecure_no_auth)
+    except ui.Unprotected as exc:
+        raise fail(str(exc), 2) from None
     except RuntimeError as exc:  # a broken prompt template, a missing extra …
         raise fail(str(exc)) from None
 

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         description="chat answers worked on at once (the model itself runs one call at a "
         "time; the rest of an answer, and waiting for an LLM, overlap)",
     )
+    max_body_bytes: int = Field(
+        2**20,
+        ge=1024,
+        description="largest request body a route other than document upload accepts (413 beyond)",
+    )
     root_path: str = Field("", description="sub-path behind a reverse proxy, e.g. /rag")
     forwarded_allow_ips: str = Field(
         "127.0.0.1", description="proxies whose X-Forwarded-* headers are trusted"

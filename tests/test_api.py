@@ -161,3 +161,21 @@ def test_cors_allows_the_configured_portal_only(api):
     assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == PORTAL
     other = api.options("/api/ask", headers={"Origin": "http://evil.example", **preflight})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_an_oversized_body_gets_413_before_it_is_read_whole(api):
+    """1 MiB is the default limit for every route but document upload (tests/test_jobs.py)."""
+    question = "外资" * 2**19  # 2 MiB of question with a Content-Length
+    r = api.post("/api/ask", json={"question": question})
+    assert r.status_code == 413 and "larger than 1024 KiB" in r.json()["error"]["message"]
+
+    def chunked():  # no Content-Length: counted as it arrives
+        yield b'{"question": "'
+        for _ in range(40):
+            yield b"a" * 2**15
+        yield b'"}'
+
+    r = api.post("/api/ask", content=chunked(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    ok = api.post("/api/ask", json={"question": "莱芜区上半年实际使用外资多少？"})
+    assert ok.status_code == 200 and ok.headers["referrer-policy"] == "same-origin"

@@ -29,7 +29,6 @@ from rag.manifest import check_kb_name
 log = logging.getLogger("rag.api")
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-MAX_REQUEST_BYTES = 512 * 2**20  # one upload request, all files together
 
 
 def kb_name(name: str) -> str:
@@ -123,9 +122,6 @@ def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> AP
         """Multipart `files` (one or more; a .zip of folders is unpacked) and an optional
         `kb` → a job per file. Refused files become failed jobs beside the others; a
         request in which no file is accepted is a 4xx."""
-        length = int(request.headers.get("content-length") or 0)
-        if length > MAX_REQUEST_BYTES:
-            raise HTTPException(413, f"the upload is larger than {MAX_REQUEST_BYTES // 2**20} MiB")
         form = await request.form(max_files=1000)
         kb = kb_name(str(form.get("kb") or DEFAULT_KB))
         uploads = [f for f in form.getlist("files") if hasattr(f, "read")]
