@@ -24,6 +24,7 @@ from fastapi.responses import Response
 from rag.api import create_app
 from rag.chain import Assistant, QuestionError, build_assistant, check_kbs, open_index
 from rag.config import Settings
+from rag.decompose import segment
 from rag.feedback import FeedbackStore
 from rag.index import Filters
 from rag.jobs import JobQueue
@@ -226,6 +227,7 @@ def create_server_app(settings: Settings) -> FastAPI:
         try:
             index.embeddings.embed_query("预热")
             index.snapshot()
+            segment("预热")  # jieba's dictionary (~1 s): comparisons and the scope check
         except Exception:
             log.exception("warming up failed; the first question will try again")
         warm.set()
