@@ -20,8 +20,10 @@ import gradio as gr
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from rag.api import create_app
+from rag.api.auth import RemoteUser
 from rag.chain import Assistant, QuestionError, build_assistant, check_kbs, open_index
 from rag.config import Settings
 from rag.decompose import segment
@@ -283,10 +285,12 @@ class Unprotected(RuntimeError):
     """Asked to listen beyond this machine with nothing that signs users in."""
 
 
-def check_exposure(host: str, insecure_no_auth: bool) -> None:
+def check_exposure(host: str, insecure_no_auth: bool, auth: str = "none") -> None:
     """Anyone who reaches the port can read every document and manage the knowledge base:
-    without sign-in, listen on loopback only (a reverse proxy on this machine may sign
-    users in and forward), unless told otherwise on purpose."""
+    without sign-in (`RAG_AUTH=none`), listen on loopback only (a reverse proxy on this
+    machine may sign users in and forward), unless told otherwise on purpose."""
+    if auth != "none":
+        return
     try:
         loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:  # a host name: only this one is known to stay on this machine
@@ -294,9 +298,10 @@ def check_exposure(host: str, insecure_no_auth: bool) -> None:
     if not loopback and not insecure_no_auth:
         raise Unprotected(
             f"refusing to listen on {host}: this server has no sign-in, so anyone who can "
-            "reach it could read and change every document. Listen on 127.0.0.1 behind a "
-            "proxy that signs users in, or pass --insecure-no-auth if the network itself "
-            "is the protection."
+            "reach it could read and change every document. Let the portal's proxy sign "
+            "users in (RAG_AUTH=header, RAG_FORWARDED_ALLOW_IPS=its address), listen on "
+            "127.0.0.1 behind it, or pass --insecure-no-auth if the network itself is the "
+            "protection."
         )
 
 
@@ -306,18 +311,26 @@ INSECURE_HELP = "listen on a non-loopback address without sign-in (the network i
 def serve(settings: Settings, host: str, port: int, insecure_no_auth: bool = False) -> None:
     """Serve until SIGTERM/SIGINT: in-flight answers finish, the running ingest job stops
     after its current batch and resumes at the next start."""
-    check_exposure(host, insecure_no_auth)
+    check_exposure(host, insecure_no_auth, settings.auth)
     configure_logging()
     if not settings.chroma_url:  # an embedded store has one writer: this server
         owning = own(settings.data_dir, f"http://{host}:{port}{settings.root_path}")
     else:
         owning = contextlib.nullcontext()
     with owning:
+        app = create_server_app(settings)
+        if settings.auth == "header":  # it must see the proxy's own address: outermost
+            app = RemoteUser(
+                ProxyHeadersMiddleware(app, settings.forwarded_allow_ips),
+                settings.forwarded_allow_ips,
+                settings.auth_user_header,
+                settings.auth_groups_header,
+            )
         uvicorn.run(
-            create_server_app(settings),
+            app,
             host=host,
             port=port,
-            proxy_headers=True,
+            proxy_headers=settings.auth != "header",  # else applied inside RemoteUser
             forwarded_allow_ips=settings.forwarded_allow_ips,
             root_path=settings.root_path,
             log_level="warning",  # our own access line per request is in rag.request

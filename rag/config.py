@@ -113,8 +113,16 @@ class Settings(BaseSettings):
     )
     root_path: str = Field("", description="sub-path behind a reverse proxy, e.g. /rag")
     forwarded_allow_ips: str = Field(
-        "127.0.0.1", description="proxies whose X-Forwarded-* headers are trusted"
+        "127.0.0.1",
+        description="proxies whose X-Forwarded-* (and, with auth = header, user) headers are trusted",
     )
+    auth: Literal["none", "header"] = Field(
+        "none",
+        description="none: no sign-in, loopback only; header: the portal's reverse proxy "
+        "signs users in and passes auth_user_header / auth_groups_header",
+    )
+    auth_user_header: str = Field("X-Remote-User", description="the signed-in user's name")
+    auth_groups_header: str = Field("X-Remote-Groups", description="their groups, comma-separated")
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

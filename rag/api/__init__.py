@@ -349,7 +349,8 @@ class ObserveAndFrame:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        scope.setdefault("state", {})["log"] = {}
+        state = scope.setdefault("state", {})
+        state["log"] = {"user": state["user"]} if "user" in state else {}  # RAG_AUTH=header
         status = 500
 
         async def send_with_headers(message) -> None:
