@@ -197,7 +197,8 @@ def check_scope(
     about: dict[str, Chunk] = {}
     for part, part_hits in parts:
         used = {h.chunk.doc_id: h.chunk for h in part_hits if h.chunk.chunk_id in cited}
-        if not used or not scope.names_a_place_or_year(part):
+        named = scope.asked(part)
+        if not used or not named:
             continue
         evidence = [
             text
@@ -207,7 +208,7 @@ def check_scope(
                 *(chunk.meta.get(f, "") for f in SCOPE_FIELDS),
             )
         ]
-        for name in scope.uncovered(part, evidence):
+        for name in named.missing(evidence):
             if name not in missing:
                 missing.append(name)
                 about.update(used)

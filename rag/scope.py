@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rag.decompose import segment
 from rag.figures import years
@@ -50,22 +51,35 @@ def place_stem(name: str) -> str:
     return stem if len(stem) >= 2 else name
 
 
-def names_a_place_or_year(question: str) -> bool:
-    """Whether there is anything to check (the documents' text is read only then)."""
-    return bool(years(question) or places(question))
+@dataclass(frozen=True)
+class Asked:
+    """The places and years a question names (falsy when it names none)."""
+
+    places: list[str]
+    years: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.places or self.years)
+
+    def missing(self, evidence: Sequence[str]) -> list[str]:
+        """Those no `evidence` text mentions (years as "2019年").
+
+        Places count only when none of them is mentioned: in "武汉的企业到明川区投资" the
+        question is about 明川区, and 武汉 is where the investor comes from. A year counts
+        as mentioned by a date written 2019-…, as documents' metadata has it."""
+        text = "\n".join(evidence)
+        missing = self.places if not any(place_stem(p) in text for p in self.places) else []
+        return missing + [f"{y}年" for y in self.years if y not in text]
+
+
+def asked(question: str) -> Asked:
+    """What to check: segmenting the question once, before any document is read."""
+    return Asked(places(question), years(question))
 
 
 def uncovered(question: str, evidence: Sequence[str]) -> list[str]:
-    """The places and years (as "2019年") `question` names that no `evidence` text mentions.
-
-    Places count only when none of them is mentioned: in "武汉的企业到明川区投资" the
-    question is about 明川区, and 武汉 is where the investor comes from. A year counts as
-    mentioned by a date written 2019-…, as documents' metadata has it."""
-    text = "\n".join(evidence)
-    named = places(question)
-    missing = named if not any(place_stem(p) in text for p in named) else []
-    missing += [f"{y}年" for y in years(question) if y not in text]
-    return missing
+    """The places and years `question` names that no `evidence` text mentions."""
+    return asked(question).missing(evidence)
 
 
 def caveat(missing: Sequence[str], covered: Sequence[str]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import unquote
 
-from fastapi.responses import JSONResponse
+from rag.api import _error  # the API's one error shape
 
 # Probes an orchestrator sends straight to the port, without the proxy.
 OPEN_PATHS = ("/healthz", "/readyz")
@@ -82,13 +82,5 @@ async def _unauthorized(scope, send) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    response = JSONResponse(
-        {
-            "error": {
-                "message": "sign in through the portal: no user came with this request",
-                "type": "authentication_error",
-            }
-        },
-        status_code=401,
-    )
-    await response(scope, None, send)
+    message = "sign in through the portal: no user came with this request"
+    await _error(401, message, "authentication_error")(scope, None, send)
