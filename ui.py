@@ -20,16 +20,17 @@ import gradio as gr
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import Response
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from rag.access import Forbidden, Grants, Principal
 from rag.api import create_app
-from rag.api.auth import RemoteUser
-from rag.chain import Assistant, QuestionError, build_assistant, check_kbs, open_index
+from rag.api.auth import AuthConfig, EmbedTokens, embed_secret
+from rag.chain import Assistant, QuestionError, build_assistant, granted_filters, open_index
 from rag.config import Settings
 from rag.decompose import segment
 from rag.feedback import FeedbackStore
 from rag.index import Filters
 from rag.jobs import JobQueue
+from rag.keys import KEYS_FILE, KeyStore
 from rag.llm import LLMAnswerer
 from rag.owner import own
 from rag.render import answer_markdown, escape_markdown, sources_html
@@ -65,6 +66,16 @@ def question_box() -> gr.Textbox:
     preprocess = box.preprocess
     box.preprocess = lambda payload: "" if payload is None else preprocess(payload)
     return box
+
+
+def principal_of(request: gr.Request | None) -> Principal:
+    """Who is chatting, as the sign-in layer in front of the app found (rag.api.auth):
+    the live request of the queued event carries it. Never a default."""
+    live = getattr(request, "request", None) if request is not None else None
+    principal = live.scope.get("state", {}).get("principal") if live is not None else None
+    if principal is None:
+        raise Forbidden("未登录：请先登录")
+    return principal
 
 
 def parse_date(value: str, label: str) -> str:
@@ -114,12 +125,17 @@ def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int
     answers = AnswerLog()
     index = assistant.retriever.index
 
-    def choices():
-        """Sources and knowledge bases as they are now: documents come and go while the
-        server runs, so the page asks on every load."""
+    def choices(request: gr.Request):
+        """Sources and knowledge bases as they are now, of those this user may read:
+        documents come and go while the server runs, so the page asks on every load."""
         fields = index.snapshot().lexical.fields
-        sources = sorted({s for s in fields["source"].tolist() if s})
-        kbs = [name for name, _, _ in index.manifest.kbs()]
+        try:
+            principal = principal_of(request)
+        except Forbidden:
+            return gr.Dropdown(choices=[ALL_SOURCES]), gr.Dropdown(choices=[])
+        shown = Filters(readable=principal.readable()).mask(fields)
+        sources = sorted({s for s in fields["source"][shown].tolist() if s})
+        kbs = [name for name, _, _ in index.manifest.kbs() if principal.may_read(name)]
         return (
             gr.Dropdown(choices=[ALL_SOURCES, *sources], value=ALL_SOURCES),
             gr.Dropdown(choices=kbs, value=[]),
@@ -138,11 +154,15 @@ def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int
         try:
             if not isinstance(message, str) or not message.strip():
                 raise QuestionError("问题不能为空")  # also what a null from the API becomes
-            filters = Filters(
-                since=parse_date(since, "起始日期"),
-                until=parse_date(until, "截止日期"),
-                source="" if source in (None, "", ALL_SOURCES) else source,
-                kbs=check_kbs(index, kbs if isinstance(kbs, list | str) else None),
+            filters = granted_filters(
+                index,
+                principal_of(request),
+                kbs if isinstance(kbs, list | str) else None,
+                Filters(
+                    since=parse_date(since, "起始日期"),
+                    until=parse_date(until, "截止日期"),
+                    source="" if source in (None, "", ALL_SOURCES) else source,
+                ),
             )
             for item in assistant.stream(message, int(k), filters, answers.plain(session, history)):
                 if isinstance(item, str):  # an LLM's words as they come, sources after
@@ -150,8 +170,8 @@ def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int
                     yield escape_markdown(written), sources_html(None)
                 else:
                     answer, fallback = item.to_json(), item.fallback
-        except QuestionError as exc:
-            yield f"⚠️ {exc}", sources_html(None)
+        except (QuestionError, Forbidden) as exc:
+            yield f"⚠️ {escape_markdown(str(exc))}", sources_html(None)
             return
         request_log.info(
             kv(
@@ -259,6 +279,7 @@ def create_server_app(settings: Settings) -> FastAPI:
         ready=warm.is_set,
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
+        auth=auth_config(settings),
     )
 
     @app.get("/gradio.js")
@@ -278,6 +299,25 @@ def create_server_app(settings: Settings) -> FastAPI:
         css=CSS,
         footer_links=[],
         ssr_mode=False,
+    )
+
+
+def auth_config(settings: Settings) -> AuthConfig:
+    """How callers sign in, from the settings; a grants file that is not valid stops the
+    start (ValueError naming the line)."""
+    data = settings.data_dir
+    return AuthConfig(
+        mode=settings.auth,
+        grants=Grants(settings.grants_file or data / "grants.toml"),
+        keys=KeyStore(data / KEYS_FILE) if settings.auth != "none" else None,
+        trusted=settings.forwarded_allow_ips,
+        user_header=settings.auth_user_header,
+        groups_header=settings.auth_groups_header,
+        allowed_origins=settings.allowed_origins,
+        rate=settings.rate_limit,
+        tokens=EmbedTokens(embed_secret(data / "embed.secret"))
+        if settings.auth != "none"
+        else None,
     )
 
 
@@ -319,18 +359,11 @@ def serve(settings: Settings, host: str, port: int, insecure_no_auth: bool = Fal
         owning = contextlib.nullcontext()
     with owning:
         app = create_server_app(settings)
-        if settings.auth == "header":  # it must see the proxy's own address: outermost
-            app = RemoteUser(
-                ProxyHeadersMiddleware(app, settings.forwarded_allow_ips),
-                settings.forwarded_allow_ips,
-                settings.auth_user_header,
-                settings.auth_groups_header,
-            )
         uvicorn.run(
             app,
             host=host,
             port=port,
-            proxy_headers=settings.auth != "header",  # else applied inside RemoteUser
+            proxy_headers=False,  # applied inside the app, behind the sign-in layer
             forwarded_allow_ips=settings.forwarded_allow_ips,
             root_path=settings.root_path,
             log_level="warning",  # our own access line per request is in rag.request
@@ -347,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         serve(settings, args.host, args.port, args.insecure_no_auth)
-    except Unprotected as exc:
+    except (Unprotected, ValueError) as exc:  # ValueError: a grants file that is not valid
         parser.exit(2, f"error: {exc}\n")
 
 

@@ -12,9 +12,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rag import scope
+from rag.access import Principal
 from rag.answer import Answerer, ExtractiveAnswerer
 from rag.config import Settings
 from rag.decompose import split_comparison
@@ -77,20 +78,39 @@ def check_question(question: str, max_chars: int) -> str:
     return question
 
 
-def check_kbs(index: Index, kbs: str | Sequence[str] | None) -> frozenset[str]:
+def check_kbs(
+    index: Index, kbs: str | Sequence[str] | None, visible: frozenset[str] | None = None
+) -> frozenset[str]:
     """The knowledge bases to search (empty = all), or a `QuestionError` naming one that
-    does not exist."""
+    does not exist (and listing those `visible` to the asker; None = all)."""
     names = [kbs] if isinstance(kbs, str) else list(kbs or ())
     names = [n.strip() for n in names if n and n.strip()]
     if not names:  # the usual case: no need to ask the manifest on every question
         return frozenset()
     known = {name for name, _, _ in index.manifest.kbs()}
     unknown = [n for n in names if n not in known]
+    if visible is not None:
+        known &= visible
     if unknown:
         raise QuestionError(
             f"unknown knowledge base {unknown[0]!r}; known: {', '.join(sorted(known)) or 'none'}"
         )
     return frozenset(names)
+
+
+def granted_filters(
+    index: Index,
+    principal: Principal,
+    kbs: str | Sequence[str] | None,
+    filters: Filters | None = None,
+) -> Filters:
+    """`filters` narrowed to the knowledge bases asked for (`kbs`, none = all), within
+    what `principal` may read: `Forbidden` for one not granted, `QuestionError` for one
+    that does not exist. The grant travels in the filters into both retrievers."""
+    names = [kbs] if isinstance(kbs, str) else list(kbs or ())
+    principal.check_read(frozenset(n.strip() for n in names if n and n.strip()))
+    readable = principal.readable()
+    return replace(filters or Filters(), kbs=check_kbs(index, kbs, readable), readable=readable)
 
 
 def check_k(k: int) -> int:

@@ -445,10 +445,107 @@ def serve(
         ) from None
     try:
         ui.serve(settings, host or settings.host, port or settings.port, insecure_no_auth)
-    except ui.Unprotected as exc:
+    except (ui.Unprotected, ValueError) as exc:  # ValueError: a grants file that is not valid
         raise fail(str(exc), 2) from None
     except RuntimeError as exc:  # a broken prompt template, a missing extra …
         raise fail(str(exc)) from None
+
+
+keys_app = typer.Typer(
+    no_args_is_help=True,
+    help="API keys for programs and portals (sent as Authorization: Bearer KEY).",
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store():
+    from rag.keys import KEYS_FILE, KeyStore
+
+    return KeyStore(load_settings().data_dir / KEYS_FILE)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="who or what holds the key, e.g. portal")],
+    role: Annotated[str, typer.Option("--role", help="reader, editor or admin")] = "reader",
+    kb: Annotated[
+        list[str] | None,
+        typer.Option("--kb", help="knowledge base it may touch (repeatable; default all)"),
+    ] = None,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--origin",
+            help="browser origin it may be used from, e.g. http://portal.intra (repeatable)",
+        ),
+    ] = None,
+    rate: Annotated[
+        str, typer.Option("--rate", help="its rate limit, e.g. 60/min (default: RAG_RATE_LIMIT)")
+    ] = "",
+    expires: Annotated[
+        str, typer.Option("--expires", help="lifetime, e.g. 90d, 12h (default: none)")
+    ] = "",
+    as_json: Annotated[
+        bool, typer.Option("--json", help='print {"name", "key", "role", "kbs"}')
+    ] = False,
+) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    from rag.access import Role
+    from rag.keys import parse_duration, parse_rate
+
+    try:
+        key, secret = _key_store().create(
+            name,
+            Role.named(role),
+            frozenset(k.strip() for k in kb) if kb else None,
+            tuple(origin or ()),
+            parse_rate(rate) if rate else "",
+            parse_duration(expires) if expires else None,
+        )
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    if as_json:
+        out.print_json(data={**key.to_json(), "key": secret})
+        return
+    out.print(f"key {key.name} ({key.role.name.lower()}, kbs: {', '.join(key.to_json()['kbs'])})")
+    out.print(secret, markup=False)
+    err.print("shown once: store it now (only its hash is kept)", markup=False)
+
+
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The keys, with role, knowledge bases, origins, expiry and when each was last used."""
+    keys = [k.to_json() for k in _key_store().list()]
+    if as_json:
+        out.print_json(data=keys)
+        return
+    from rich.table import Table
+
+    table = Table("name", "role", "kbs", "origins", "rate", "expires", "last used", "revoked")
+    for k in keys:
+        table.add_row(
+            k["name"],
+            k["role"],
+            ", ".join(k["kbs"]),
+            ", ".join(k["origins"]) or "any",
+            k["rate"] or "default",
+            k["expires"] or "never",
+            k["last_used"] or "never",
+            k["revoked"] or "",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="the key's name")]) -> None:
+    """Revoke a key at once (and the embed tokens it issued), on every server sharing the data dir."""
+    from rag.keys import UnknownKey
+
+    try:
+        _key_store().revoke(name)
+    except UnknownKey as exc:
+        raise fail(str(exc), 2) from None
+    out.print(f"revoked {name}", markup=False)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from rag.e5_bundle import BUNDLED_E5
+from rag.keys import parse_rate
 
 
 class Settings(BaseSettings):
@@ -123,6 +124,15 @@ class Settings(BaseSettings):
     )
     auth_user_header: str = Field("X-Remote-User", description="the signed-in user's name")
     auth_groups_header: str = Field("X-Remote-Groups", description="their groups, comma-separated")
+    grants_file: Path | None = Field(
+        None,
+        description="who may read or manage which knowledge base (default: data_dir/grants.toml)",
+    )
+    rate_limit: str = Field(
+        "120/minute",
+        description="per user or API key: questions, uploads and other changes (a key's own "
+        "--rate overrides it); 60/min, 10/s, 1000/h",
+    )
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -132,6 +142,11 @@ class Settings(BaseSettings):
             items = json.loads(text) if text.startswith("[") else text.split(",")
             return [str(v).strip().rstrip("/") for v in items if str(v).strip()]
         return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        return parse_rate(value)
 
     @field_validator("root_path")
     @classmethod

@@ -60,9 +60,12 @@ class Filters:
     doc_type: str = ""
     kbs: frozenset[str] = frozenset()  # knowledge bases to search; empty = all
     exclude_docs: frozenset[str] = frozenset()  # e.g. to ask as if these were not indexed
+    # The knowledge bases the asker may read (their grant, rag.access); None = no limit.
+    # Applied here, inside both retrievers, so no route can forget it.
+    readable: frozenset[str] | None = None
 
     def __bool__(self) -> bool:
-        return any(
+        return self.readable is not None or any(
             (self.since, self.until, self.source, self.doc_type, self.kbs, self.exclude_docs)
         )
 
@@ -81,6 +84,8 @@ class Filters:
             clauses.append({"kb": {"$in": sorted(self.kbs)}})
         if self.exclude_docs:
             clauses.append({"doc_id": {"$nin": sorted(self.exclude_docs)}})
+        if self.readable is not None:  # "/" is no knowledge base's name: nothing readable
+            clauses.append({"kb": {"$in": sorted(self.readable) or ["/"]}})
         return clauses
 
     def mask(self, fields: dict[str, np.ndarray]) -> np.ndarray:
@@ -99,6 +104,8 @@ class Filters:
             keep &= np.isin(fields["kb"], list(self.kbs))
         if self.exclude_docs:
             keep &= ~np.isin(fields["doc_id"], list(self.exclude_docs))
+        if self.readable is not None:
+            keep &= np.isin(fields["kb"], list(self.readable))
         return keep
 
 

@@ -72,6 +72,7 @@ class Citation:
     score: float
     quotes: tuple[str, ...] = ()  # the sentences of `text` the answer used
     also_in: tuple[str, ...] = ()  # other documents with the same passage (Hit.also_in)
+    kb: str = ""  # the knowledge base of its document
 
     @classmethod
     def of(cls, n: int, hit: Hit, quotes: tuple[str, ...]) -> Citation:
@@ -89,6 +90,7 @@ class Citation:
             score=hit.score,
             quotes=quotes,
             also_in=hit.also_in,
+            kb=meta.get("kb", ""),
         )
 
 
@@ -121,6 +123,7 @@ class Answer:
                 {
                     "n": c.n,
                     "doc_id": c.doc_id,
+                    "kb": c.kb,
                     "chunk_id": c.chunk_id,
                     "title": c.title,
                     "date": c.date,

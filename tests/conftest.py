@@ -68,6 +68,20 @@ def assistant(corpus_index):
     return build_assistant(Settings(), corpus_index)
 
 
+@pytest.fixture(scope="session")
+def two_kb_assistant(embeddings, tmp_path_factory):
+    """The shipped corpus in two knowledge bases: the policies in 政策, the news article
+    in 内部资料 (material not every reader may see). Tests must only read it."""
+    from rag.chain import build_assistant
+    from rag.config import Settings
+    from rag.ingest import ingest
+
+    index = Index(tmp_path_factory.mktemp("two-kb-data"), "corpus", embeddings)
+    ingest([CORPUS / "policies"], index, 300, 60, kb="政策")
+    ingest([CORPUS / "news"], index, 300, 60, kb="内部资料")
+    return build_assistant(Settings(), index)
+
+
 @pytest.fixture
 def index(tmp_path, embeddings) -> Index:
     return Index(tmp_path / "data", "test", embeddings)

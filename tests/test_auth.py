@@ -1,74 +1,330 @@
-"""RAG_AUTH=header over real HTTP: the user a trusted proxy signed in is honoured, the same
-headers from anyone else are not. (The proxy is played by the test client; the server sees
-it at 127.0.0.1, which is or is not in the trusted list.)"""
+"""Who may see what, over real HTTP against the real index: the sign-in layer
+(rag.api.auth), grants enforced inside retrieval, API keys, embed tokens, CSRF and rate
+limits. The index holds the shipped corpus in two knowledge bases: 政策 (the policies)
+and 内部资料 (the news article, whose figure 3227万美元 must never reach a reader of 政策).
 
+The portal's proxy is played by the test client: the server sees it at 127.0.0.1, which
+is or is not in the trusted list. Each attack must end in a 401/403/429 with nothing
+leaked."""
+
+import time
 from urllib.parse import quote
 
 import pytest
-from fastapi import Request
 
+from rag.access import Grants, Role
 from rag.api import create_app
-from rag.api.auth import RemoteUser, trusted_networks
+from rag.api.auth import AuthConfig, EmbedTokens, trusted_networks
+from rag.jobs import JobQueue
+from rag.keys import KeyStore
 from tests.conftest import serving
 from ui import check_exposure
 
-QUESTION = {"question": "莱芜区上半年实际使用外资多少？"}
-# A proxy may percent-encode a name or pass it as raw UTF-8: both are read.
-ZHANG = {"X-Remote-User": quote("张三"), "X-Remote-Groups": "招商科, 信息中心".encode()}
+PORTAL = "http://portal.test:8080"
+LAIWU = "莱芜区上半年实际使用外资多少？"  # answered only by the 内部资料 article
+SECRET = "3227万美元"
+RENT = "在明川区写字楼租办公室，第一年租金补贴多少？"  # answered by 政策
+GRANTS = """
+[users."张三"]
+role = "editor"
+kbs = ["政策"]
+
+[groups."招商科"]
+role = "reader"
+kbs = ["政策"]
+
+[groups."信息中心"]
+role = "admin"
+"""
 
 
-def served(assistant, trusted: str):
-    seen = []
-    app = create_app(lambda: assistant)
-
-    @app.get("/api/whoami")  # what the app was told, to check what reached it
-    def whoami(request: Request):
-        seen.append(dict(request.headers))
-        return {
-            "user": request.scope["state"].get("user"),
-            "groups": request.scope["state"].get("groups"),
-        }
-
-    return serving(RemoteUser(app, trusted, "X-Remote-User", "X-Remote-Groups")), seen
+def as_user(name: str, groups: str = "") -> dict:
+    # A proxy may percent-encode a name or pass it as raw UTF-8: both are read.
+    return {"X-Remote-User": quote(name), "X-Remote-Groups": groups.encode()}
 
 
-def test_the_user_from_a_trusted_proxy_is_honoured(assistant):
-    server, _ = served(assistant, "127.0.0.1")
-    with server as api:
-        assert api.get("/api/whoami", headers=ZHANG).json() == {
-            "user": "张三",
-            "groups": ["招商科", "信息中心"],
-        }
-        answer = api.post("/api/ask", json=QUESTION, headers=ZHANG)
-        assert answer.status_code == 200 and "3227万美元" in answer.json()["answer"]
-        refused = api.post("/api/ask", json=QUESTION)  # the proxy let nobody through
-        assert refused.status_code == 401
-        assert refused.json()["error"]["type"] == "authentication_error"
+READER = as_user("王五", "招商科")
+EDITOR = as_user("张三")
+ADMIN = as_user("李四", "信息中心, 其他")
+
+
+class Server:
+    def __init__(self, assistant, tmp_path, trusted="127.0.0.1", rate="120/minute", ttl=600):
+        grants_file = tmp_path / "grants.toml"
+        grants_file.write_text(GRANTS, "utf-8")
+        self.keys = KeyStore(tmp_path / "keys.sqlite")
+        auth = AuthConfig(
+            mode="header",
+            grants=Grants(grants_file),
+            keys=self.keys,
+            trusted=trusted,
+            allowed_origins=[PORTAL],
+            rate=rate,
+            tokens=EmbedTokens(b"k" * 32, ttl),
+        )
+        (tmp_path / "jobs").mkdir()
+        jobs = JobQueue(assistant.retriever.index, tmp_path / "jobs", 300, 60)  # not started
+        self.app = create_app(lambda: assistant, [PORTAL], jobs=jobs, data_dir=tmp_path, auth=auth)
+
+    def key(self, name="app", role=Role.READER, kbs=None, **kw) -> dict:
+        _, secret = self.keys.create(name, role, kbs, **kw)
+        return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def server(two_kb_assistant, tmp_path):
+    return Server(two_kb_assistant, tmp_path)
+
+
+def cited_kbs(answer: dict) -> set[str]:
+    return {c["kb"] for c in answer["citations"]}
+
+
+def doc_ids(api, headers) -> dict[str, str]:
+    return {d["doc_id"]: d["kb"] for d in api.get("/api/documents", headers=headers).json()}
+
+
+# -- header mode ------------------------------------------------------------------------
+
+
+def test_the_user_from_a_trusted_proxy_is_honoured_within_their_grant(server):
+    with serving(server.app) as api:
+        answer = api.post("/api/ask", json={"question": RENT}, headers=READER)
+        assert answer.status_code == 200 and "50%" in answer.json()["answer"]
+        assert cited_kbs(answer.json()) == {"政策"}
+        assert api.post("/api/ask", json={"question": RENT}).status_code == 401
         assert api.get("/healthz").status_code == 200  # probes skip the proxy
+        assert api.get("/widget.js").status_code == 200  # a portal page loads it first
 
 
-def test_the_same_headers_from_an_untrusted_address_are_ignored(assistant):
-    server, seen = served(assistant, "10.0.0.1")
-    with server as api:
-        forged = api.post("/api/ask", json=QUESTION, headers=ZHANG)
-        assert forged.status_code == 401
-        assert api.get("/api/whoami", headers=ZHANG).status_code == 401
-        assert seen == []  # the app never saw the forged request
+def test_a_reader_never_gets_a_passage_of_a_knowledge_base_not_granted(server):
+    """Through every route that answers or searches: nothing of 内部资料 comes back."""
+    with serving(server.app) as api:
+        asked = api.post("/api/ask", json={"question": LAIWU}, headers=READER).json()
+        assert SECRET not in str(asked) and cited_kbs(asked) <= {"政策"}
+        chat = api.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": LAIWU}]},
+            headers=READER,
+        ).json()
+        assert SECRET not in str(chat) and cited_kbs(chat) <= {"政策"}
+        streamed = api.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": LAIWU}], "stream": True},
+            headers=READER,
+        ).text
+        assert SECRET not in streamed
+        history = [{"role": "user", "content": "内部资料里莱芜区的外资"}]
+        followed = api.post(
+            "/api/ask", json={"question": "多少？", "history": history}, headers=READER
+        ).json()
+        assert SECRET not in str(followed)
+        hits = api.post("/api/search", json={"question": LAIWU}, headers=READER).json()["hits"]
+        assert hits and {h["kb"] for h in hits} == {"政策"} and SECRET not in str(hits)
+        # The same question from an admin finds it: the grant, not the question, hid it.
+        admin = api.post("/api/ask", json={"question": LAIWU}, headers=ADMIN).json()
+        assert SECRET in admin["answer"]
+
+
+@pytest.mark.parametrize("kb", ["内部资料", "没有这个库"])
+def test_a_reader_asking_for_another_knowledge_base_by_filter_is_forbidden(server, kb):
+    with serving(server.app) as api:
+        for path, body in [
+            ("/api/ask", {"question": LAIWU, "kb": kb}),
+            ("/api/search", {"question": LAIWU, "kb": [kb]}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": LAIWU}], "kb": kb}),
+        ]:
+            refused = api.post(path, json=body, headers=READER)
+            assert refused.status_code == 403, path
+            assert refused.json()["error"]["type"] == "permission_error"
+            assert SECRET not in refused.text
+
+
+def test_documents_of_another_knowledge_base_are_not_there_for_a_reader(server):
+    """Listing, chunks by id, the original, editing and deleting: a 404 as if the id did
+    not exist (ragflow #15267: a download route that served anyone's file by id)."""
+    with serving(server.app) as api:
+        everything = doc_ids(api, ADMIN)
+        hidden = next(d for d, kb in everything.items() if kb == "内部资料")
+        assert set(doc_ids(api, READER).values()) == {"政策"}
+        assert [k["name"] for k in api.get("/api/kbs", headers=READER).json()] == ["政策"]
+        assert api.get(f"/api/documents/{hidden}/chunks", headers=READER).status_code == 404
+        assert api.get(f"/api/documents/{hidden}/original", headers=READER).status_code == 404
+        assert api.delete(f"/api/documents/{hidden}", headers=READER).status_code == 404
+        assert api.get("/api/documents?kb=内部资料", headers=READER).status_code == 403
+        chunks = api.get(f"/api/documents/{hidden}/chunks", headers=ADMIN)
+        assert chunks.status_code == 200 and SECRET in chunks.text
+
+
+def test_a_reader_may_not_manage_documents_and_an_editor_only_their_own(server):
+    with serving(server.app) as api:
+        everything = doc_ids(api, ADMIN)
+        policy = next(d for d, kb in everything.items() if kb == "政策")
+        hidden = next(d for d, kb in everything.items() if kb == "内部资料")
+        assert api.delete(f"/api/documents/{policy}", headers=READER).status_code == 403
+        assert api.get("/api/jobs", headers=READER).status_code == 403
+        assert api.get("/admin", headers=READER).status_code == 403
+        upload = {"files": ("a.txt", "新的政策全文。".encode())}
+        refused = api.post("/api/documents", files=upload, data={"kb": "内部资料"}, headers=EDITOR)
+        assert refused.status_code == 403
+        assert api.delete(f"/api/documents/{hidden}", headers=EDITOR).status_code == 404
+        deleting = api.delete(f"/api/documents/{policy}", headers=EDITOR)
+        assert deleting.status_code == 202  # queued (the worker is not running here)
+        assert [j["doc_id"] for j in api.get("/api/jobs", headers=EDITOR).json()] == [policy]
+
+
+def test_metrics_are_for_admins(server):
+    with serving(server.app) as api:
+        assert api.get("/metrics", headers=READER).status_code == 403
+        assert api.get("/metrics", headers=ADMIN).status_code == 200
+
+
+def test_a_user_without_any_grant_is_signed_in_but_may_not_ask(server):
+    with serving(server.app) as api:
+        refused = api.post("/api/ask", json={"question": RENT}, headers=as_user("陌生人"))
+        assert refused.status_code == 403 and "no access" in refused.json()["error"]["message"]
+
+
+def test_a_forged_user_header_from_an_untrusted_address_is_ignored(two_kb_assistant, tmp_path):
+    server = Server(two_kb_assistant, tmp_path, trusted="10.0.0.1")
+    with serving(server.app) as api:
+        forged = api.post("/api/ask", json={"question": LAIWU}, headers=ADMIN)
+        assert forged.status_code == 401 and SECRET not in forged.text
+        assert forged.json()["error"]["type"] == "authentication_error"
+
+
+@pytest.mark.parametrize("path", ["/", "/admin", "/api/documents", "/api/kbs", "/metrics"])
+def test_every_page_and_route_needs_a_user_or_a_key(server, path):
+    with serving(server.app) as api:
+        assert api.get(path).status_code == 401
 
 
 def test_trusted_addresses_accept_networks_and_any():
     assert trusted_networks("*") is None
-    proxy = RemoteUser(None, "127.0.0.1, 10.0.0.0/8", "X-Remote-User", "X-Remote-Groups")
-    assert proxy.believes("10.1.2.3") and proxy.believes("127.0.0.1")
-    assert not proxy.believes("192.168.1.5") and not proxy.believes("")
+    assert len(trusted_networks("127.0.0.1, 10.0.0.0/8")) == 2
 
 
 def test_header_mode_may_listen_beyond_loopback():
     check_exposure("0.0.0.0", insecure_no_auth=False, auth="header")
 
 
-@pytest.mark.parametrize("path", ["/", "/admin", "/api/documents", "/v1/chat/completions"])
-def test_every_page_and_route_needs_the_user(assistant, path):
-    server, _ = served(assistant, "127.0.0.1")
-    with server as api:
-        assert api.get(path).status_code == 401
+# -- CSRF -------------------------------------------------------------------------------
+
+
+def test_a_cross_site_delete_in_a_signed_in_users_name_is_refused(server):
+    """The proxy's cookie comes with any request the browser sends, a hostile page's too."""
+    with serving(server.app) as api:
+        policy = next(d for d, kb in doc_ids(api, ADMIN).items() if kb == "政策")
+        evil = api.delete(
+            f"/api/documents/{policy}", headers={**EDITOR, "Origin": "http://evil.example"}
+        )
+        assert evil.status_code == 403 and "cross-site" in evil.json()["error"]["message"]
+        assert api.get("/api/jobs", headers=EDITOR).json() == []  # nothing was queued
+        own = api.delete(
+            f"/api/documents/{policy}", headers={**EDITOR, "Origin": str(api.base_url)}
+        )
+        assert own.status_code == 202
+
+
+# -- API keys ---------------------------------------------------------------------------
+
+
+def test_keys_sign_programs_in_within_their_role_and_knowledge_bases(server):
+    with serving(server.app) as api:
+        reader = server.key("reader", kbs=frozenset({"政策"}))
+        asked = api.post("/api/ask", json={"question": LAIWU}, headers=reader).json()
+        assert SECRET not in str(asked) and cited_kbs(asked) <= {"政策"}
+        policy = next(d for d, kb in doc_ids(api, ADMIN).items() if kb == "政策")
+        assert api.delete(f"/api/documents/{policy}", headers=reader).status_code == 403
+        admin = server.key("ops", Role.ADMIN)
+        assert SECRET in api.post("/api/ask", json={"question": LAIWU}, headers=admin).text
+
+
+def test_a_wrong_expired_or_revoked_key_is_refused(server):
+    with serving(server.app) as api:
+        wrong = {"Authorization": "Bearer rag_" + "x" * 43}
+        assert api.post("/api/ask", json={"question": RENT}, headers=wrong).status_code == 401
+        revoked = server.key("gone")
+        server.keys.revoke("gone")
+        assert api.post("/api/ask", json={"question": RENT}, headers=revoked).status_code == 401
+        expiring = server.key("brief", expires_in=1)
+        assert api.post("/api/ask", json={"question": RENT}, headers=expiring).status_code == 200
+        time.sleep(1.1)
+        expired = api.post("/api/ask", json={"question": RENT}, headers=expiring)
+        assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
+        basic = api.post("/api/ask", json={"question": RENT}, headers={"Authorization": "Basic x"})
+        assert basic.status_code == 401
+
+
+def test_a_key_used_from_a_browser_on_another_origin_is_refused(server):
+    with serving(server.app) as api:
+        key = server.key("portal", origins=(PORTAL,))
+        ok = api.post("/api/ask", json={"question": RENT}, headers={**key, "Origin": PORTAL})
+        assert ok.status_code == 200
+        evil = {**key, "Origin": "http://evil.example"}
+        assert api.post("/api/ask", json={"question": RENT}, headers=evil).status_code == 403
+
+
+def test_200_requests_a_minute_from_one_key_meet_its_rate(server):
+    """The key allows 60 a minute: the first 60 are answered (empty questions: a quick
+    400), the other 140 get a 429 that says when to come back."""
+    with serving(server.app) as api:
+        key = server.key("busy", rate="60/minute")
+        statuses = [
+            api.post("/api/ask", json={"question": ""}, headers=key).status_code for _ in range(200)
+        ]
+        assert statuses.count(400) == 60 and statuses.count(429) == 140
+        limited = api.post("/api/ask", json={"question": RENT}, headers=key)
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert limited.json()["error"]["type"] == "rate_limit_error"
+        other = server.key("quiet")  # another key has its own count
+        assert api.post("/api/ask", json={"question": RENT}, headers=other).status_code == 200
+
+
+# -- embed tokens -----------------------------------------------------------------------
+
+
+def embed_token(api, key: dict, user="王五", groups=("招商科",), origin=PORTAL):
+    return api.post(
+        "/api/embed-tokens",
+        json={"user": user, "groups": list(groups), "origin": origin},
+        headers=key,
+    )
+
+
+def test_an_embed_token_answers_its_user_from_its_portal_only(server):
+    with serving(server.app) as api:
+        portal = server.key("portal", origins=(PORTAL,))
+        issued = embed_token(api, portal)
+        assert issued.status_code == 200 and issued.json()["expires_in"] == 600
+        token = {"Authorization": f"Bearer {issued.json()['token']}"}
+        answer = api.post("/api/ask", json={"question": RENT}, headers={**token, "Origin": PORTAL})
+        assert answer.status_code == 200 and "50%" in answer.json()["answer"]
+        hidden = api.post(
+            "/api/ask", json={"question": LAIWU}, headers={**token, "Origin": PORTAL}
+        ).json()  # the token's user reads 政策 only, as the grants say
+        assert SECRET not in str(hidden)
+        for origin in ({"Origin": "http://evil.example"}, {}):  # replayed elsewhere
+            replay = api.post("/api/ask", json={"question": RENT}, headers={**token, **origin})
+            assert replay.status_code == 403
+        assert embed_token(api, portal, origin="http://evil.example").status_code == 403
+        assert embed_token(api, server.key("no-origins")).status_code == 403
+        assert embed_token(api, token).status_code == 403  # a token cannot mint tokens
+        assert embed_token(api, READER).status_code == 403  # nor can a user
+
+
+def test_an_embed_token_is_refused_after_it_expires_or_its_key_is_revoked(
+    two_kb_assistant, tmp_path
+):
+    server = Server(two_kb_assistant, tmp_path, ttl=1)
+    with serving(server.app) as api:
+        portal = server.key("portal", origins=(PORTAL,))
+        token = {"Authorization": f"Bearer {embed_token(api, portal).json()['token']}"}
+        headers = {**token, "Origin": PORTAL}
+        assert api.post("/api/ask", json={"question": RENT}, headers=headers).status_code == 200
+        server.keys.revoke("portal")
+        revoked = api.post("/api/ask", json={"question": RENT}, headers=headers)
+        assert revoked.status_code == 401 and "revoked" in revoked.json()["error"]["message"]
+        time.sleep(2.1)
+        expired = api.post("/api/ask", json={"question": RENT}, headers=headers)
+        assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]

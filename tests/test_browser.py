@@ -223,24 +223,20 @@ def test_hostile_document_is_shown_as_text_and_runs_nothing(page, server, portal
     assert page.dialogs == []
 
 
-@pytest.fixture(scope="module")
-def behind_nginx(data_dir, e5_dir, tmp_path_factory):
-    """The app under /rag/ behind a real nginx, as an intranet would run it."""
+@contextlib.contextmanager
+def nginx_in_front(site: str, app_port: int, app: subprocess.Popen, work: Path):
+    """A real nginx serving `site` (an examples/ server block, pointed at `app_port` and a
+    free port of its own); yields the app's URL through it, /rag."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    app_port, proxy_port = free_port(), free_port()
-    proc = start_server(
-        own_copy(data_dir, "nginx-data"),
-        app_port,
-        {"RAG_EMBEDDING_MODEL": str(e5_dir), "RAG_ROOT_PATH": "/rag"},
-    )
-    work = tmp_path_factory.mktemp("nginx")
-    conf = (REPO / "examples" / "nginx.conf").read_text("utf-8")
-    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{proxy_port};").replace(
+    proxy_port = free_port()
+    conf = site.replace("listen 80;", f"listen 127.0.0.1:{proxy_port};").replace(
         "http://127.0.0.1:7860/", f"http://127.0.0.1:{app_port}/"
     )
     (work / "site.conf").write_text(conf, "utf-8")
+    # As root, nginx's workers would run as nobody, who cannot read pytest's private tmp.
+    user = "user root;\n" if os.geteuid() == 0 else ""
     (work / "nginx.conf").write_text(
-        f"worker_processes 1; pid {work}/nginx.pid; error_log {work}/error.log;\n"
+        f"{user}worker_processes 1; pid {work}/nginx.pid; error_log {work}/error.log;\n"
         "events {}\n"
         f"http {{ access_log {work}/access.log; client_body_temp_path {work}/body;"
         f" proxy_temp_path {work}/proxy; fastcgi_temp_path {work}/fcgi;"
@@ -250,13 +246,27 @@ def behind_nginx(data_dir, e5_dir, tmp_path_factory):
     )
     proxy = subprocess.Popen([nginx, "-c", str(work / "nginx.conf"), "-g", "daemon off;"])
     try:
-        wait_healthy(f"http://127.0.0.1:{app_port}/healthz", proc)
+        wait_healthy(f"http://127.0.0.1:{app_port}/healthz", app)
         wait_healthy(f"http://127.0.0.1:{proxy_port}/rag/healthz", proxy)
         yield f"http://127.0.0.1:{proxy_port}/rag"
     finally:
         proxy.terminate()
-        proc.terminate()
-        proc.wait(60)
+        app.terminate()
+        app.wait(60)
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(data_dir, e5_dir, tmp_path_factory):
+    """The app under /rag/ behind a real nginx, as an intranet would run it."""
+    app_port = free_port()
+    app = start_server(
+        own_copy(data_dir, "nginx-data"),
+        app_port,
+        {"RAG_EMBEDDING_MODEL": str(e5_dir), "RAG_ROOT_PATH": "/rag"},
+    )
+    site = (REPO / "examples" / "nginx.conf").read_text("utf-8")
+    with nginx_in_front(site, app_port, app, tmp_path_factory.mktemp("nginx")) as url:
+        yield url
 
 
 def test_everything_works_behind_a_reverse_proxy_under_a_sub_path(page, behind_nginx):
@@ -345,3 +355,68 @@ def test_the_chat_api_refuses_a_null_message_in_words(server):
     reply = client.predict(None, "", "", "全部来源", 5, [], api_name="/chat")
     text = json.dumps(reply, ensure_ascii=False)
     assert "问题不能为空" in text and "NoneType" not in text
+
+
+HEADER_GRANTS = """
+[users."wangwu"]
+role = "reader"
+
+[groups."信息中心"]
+role = "admin"
+"""
+
+
+@pytest.fixture(scope="module")
+def header_auth(data_dir, e5_dir, tmp_path_factory):
+    """RAG_AUTH=header behind a real nginx that signs users in (examples/nginx-header-
+    auth.conf, with a password file): wangwu may read, zhangsan is an admin through his
+    group, zhaoliu signs in but has no grant. nginx connects from 127.0.0.2, the one
+    address the app believes; this test connects straight from 127.0.0.1."""
+    work = tmp_path_factory.mktemp("nginx-header")
+    app_data = own_copy(data_dir, "header-data")
+    (app_data / "grants.toml").write_text(HEADER_GRANTS, "utf-8")
+    (work / "htpasswd").write_text(
+        "".join(f"{user}:{{PLAIN}}pw\n" for user in ("wangwu", "zhangsan", "zhaoliu")), "utf-8"
+    )
+    app_port = free_port()
+    env = {
+        "RAG_EMBEDDING_MODEL": str(e5_dir),
+        "RAG_ROOT_PATH": "/rag",
+        "RAG_AUTH": "header",
+        "RAG_FORWARDED_ALLOW_IPS": "127.0.0.2",
+    }
+    app = start_server(app_data, app_port, env)
+    site = (REPO / "examples" / "nginx-header-auth.conf").read_text("utf-8")
+    site = site.replace("/etc/nginx/rag.htpasswd", str(work / "htpasswd"))
+    with nginx_in_front(site, app_port, app, work) as url:
+        yield url, f"http://127.0.0.1:{app_port}"
+
+
+def test_header_mode_behind_nginx_honours_its_user_and_not_a_forged_header(header_auth):
+    through_nginx, straight = header_auth
+    question = {"question": "莱芜区上半年实际使用外资多少？"}
+    assert httpx.post(through_nginx + "/api/ask", json=question).status_code == 401  # nginx's
+    wangwu, zhangsan = ("wangwu", "pw"), ("zhangsan", "pw")
+    answer = httpx.post(through_nginx + "/api/ask", json=question, auth=wangwu, timeout=60)
+    assert answer.status_code == 200 and "3227万美元" in answer.json()["answer"]
+    # wangwu claims to be zhangsan: nginx replaces the header, so he is still wangwu.
+    forged = {"X-Remote-User": "zhangsan", "X-Remote-Groups": "信息中心".encode()}
+    assert httpx.get(through_nginx + "/metrics", auth=wangwu, headers=forged).status_code == 403
+    assert httpx.get(through_nginx + "/metrics", auth=zhangsan).status_code == 200
+    # Straight to the port, not through nginx: the same headers are nobody's.
+    direct = httpx.post(straight + "/api/ask", json=question, headers=forged)
+    assert direct.status_code == 401 and "3227" not in direct.text
+    no_grant = httpx.post(through_nginx + "/api/ask", json=question, auth=("zhaoliu", "pw"))
+    assert no_grant.status_code == 403
+
+
+def test_the_chat_behind_the_portals_sign_in_answers_a_granted_user_only(browser, header_auth):
+    through_nginx, _ = header_auth
+    for user, expected in (("wangwu", "3227万美元"), ("zhaoliu", "no access")):
+        context = browser.new_context(http_credentials={"username": user, "password": "pw"})
+        page = context.new_page()
+        page.goto(through_nginx + "/")
+        ask_in_chat(page, "莱芜区上半年实际使用外资多少？")
+        page.locator("[data-testid='bot']").last.filter(has_text=expected).wait_for(timeout=60_000)
+        assert ("3227万美元" in page.locator("body").inner_text()) == (user == "wangwu")
+        context.close()

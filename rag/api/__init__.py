@@ -14,7 +14,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -27,8 +26,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from rag.chain import Assistant, QuestionError, check_kbs
+from rag.access import Forbidden, Principal
+from rag.api.auth import AuthConfig, Authenticate, Denied
+from rag.api.errors import error
+from rag.chain import Assistant, QuestionError, granted_filters
 from rag.history import text_of
 from rag.index import Filters
 from rag.jobs import JobQueue
@@ -94,8 +97,20 @@ class ChatRequest(BaseModel):
     kb: KbField = None
 
 
-def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+class EmbedTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(min_length=1, max_length=200)
+    groups: list[str] = Field(default_factory=list, max_length=100)
+    origin: str = Field(min_length=1, max_length=200)
+
+
+def caller(request: Request) -> Principal:
+    """Who sent `request`, as the sign-in layer (rag.api.auth) found; never a default."""
+    principal = request.scope.get("state", {}).get("principal")
+    if principal is None:
+        raise StarletteHTTPException(401, "not signed in")
+    return principal
 
 
 def _last_user_message(messages: list[Message]) -> str:
@@ -113,9 +128,11 @@ def create_app(
     ready: Callable[[], bool] | None = None,
     lifespan=None,
     max_body_bytes: int = 2**20,
+    auth: AuthConfig | None = None,
 ) -> FastAPI:
     """The API app. The assistant (model, indexes) is built on first use, once. With
-    `jobs`, the document routes and the management page (/admin) are mounted too."""
+    `jobs`, the document routes and the management page (/admin) are mounted too.
+    `auth` says how callers sign in (default: nobody does, the local user may do all)."""
     app = FastAPI(
         title="招商政策问答 API",
         version="1",
@@ -137,6 +154,11 @@ def create_app(
 
     app.state.assistant = assistant
 
+    auth = auth or AuthConfig()
+    # Innermost first. The sign-in layer must see the address the connection really comes
+    # from, so the proxy's X-Forwarded-* are applied inside it (uvicorn's are turned off).
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=auth.trusted)
+    app.add_middleware(Authenticate, config=auth)
     app.add_middleware(LimitBody, max_bytes=max_body_bytes, upload_bytes=MAX_UPLOAD_BYTES)
     app.add_middleware(
         CORSMiddleware,
@@ -156,26 +178,31 @@ def create_app(
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         if first.get("type") == "json_invalid":
-            return _error(400, "the body is not valid JSON")
+            return error(400, "the body is not valid JSON")
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return _error(422, f"{where}: {first.get('msg', 'invalid request')}".strip(": "))
+        return error(422, f"{where}: {first.get('msg', 'invalid request')}".strip(": "))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        response = _error(exc.status_code, str(exc.detail), kind)
+        response = error(exc.status_code, str(exc.detail), kind)
         response.headers.update(exc.headers or {})
         return response
 
     @app.exception_handler(QuestionError)
     async def bad_question(request: Request, exc: QuestionError) -> JSONResponse:
-        return _error(400, str(exc))
+        return error(400, str(exc))
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        request.state.log["error"] = "forbidden"
+        return error(403, str(exc), "permission_error")
 
     @app.exception_handler(Exception)
     async def failed(request: Request, exc: Exception) -> JSONResponse:
         log.error("request failed: %s", type(exc).__name__, exc_info=exc)
         request.state.log["error"] = type(exc).__name__
-        return _error(500, f"internal error: {type(exc).__name__}", "server_error")
+        return error(500, f"internal error: {type(exc).__name__}", "server_error")
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -193,25 +220,24 @@ def create_app(
         return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
     @app.get("/metrics")
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
+        caller(request).check_admin()  # knowledge-base names and sizes are in it
         return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
-    def scope(body_kb, request: Request) -> Filters | None:
-        kbs = check_kbs(assistant().retriever.index, body_kb)
-        request.state.log["kb"] = ",".join(sorted(kbs)) or "*"
-        return Filters(kbs=kbs) if kbs else None
+    def scope(body_kb: KbField, request: Request, filters: Filters | None = None) -> Filters:
+        """`filters` with the knowledge bases asked for, within the caller's grant."""
+        granted = granted_filters(assistant().retriever.index, caller(request), body_kb, filters)
+        request.state.log["kb"] = ",".join(sorted(granted.kbs)) or "*"
+        return granted
 
     def note(request: Request, answer: dict, fallback: str = "") -> None:
         request.state.log.update(answer_fields(answer, fallback))
 
     @app.post("/api/ask")
     def ask(body: AskRequest, request: Request) -> JSONResponse:
-        filters = body.filters.to_filters() if body.filters else Filters()
-        kb_filter = scope(body.kb, request)
-        if kb_filter:
-            filters = replace(filters, kbs=kb_filter.kbs)
+        filters = scope(body.kb, request, body.filters.to_filters() if body.filters else None)
         history = [m.model_dump() for m in body.history]
-        answer = assistant().ask(body.question, k=body.k, filters=filters or None, history=history)
+        answer = assistant().ask(body.question, k=body.k, filters=filters, history=history)
         out = answer.to_json()
         note(request, out, answer.fallback)
         return JSONResponse(out)  # already plain JSON: no second pass through FastAPI's encoder
@@ -254,6 +280,20 @@ def create_app(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    @app.post("/api/embed-tokens")
+    def embed_token(body: EmbedTokenRequest, request: Request) -> dict:
+        """For a portal's server, with its API key: a short-lived token for one of its
+        signed-in users, which the widget on the portal's page sends instead of a key."""
+        if auth.tokens is None or auth.keys is None:
+            raise StarletteHTTPException(404, "this server issues no embed tokens")
+        try:
+            token = auth.tokens.issue(
+                caller(request), auth.keys, body.user, body.groups, body.origin
+            )
+        except Denied as denied:
+            return error(denied.status, str(denied), "permission_error")
+        return {"token": token, "expires_in": auth.tokens.ttl, "user": body.user}
+
     widget_js = (STATIC / "widget.js").read_text("utf-8")
 
     @app.get("/widget.js")
@@ -264,7 +304,7 @@ def create_app(
         from rag.api.documents import documents_router
 
         index = assistant().retriever.index
-        app.include_router(documents_router(jobs, assistant(), data_dir or index.data_dir))
+        app.include_router(documents_router(jobs, assistant(), data_dir or index.data_dir, caller))
         telemetry.watch(index.manifest.kbs, jobs.counts)
 
     return app
@@ -330,7 +370,7 @@ class LimitBody:
 
 async def _too_large(scope, send, limit: int) -> None:
     scope.setdefault("state", {}).setdefault("log", {})["error"] = "body too large"
-    response = _error(413, f"the request body is larger than {limit // 2**10} KiB")
+    response = error(413, f"the request body is larger than {limit // 2**10} KiB")
     await response(scope, None, send)
 
 

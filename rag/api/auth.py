@@ -1,19 +1,46 @@
-"""Who is asking: the user the portal's reverse proxy signed in (`RAG_AUTH=header`).
+"""Who is asking, and may they: one ASGI layer in front of every route, the chat's included.
 
-The portal already knows its users; its proxy signs them in and passes the name (and the
-groups) in headers. Those headers are believed only from the proxy's address: anyone who
-reaches the port directly could send them too.
+Signed in by one of:
+- nobody (`RAG_AUTH=none`, loopback only): the local user, an admin;
+- an API key (`Authorization: Bearer rag_…`, `rag keys create`), in every other mode;
+- an embed token (`Authorization: Bearer` a token a portal's key obtained for one of its
+  users at POST /api/embed-tokens): short-lived, valid only from that portal's origin;
+- the portal's reverse proxy (`RAG_AUTH=header`): `X-Remote-User` / `X-Remote-Groups`,
+  believed only from `RAG_FORWARDED_ALLOW_IPS` and removed from anyone else's request.
+
+Then: a cookie- or proxy-authenticated request that changes something must come from
+this site or an allowed origin (CSRF); a key used from a browser must come from one of
+its origins; every principal has a rate. The request's `scope["state"]["principal"]`
+says who it is; routes and the index read grants from it (rag.access).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import unquote
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
-from rag.api import _error  # the API's one error shape
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
-# Probes an orchestrator sends straight to the port, without the proxy.
-OPEN_PATHS = ("/healthz", "/readyz")
+from rag.access import LOCAL, Grant, Grants, Principal, Role, within
+from rag.api.errors import error
+from rag.keys import PREFIX, KeyStore
+
+log = logging.getLogger("rag.auth")
+
+# Asked without credentials: probes an orchestrator sends straight to the port, and the
+# widget's script, which a portal page loads before anyone has signed in.
+OPEN_PATHS = ("/healthz", "/readyz", "/widget.js")
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+EMBED_TTL = 600  # seconds an embed token is good for; the widget fetches a new one
 
 
 def trusted_networks(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
@@ -24,21 +51,87 @@ def trusted_networks(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Ne
     return [ipaddress.ip_network(item, strict=False) for item in items]
 
 
-class RemoteUser:
-    """`X-Remote-User` / `X-Remote-Groups` (names configurable; values UTF-8, percent-
-    encoding undone, groups comma-separated) from a trusted proxy become the request's
-    user: `scope["state"]["user"]` and `["groups"]`. From any other address they are
-    removed before the app sees the request. A request without a believed user gets 401
-    (its WebSocket is closed), except the health probes.
+def embed_secret(path: Path) -> bytes:
+    """The key that signs embed tokens, made once per data dir (replicas sharing the data
+    dir accept each other's tokens); readable by this user only."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(32))
+        return path.read_bytes()
 
-    Wrap it around the app outside uvicorn's own proxy-header handling: it must see the
-    address the connection really comes from."""
 
-    def __init__(self, app, trusted: str, user_header: str, groups_header: str):
+class EmbedTokens:
+    """Short-lived tokens a portal's server obtains with its API key for one of its users
+    (POST /api/embed-tokens) and hands to the widget: nothing long-lived is in the page.
+    Signed (itsdangerous) with the data dir's secret; valid `ttl` seconds, from the
+    portal's origin only, while the key that asked is not revoked; what the user may read
+    is decided at each use by the grants, within the key's knowledge bases, as a reader."""
+
+    def __init__(self, secret: bytes, ttl: int = EMBED_TTL):
+        self.ttl = ttl
+        self.signer = URLSafeTimedSerializer(secret, salt="embed-token")
+
+    def issue(self, principal: Principal, keys: KeyStore, user: str, groups, origin: str) -> str:
+        key = keys.get(principal.key) if principal.via == "key" else None
+        if key is None:
+            raise Denied(403, "embed tokens are issued to a portal's API key")
+        origin = origin.rstrip("/")
+        if origin not in key.origins:
+            raise Denied(403, f"key {key.name!r} may not embed the widget in {origin!r}")
+        claims = {"user": user, "groups": list(groups), "origin": origin, "key": key.name}
+        return self.signer.dumps(claims)
+
+    def verify(self, token: str, keys: KeyStore, grants: Grants | None) -> Principal:
+        try:
+            claims = self.signer.loads(token, max_age=self.ttl)
+        except SignatureExpired:
+            raise Denied(401, "the embed token has expired: fetch a new one") from None
+        except BadSignature:
+            raise Denied(401, "the credential is neither an API key nor an embed token") from None
+        key = keys.get(claims["key"])
+        if key is None or not key.usable(time.time()):
+            raise Denied(401, "the key that issued this embed token is revoked or expired")
+        user, groups = claims["user"], tuple(claims["groups"])
+        granted = within(grants.of(user, groups) if grants else (), Grant(Role.READER, key.kbs))
+        return Principal(user, granted, groups, "embed", key.name, (claims["origin"],), key.rate)
+
+
+class Denied(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.headers = status, headers or {}
+
+
+@dataclass
+class AuthConfig:
+    """How this server signs callers in (built from Settings at the edge)."""
+
+    mode: str = "none"  # none | header
+    grants: Grants | None = None
+    keys: KeyStore | None = None
+    trusted: str = "127.0.0.1"
+    user_header: str = "X-Remote-User"
+    groups_header: str = "X-Remote-Groups"
+    allowed_origins: list[str] = field(default_factory=list)
+    rate: str = "120/minute"  # per user or key, changing requests (asks, uploads, deletes)
+    tokens: EmbedTokens | None = None  # None = no embed tokens issued or accepted
+
+
+class Authenticate:
+    """The ASGI layer: resolve the principal, check CSRF and origins, count the rate."""
+
+    def __init__(self, app, config: AuthConfig):
         self.app = app
-        self.trusted = trusted_networks(trusted)
-        self.user_header = user_header.lower().encode("latin-1")
-        self.groups_header = groups_header.lower().encode("latin-1")
+        self.config = config
+        self.trusted = trusted_networks(config.trusted)
+        self.user_header = config.user_header.lower().encode("latin-1")
+        self.groups_header = config.groups_header.lower().encode("latin-1")
+        self.origins = frozenset(config.allowed_origins)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def believes(self, peer: str) -> bool:
         if self.trusted is None:
@@ -54,33 +147,116 @@ class RemoteUser:
             await self.app(scope, receive, send)
             return
         sent = dict(scope["headers"])
-        peer = (scope.get("client") or ("",))[0]
-        believed = self.believes(peer)
-        user = _value(sent.get(self.user_header)) if believed else ""
-        groups = _value(sent.get(self.groups_header)) if believed else ""
-        headers = [
+        # The proxy's headers reach the app from nobody: the principal says who it is.
+        scope["headers"] = [
             (k, v) for k, v in scope["headers"] if k not in (self.user_header, self.groups_header)
         ]
-        scope = {**scope, "headers": headers}
-        if user:
-            scope["state"] = {
-                **scope.get("state", {}),
-                "user": user,
-                "groups": [g.strip() for g in groups.split(",") if g.strip()],
-            }
-        elif not scope["path"].rstrip("/").endswith(OPEN_PATHS):
-            await _unauthorized(scope, send)
+        state = scope.setdefault("state", {})
+        try:
+            principal = self.principal(scope, sent)
+            if principal is None:
+                if not scope["path"].rstrip("/").endswith(OPEN_PATHS):
+                    raise Denied(401, self.sign_in_hint())
+            else:
+                state["principal"] = principal
+                if principal is not LOCAL:
+                    state.setdefault("log", {})["user"] = principal.name
+                self.check_origin(principal, scope, sent)
+                self.check_rate(principal, scope)
+        except Denied as denied:
+            await _deny(scope, send, denied)
             return
         await self.app(scope, receive, send)
 
+    def sign_in_hint(self) -> str:
+        if self.config.mode == "header":
+            return "sign in through the portal: no user came with this request"
+        return "send an API key: Authorization: Bearer rag_…"
 
-def _value(raw: bytes | None) -> str:
+    def principal(self, scope, sent: dict[bytes, bytes]) -> Principal | None:
+        if self.config.mode == "none":
+            return LOCAL
+        authorization = _text(sent.get(b"authorization"))
+        if authorization:
+            scheme, _, credential = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not credential.strip():
+                raise Denied(401, "Authorization must be 'Bearer <key or embed token>'")
+            return self.bearer(credential.strip())
+        if self.config.mode == "header" and self.believes((scope.get("client") or ("",))[0]):
+            user = _text(sent.get(self.user_header))
+            if user:
+                groups = _text(sent.get(self.groups_header))
+                names = tuple(g.strip() for g in groups.split(",") if g.strip())
+                grants = self.config.grants.of(user, names) if self.config.grants else ()
+                return Principal(user, grants, names, via="header")
+        return None
+
+    def bearer(self, credential: str) -> Principal:
+        keys = self.config.keys
+        if keys is None:
+            raise Denied(401, "this server accepts no API keys")
+        if credential.startswith(PREFIX):
+            key = keys.verify(credential)
+            if key is None:
+                raise Denied(401, "the API key is unknown, expired or revoked")
+            return key.principal()
+        if self.config.tokens is None:
+            raise Denied(401, "this server issues no embed tokens")
+        return self.config.tokens.verify(credential, keys, self.config.grants)
+
+    def check_origin(self, principal: Principal, scope, sent: dict[bytes, bytes]) -> None:
+        origin = _text(sent.get(b"origin")).rstrip("/")
+        if principal.via == "embed" and origin not in principal.origins:
+            raise Denied(403, "this embed token was issued for another origin")
+        if (
+            principal.via == "key"
+            and origin
+            and principal.origins
+            and origin not in principal.origins
+        ):
+            raise Denied(403, f"key {principal.key!r} may not be used from {origin}")
+        # Signed in by something the browser sends by itself (the proxy's cookie): a
+        # page on another site must not be able to change things in the user's name.
+        cross_site = origin and origin not in self.origins and not _same_site(origin, sent)
+        if principal.via == "header" and scope["method"] in UNSAFE and cross_site:
+            raise Denied(403, f"cross-site request from {origin} refused")
+
+    def check_rate(self, principal: Principal, scope) -> None:
+        """Requests that change something or ask (POST …) count; pages and assets not."""
+        rate = principal.rate or self.config.rate
+        if principal is LOCAL or scope.get("method") not in UNSAFE or not rate:
+            return
+        limit = parse(rate)
+        who = f"key:{principal.key}" if principal.via == "key" else f"user:{principal.name}"
+        if not self.limiter.hit(limit, who):
+            reset, _ = self.limiter.get_window_stats(limit, who)
+            wait = max(1, int(reset - time.time()) + 1)
+            raise Denied(
+                429, f"rate limit {rate} reached; retry in {wait} s", {"Retry-After": str(wait)}
+            )
+
+
+def _same_site(origin: str, sent: dict[bytes, bytes]) -> bool:
+    """Whether `origin` is this server as the browser reached it (its Host, or the
+    proxy's X-Forwarded-Host); a Host without a port is matched on the host name."""
+    target = urlsplit(origin)
+    for header in (b"host", b"x-forwarded-host"):
+        host = _text(sent.get(header)).split(",")[0].strip().lower()
+        if host and (host == target.netloc.lower() or host == (target.hostname or "")):
+            return True
+    return False
+
+
+def _text(raw: bytes | None) -> str:
     return unquote((raw or b"").decode("utf-8", "replace")).strip()
 
 
-async def _unauthorized(scope, send) -> None:
+async def _deny(scope, send, denied: Denied) -> None:
+    scope.setdefault("state", {}).setdefault("log", {})["error"] = f"auth {denied.status}"
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    message = "sign in through the portal: no user came with this request"
-    await _error(401, message, "authentication_error")(scope, None, send)
+    kinds = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+    response = error(denied.status, str(denied), kinds.get(denied.status, "invalid_request_error"))
+    response.headers.update(denied.headers)
+    await response(scope, None, send)

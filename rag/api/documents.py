@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +20,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rag.chain import Assistant, QuestionError, check_k, check_kbs
-from rag.index import Filters
+from rag.access import Forbidden, Principal
+from rag.chain import Assistant, QuestionError, check_k, granted_filters
 from rag.ingest import DEFAULT_KB
 from rag.jobs import JobError, JobQueue, Kind, QueueFull
 from rag.load import MAX_FILE_BYTES, LoadFailure, supported, unpack_zip
@@ -77,16 +78,37 @@ def _safe_name(filename: str) -> str:
     return re.split(r"[/\\]", filename or "")[-1].strip()
 
 
-def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> APIRouter:
+def documents_router(
+    jobs: JobQueue, assistant: Assistant, data_dir: Path, caller: Callable[[Request], Principal]
+) -> APIRouter:
+    """The routes; `caller(request)` is who asks. Readers see the documents of the
+    knowledge bases granted them, editors manage those, and a document outside the grant
+    is a 404 like one that does not exist (its id reveals nothing)."""
     index = assistant.retriever.index
     router = APIRouter()
     originals = data_dir / "originals"
 
-    def entry_or_404(doc_id: str):
+    def entry_or_404(doc_id: str, request: Request, edit: bool = False):
+        principal = caller(request)
         entry = index.manifest.get(doc_id)
-        if entry is None:
+        if entry is None or not principal.may_read(entry.kb):
             raise HTTPException(404, f"no document {doc_id!r}")
+        if edit:
+            principal.check_edit(entry.kb)
         return entry
+
+    def job_or_404(job_id: str, request: Request):
+        job = jobs.get(job_id)
+        if job is None or not caller(request).may_edit(job.kb):
+            raise HTTPException(404, f"no job {job_id!r}")
+        return job
+
+    def editor(request: Request) -> Principal:
+        """The caller, if they may manage the documents of some knowledge base."""
+        principal = caller(request)
+        if principal.editable() == frozenset():
+            raise Forbidden(f"{principal.name} may not manage documents")
+        return principal
 
     def queue(kind: Kind, **kw):
         try:
@@ -122,8 +144,10 @@ def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> AP
         """Multipart `files` (one or more; a .zip of folders is unpacked) and an optional
         `kb` → a job per file. Refused files become failed jobs beside the others; a
         request in which no file is accepted is a 4xx."""
+        principal = editor(request)
         form = await request.form(max_files=1000)
         kb = kb_name(str(form.get("kb") or DEFAULT_KB))
+        principal.check_edit(kb)
         uploads = [f for f in form.getlist("files") if hasattr(f, "read")]
         if not uploads:
             raise QuestionError("no files: send them as multipart form field 'files'")
@@ -170,18 +194,17 @@ def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> AP
     # -- jobs -----------------------------------------------------------------------------
 
     @router.get("/api/jobs")
-    def list_jobs(active: bool = False) -> list[dict]:
-        return [j.to_json() for j in jobs.list(active=active)]
+    def list_jobs(request: Request, active: bool = False) -> list[dict]:
+        principal = editor(request)
+        return [j.to_json() for j in jobs.list(active=active) if principal.may_edit(j.kb)]
 
     @router.get("/api/jobs/{job_id}")
-    def get_job(job_id: str) -> dict:
-        job = jobs.get(job_id)
-        if job is None:
-            raise HTTPException(404, f"no job {job_id!r}")
-        return job.to_json()
+    def get_job(job_id: str, request: Request) -> dict:
+        return job_or_404(job_id, request).to_json()
 
     @router.post("/api/jobs/{job_id}/cancel")
-    def cancel_job(job_id: str) -> dict:
+    def cancel_job(job_id: str, request: Request) -> dict:
+        job_or_404(job_id, request)
         try:
             return jobs.cancel(job_id).to_json()
         except KeyError:
@@ -190,7 +213,8 @@ def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> AP
             raise HTTPException(409, str(exc)) from None
 
     @router.post("/api/jobs/{job_id}/retry", status_code=202)
-    def retry_job(job_id: str) -> JSONResponse:
+    def retry_job(job_id: str, request: Request) -> JSONResponse:
+        job_or_404(job_id, request)
         try:
             return _accepted([jobs.retry(job_id)])
         except KeyError:
@@ -203,14 +227,26 @@ def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> AP
     # -- documents ------------------------------------------------------------------------
 
     @router.get("/api/kbs")
-    def list_kbs() -> list[dict]:
+    def list_kbs(request: Request) -> list[dict]:
+        principal = caller(request)
         return [
-            {"name": name, "documents": docs, "chunks": chunks}
+            {
+                "name": name,
+                "documents": docs,
+                "chunks": chunks,
+                "editable": principal.may_edit(name),
+            }
             for name, docs, chunks in index.manifest.kbs()
+            if principal.may_read(name)
         ]
 
     @router.get("/api/documents")
-    def list_documents(kb: Annotated[str | None, Query(max_length=50)] = None) -> list[dict]:
+    def list_documents(
+        request: Request, kb: Annotated[str | None, Query(max_length=50)] = None
+    ) -> list[dict]:
+        principal = caller(request)
+        if kb is not None:
+            principal.check_read(frozenset([kb]))
         pending = jobs.pending_for()
         return [
             {
@@ -226,11 +262,12 @@ def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> AP
                 "has_original": bool(e.original),
             }
             for e in index.manifest.docs(kb).values()
+            if principal.may_read(e.kb)
         ]
 
     @router.get("/api/documents/{doc_id:path}/chunks")
-    def document_chunks(doc_id: str) -> list[dict]:
-        entry = entry_or_404(doc_id)
+    def document_chunks(doc_id: str, request: Request) -> list[dict]:
+        entry = entry_or_404(doc_id, request)
         lexical = index.snapshot().lexical
         rows = [
             lexical.rows[i] for cid in entry.chunk_ids() if (i := lexical.row.get(cid)) is not None
@@ -238,8 +275,8 @@ def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> AP
         return [{"chunk_id": r.chunk_id, "n": n, "text": r.text} for n, r in enumerate(rows)]
 
     @router.get("/api/documents/{doc_id:path}/original")
-    def document_original(doc_id: str) -> Response:
-        entry = entry_or_404(doc_id)
+    def document_original(doc_id: str, request: Request) -> Response:
+        entry = entry_or_404(doc_id, request)
         path = data_dir / entry.original if entry.original else None
         if path is None or not path.is_file():
             raise HTTPException(404, f"the original of {doc_id!r} is not kept")
@@ -249,22 +286,29 @@ def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> AP
         )
 
     @router.post("/api/documents/{doc_id:path}/reindex", status_code=202)
-    def reindex_document(doc_id: str) -> JSONResponse:
-        entry = entry_or_404(doc_id)
+    def reindex_document(doc_id: str, request: Request) -> JSONResponse:
+        entry = entry_or_404(doc_id, request, edit=True)
         if not entry.original:
             raise HTTPException(409, f"{doc_id!r} has no original file to read again")
         return _accepted([queue(Kind.REINDEX, **_reindex_args(entry))])
 
     @router.post("/api/reindex", status_code=202)
-    def reindex_all(body: ReindexIn) -> JSONResponse:
-        entries = [e for e in index.manifest.docs(body.kb).values() if e.original]
+    def reindex_all(body: ReindexIn, request: Request) -> JSONResponse:
+        principal = editor(request)
+        if body.kb is not None:
+            principal.check_edit(body.kb)
+        entries = [
+            e
+            for e in index.manifest.docs(body.kb).values()
+            if e.original and principal.may_edit(e.kb)
+        ]
         if not entries:
             raise HTTPException(409, "no document with an original file to read again")
         return _accepted([queue(Kind.REINDEX, **_reindex_args(e)) for e in entries])
 
     @router.patch("/api/documents/{doc_id:path}", status_code=202)
-    def edit_document(doc_id: str, body: EditIn) -> JSONResponse:
-        entry = entry_or_404(doc_id)
+    def edit_document(doc_id: str, body: EditIn, request: Request) -> JSONResponse:
+        entry = entry_or_404(doc_id, request, edit=True)
         changes = {k: " ".join(v.split()) for k, v in body.model_dump().items() if v is not None}
         if not changes:
             raise QuestionError("nothing to change: give title, date, source or doc_type")
@@ -281,8 +325,8 @@ def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> AP
         )
 
     @router.delete("/api/documents/{doc_id:path}", status_code=202)
-    def delete_document(doc_id: str) -> JSONResponse:
-        entry = entry_or_404(doc_id)
+    def delete_document(doc_id: str, request: Request) -> JSONResponse:
+        entry = entry_or_404(doc_id, request, edit=True)
         return _accepted(
             [queue(Kind.DELETE, filename=Path(doc_id).name, kb=entry.kb, doc_id=doc_id)]
         )
@@ -290,12 +334,13 @@ def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> AP
     # -- retrieval test (命中测试) -----------------------------------------------------------
 
     @router.post("/api/search")
-    def search(body: SearchIn) -> dict:
+    def search(body: SearchIn, request: Request) -> dict:
+        principal = caller(request)
         question = " ".join(body.question.split())
         if not question:
             raise QuestionError("the question is empty")
         k = check_k(body.k or 10)
-        filters = Filters(kbs=check_kbs(index, body.kb))
+        filters = granted_filters(index, principal, body.kb)
         with index.reading() as snapshot:
             hits = assistant.retriever.search(question, k, filters, snapshot=snapshot)
         return {
@@ -320,7 +365,8 @@ def documents_router(jobs: JobQueue, assistant: Assistant, data_dir: Path) -> AP
     # -- the page -------------------------------------------------------------------------
 
     @router.get("/admin", response_class=HTMLResponse)
-    def admin_page() -> HTMLResponse:
+    def admin_page(request: Request) -> HTMLResponse:
+        editor(request)
         return HTMLResponse((STATIC / "admin.html").read_text("utf-8"))
 
     @router.get("/admin/{name}")
