@@ -24,6 +24,7 @@ from fastapi.responses import Response
 from rag.access import Forbidden, Grants, Principal
 from rag.api import create_app
 from rag.api.auth import AuthConfig, EmbedTokens, embed_secret
+from rag.audit import AUDIT_FILE, AuditLog
 from rag.chain import Assistant, QuestionError, build_assistant, granted_filters, open_index
 from rag.config import Settings
 from rag.decompose import segment
@@ -280,6 +281,7 @@ def create_server_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
         auth=auth_config(settings),
+        audit=AuditLog(settings.data_dir / AUDIT_FILE),
     )
 
     @app.get("/gradio.js")

@@ -226,7 +226,9 @@ def ask(
             empty = assistant.retriever.index.count() == 0
             answer = None if empty else assistant.ask(question, k, filters, history).to_json()
     except DataDirOwned:
-        answer = _ask_server(settings.data_dir, question, k, filters, history, kb or [])
+        answer = _ask_server(
+            settings.data_dir, question, k, filters, history, kb or [], settings.api_key
+        )
     except QuestionError as exc:
         raise fail(str(exc), 2) from None
     except (RuntimeError, OSError) as exc:
@@ -255,7 +257,7 @@ def ask(
             out.print(f"    “{quote}”", markup=False)
 
 
-def _ask_server(data_dir: Path, question, k, filters, history, kbs) -> dict | None:
+def _ask_server(data_dir: Path, question, k, filters, history, kbs, key="") -> dict | None:
     """Ask the server that owns the data dir (its embedded store is not ours to open)."""
     import httpx
 
@@ -280,7 +282,8 @@ def _ask_server(data_dir: Path, question, k, filters, history, kbs) -> dict | No
         },
     }
     try:
-        response = httpx.post(f"{url}/api/ask", json=body, timeout=120)
+        auth = {"Authorization": f"Bearer {key}"} if key else {}
+        response = httpx.post(f"{url}/api/ask", json=body, headers=auth, timeout=120)
     except httpx.HTTPError as exc:
         raise fail(f"the server at {url} owns {data_dir} but did not answer: {exc}") from None
     if response.status_code != 200:
@@ -288,6 +291,10 @@ def _ask_server(data_dir: Path, question, k, filters, history, kbs) -> dict | No
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = f"HTTP {response.status_code}"
+        if response.status_code == 401:
+            message += (
+                " (the server signs callers in: set RAG_API_KEY to a key from `rag keys create`)"
+            )
         raise fail(f"{url}: {message}", 2 if response.status_code < 500 else 1)
     return response.json()
 
@@ -464,6 +471,16 @@ def _key_store():
     return KeyStore(load_settings().data_dir / KEYS_FILE)
 
 
+def _audit(action: str, target: str) -> None:
+    """A key's creation or revocation in the audit log, by whoever ran the command."""
+    import getpass
+
+    from rag.audit import AUDIT_FILE, AuditLog, Event
+
+    log = AuditLog(load_settings().data_dir / AUDIT_FILE)
+    log.record(Event(f"cli:{getpass.getuser()}", "cli", action, target))
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="who or what holds the key, e.g. portal")],
@@ -504,6 +521,7 @@ def keys_create(
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
+    _audit("key create", key.name)
     if as_json:
         out.print_json(data={**key.to_json(), "key": secret})
         return
@@ -545,7 +563,34 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="the key's name")]) -> 
         _key_store().revoke(name)
     except UnknownKey as exc:
         raise fail(str(exc), 2) from None
+    _audit("key revoke", name)
     out.print(f"revoked {name}", markup=False)
+
+
+@app.command()
+def audit(
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="latest events")] = 50,
+    user: Annotated[str, typer.Option(help="only this user's events")] = "",
+    action: Annotated[str, typer.Option(help="only actions containing this, e.g. DELETE")] = "",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Who asked, uploaded, edited, deleted, issued or revoked what, and when; and who
+    was refused (the server's audit log, newest first)."""
+    from rag.audit import AUDIT_FILE, AuditLog
+
+    events = [
+        e.to_json()
+        for e in AuditLog(load_settings().data_dir / AUDIT_FILE).read(limit, user, action)
+    ]
+    if as_json:
+        out.print_json(data=events)
+        return
+    for e in events:
+        line = f"{e['ts']}  {e['user']} ({e['via']})  {e['action']}  {e['target']}"
+        out.print(
+            line + (f"  kb={e['kb']}" if e["kb"] else "") + f"  → {e['status'] or 'ok'}",
+            markup=False,
+        )
 
 
 def main() -> None:

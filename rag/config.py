@@ -128,6 +128,9 @@ class Settings(BaseSettings):
         None,
         description="who may read or manage which knowledge base (default: data_dir/grants.toml)",
     )
+    api_key: str = Field(
+        "", description="a key `rag ask` sends when a running server with sign-in answers for it"
+    )
     rate_limit: str = Field(
         "120/minute",
         description="per user or API key: questions, uploads and other changes (a key's own "

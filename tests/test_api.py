@@ -149,7 +149,10 @@ def test_healthz_widget_and_headers(api):
     widget = api.get("/widget.js")
     assert widget.status_code == 200 and "javascript" in widget.headers["content-type"]
     assert "api/ask" in widget.text and "textContent" in widget.text
-    assert widget.headers["content-security-policy"] == f"frame-ancestors 'self' {PORTAL}"
+    csp = widget.headers["content-security-policy"]
+    assert csp.endswith(f"; frame-ancestors 'self' {PORTAL}")
+    assert "script-src 'self';" in csp and "unsafe-inline" not in csp  # no inline script runs
+    assert "object-src 'none'" in csp and "default-src 'self'" in csp
 
 
 def test_cors_allows_the_configured_portal_only(api):

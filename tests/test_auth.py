@@ -15,6 +15,7 @@ import pytest
 from rag.access import Grants, Role
 from rag.api import create_app
 from rag.api.auth import AuthConfig, EmbedTokens, trusted_networks
+from rag.audit import AuditLog
 from rag.jobs import JobQueue
 from rag.keys import KeyStore
 from tests.conftest import serving
@@ -64,7 +65,14 @@ class Server:
         )
         (tmp_path / "jobs").mkdir()
         jobs = JobQueue(assistant.retriever.index, tmp_path / "jobs", 300, 60)  # not started
-        self.app = create_app(lambda: assistant, [PORTAL], jobs=jobs, data_dir=tmp_path, auth=auth)
+        self.app = create_app(
+            lambda: assistant,
+            [PORTAL],
+            jobs=jobs,
+            data_dir=tmp_path,
+            auth=auth,
+            audit=AuditLog(tmp_path / "audit.sqlite"),
+        )
 
     def key(self, name="app", role=Role.READER, kbs=None, **kw) -> dict:
         _, secret = self.keys.create(name, role, kbs, **kw)
@@ -328,3 +336,29 @@ def test_an_embed_token_is_refused_after_it_expires_or_its_key_is_revoked(
         time.sleep(2.1)
         expired = api.post("/api/ask", json={"question": RENT}, headers=headers)
         assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
+
+
+# -- the audit log ----------------------------------------------------------------------
+
+
+def test_the_audit_log_says_who_asked_changed_and_was_refused_and_only_admins_read_it(server):
+    with serving(server.app) as api:
+        policy = next(d for d, kb in doc_ids(api, ADMIN).items() if kb == "政策")
+        api.post("/api/ask", json={"question": RENT}, headers=READER)
+        api.post("/api/ask", json={"question": LAIWU, "kb": "内部资料"}, headers=READER)
+        api.delete(f"/api/documents/{policy}", headers=EDITOR)
+        portal = server.key("portal", origins=(PORTAL,))
+        embed_token(api, portal, user="赵六")
+        assert api.get("/api/audit", headers=READER).status_code == 403
+        events = api.get("/api/audit", headers=ADMIN).json()
+        seen = [(e["user"], e["action"], e["target"], e["kb"], e["status"]) for e in events]
+        assert seen == [
+            ("王五", "GET /api/audit", "", "", 403),
+            ("key:portal", "POST /api/embed-tokens", "赵六", "", 200),
+            ("张三", "DELETE /api/documents/{doc_id:path}", policy, "政策", 202),
+            ("王五", "POST /api/ask", "", "", 403),
+            ("王五", "POST /api/ask", "", "政策", 200),
+        ]
+        assert RENT not in str(events) and "rag_" not in str(events)  # no text, no secret
+        deletes = api.get("/api/audit?action=DELETE", headers=ADMIN).json()
+        assert [e["user"] for e in deletes] == ["张三"]

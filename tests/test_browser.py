@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -126,7 +127,9 @@ def ask_in_chat(page: Page, question: str) -> None:
 
 
 def test_chat_page_answers_shows_sources_and_stores_feedback(page, server, data_dir):
-    page.goto(server + "/")
+    """Under its Content-Security-Policy: nothing is loaded from or sent to anywhere else."""
+    csp = page.goto(server + "/").headers["content-security-policy"]
+    assert "connect-src 'self'" in csp and "default-src 'self'" in csp
     ask_in_chat(page, "莱芜区上半年实际使用外资多少？")
     first = page.locator("#rag-sources #rag-src-1")
     first.wait_for(timeout=60_000)
@@ -420,3 +423,100 @@ def test_the_chat_behind_the_portals_sign_in_answers_a_granted_user_only(browser
         page.locator("[data-testid='bot']").last.filter(has_text=expected).wait_for(timeout=60_000)
         assert ("3227万美元" in page.locator("body").inner_text()) == (user == "wangwu")
         context.close()
+
+
+class PortalHandler(http.server.BaseHTTPRequestHandler):
+    """A portal's page with the widget, and the portal's own /token route: its server asks
+    the assistant for an embed token for the user signed in to the portal (here always
+    wangwu) with the portal's API key, which never reaches the page."""
+
+    page = ""  # set per portal
+    mint: Callable[[], dict]  # → the assistant's answer to POST /api/embed-tokens
+
+    def do_GET(self):
+        if self.path == "/token":
+            body, kind = json.dumps(type(self).mint()).encode(), "application/json"
+        else:
+            body, kind = type(self).page.encode(), "text/html; charset=utf-8"
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def portal_at(port: int, page: str, mint: Callable[[], dict]):
+    handler = type("Portal", (PortalHandler,), {"page": page, "mint": staticmethod(mint)})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{port}/index.html"
+    finally:
+        httpd.shutdown()
+
+
+def test_the_widget_on_a_portal_answers_its_signed_in_user_and_nothing_on_another_origin(
+    browser, data_dir, e5_dir
+):
+    """RAG_AUTH=header with nobody's proxy trusted: the widget signs in only with the
+    embed token the portal's server obtained. The same page on a non-allowed origin,
+    holding a token the real portal was given, gets nothing."""
+    from tests.conftest import run_rag
+
+    portal_port, evil_port, app_port = free_port(), free_port(), free_port()
+    portal_origin = f"http://127.0.0.1:{portal_port}"
+    app_data = own_copy(data_dir, "widget-token-data")
+    (app_data / "grants.toml").write_text('[users."wangwu"]\nrole = "reader"\n', "utf-8")
+    env = {"RAG_DATA_DIR": str(app_data), "RAG_EMBEDDING_MODEL": str(e5_dir)}
+    created = run_rag(
+        "keys", "create", "--name", "portal", "--origin", portal_origin, "--json", env=env
+    )
+    key = json.loads(created.stdout)["key"]
+    env = {
+        "RAG_EMBEDDING_MODEL": str(e5_dir),
+        "RAG_AUTH": "header",
+        "RAG_FORWARDED_ALLOW_IPS": "127.0.0.2",
+        "RAG_ALLOWED_ORIGINS": portal_origin,
+    }
+    app = start_server(app_data, app_port, env)
+    server = f"http://127.0.0.1:{app_port}"
+
+    def mint() -> dict:  # the portal's backend, for its signed-in user
+        return httpx.post(
+            server + "/api/embed-tokens",
+            json={"user": "wangwu", "origin": portal_origin},
+            headers={"Authorization": f"Bearer {key}"},
+        ).json()
+
+    page_html = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'></head><body><h1>门户</h1>"
+        f"<script src='{server}/widget.js' data-token-url='/token' defer></script></body></html>"
+    )
+    try:
+        wait_healthy(server + "/healthz", app)
+        with (
+            portal_at(portal_port, page_html, mint) as portal,
+            portal_at(evil_port, page_html, mint) as evil,
+        ):
+            for url, answered in ((portal, True), (evil, False)):
+                context = browser.new_context()
+                page = context.new_page()
+                page.goto(url)
+                widget = page.locator("[data-policy-rag-widget]")
+                widget.locator(".bubble").click()
+                widget.locator("input").fill("莱芜区上半年实际使用外资多少？")
+                widget.locator("form button").click()
+                done = widget.locator(".sources li") if answered else widget.locator(".bot")
+                done.filter(has_text="3227万美元" if answered else "出错了").first.wait_for(
+                    timeout=60_000
+                )
+                assert ("3227万美元" in widget.locator(".log").inner_text()) == answered
+                context.close()
+        assert "rag_" not in page_html  # the key never reached a page
+    finally:
+        app.terminate()
+        app.wait(60)

@@ -18,7 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -29,8 +30,9 @@ from starlette.routing import Mount
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from rag.access import Forbidden, Principal
-from rag.api.auth import AuthConfig, Authenticate, Denied
+from rag.api.auth import UNSAFE, AuthConfig, Authenticate, Denied
 from rag.api.errors import error
+from rag.audit import AuditLog, Event
 from rag.chain import Assistant, QuestionError, granted_filters
 from rag.history import text_of
 from rag.index import Filters
@@ -129,10 +131,12 @@ def create_app(
     lifespan=None,
     max_body_bytes: int = 2**20,
     auth: AuthConfig | None = None,
+    audit: AuditLog | None = None,
 ) -> FastAPI:
     """The API app. The assistant (model, indexes) is built on first use, once. With
     `jobs`, the document routes and the management page (/admin) are mounted too.
-    `auth` says how callers sign in (default: nobody does, the local user may do all)."""
+    `auth` says how callers sign in (default: nobody does, the local user may do all);
+    `audit` records every change, question and refusal."""
     app = FastAPI(
         title="招商政策问答 API",
         version="1",
@@ -172,6 +176,7 @@ def create_app(
         ObserveAndFrame,
         telemetry=telemetry,
         frame_ancestors="frame-ancestors " + " ".join(["'self'", *origins]),
+        audit=audit,
     )
 
     @app.exception_handler(RequestValidationError)
@@ -227,7 +232,8 @@ def create_app(
     def scope(body_kb: KbField, request: Request, filters: Filters | None = None) -> Filters:
         """`filters` with the knowledge bases asked for, within the caller's grant."""
         granted = granted_filters(assistant().retriever.index, caller(request), body_kb, filters)
-        request.state.log["kb"] = ",".join(sorted(granted.kbs)) or "*"
+        searched = granted.kbs or granted.readable or ()
+        request.state.log["kb"] = ",".join(sorted(searched)) or "*"
         return granted
 
     def note(request: Request, answer: dict, fallback: str = "") -> None:
@@ -292,7 +298,21 @@ def create_app(
             )
         except Denied as denied:
             return error(denied.status, str(denied), "permission_error")
+        request.state.audit_target = body.user
         return {"token": token, "expires_in": auth.tokens.ttl, "user": body.user}
+
+    @app.get("/api/audit")
+    def audit_events(
+        request: Request,
+        limit: int = Query(100, ge=1, le=1000),
+        user: str = Query("", max_length=200),
+        action: str = Query("", max_length=100),
+    ) -> list[dict]:
+        """The latest events of the audit log, newest first (admins only)."""
+        caller(request).check_admin()
+        if audit is None:
+            return []
+        return [e.to_json() for e in audit.read(limit, user, action)]
 
     widget_js = (STATIC / "widget.js").read_text("utf-8")
 
@@ -374,15 +394,35 @@ async def _too_large(scope, send, limit: int) -> None:
     await response(scope, None, send)
 
 
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'"
+)
+CHAT_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+    "style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; media-src 'self' data: blob:; "
+    "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'self'"
+)
+
+
 class ObserveAndFrame:
     """One log line and the metrics of every request, and the headers that say who may
     frame the pages. Plain ASGI: Starlette's BaseHTTPMiddleware costs every request a
     task and a stream, Python time that answers then wait for."""
 
-    def __init__(self, app, telemetry: Telemetry, frame_ancestors: str):
+    def __init__(
+        self, app, telemetry: Telemetry, frame_ancestors: str, audit: AuditLog | None = None
+    ):
         self.app = app
         self.telemetry = telemetry
-        self.frame_ancestors = frame_ancestors.encode()
+        # Our own pages (/admin) and every API answer: scripts and styles from this server
+        # only. Gradio's chat inlines its config and styles, so its pages may run inline
+        # ones, but may load or send nothing anywhere else: an injected script could not
+        # carry a document out.
+        self.csp = f"{STRICT_CSP}; {frame_ancestors}".encode()
+        self.chat_csp = f"{CHAT_CSP}; {frame_ancestors}".encode()
+        self.audit = audit
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -399,22 +439,56 @@ class ObserveAndFrame:
                 status = message["status"]
                 message["headers"] = [
                     *message.get("headers", []),
-                    (b"content-security-policy", self.frame_ancestors),
+                    (
+                        b"content-security-policy",
+                        self.chat_csp if _in_chat(scope) else self.csp,
+                    ),
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"same-origin"),  # no question text to other sites
                 ]
+                # In the audit log before the caller hears back: nothing done goes unrecorded.
+                if self.audit is not None and (scope["method"] in UNSAFE or status == 403):
+                    event = _event(scope, _template(scope), status)
+                    await run_in_threadpool(self.audit.record, event)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None)
-            if template is None or isinstance(route, Mount):
-                template = "/ (chat)"  # the Gradio app: one label, not one per asset
             self.telemetry.observe(
-                scope["method"], template or "/", status, started, scope["state"]["log"]
+                scope["method"], _template(scope), status, started, scope["state"]["log"]
             )
+
+
+def _in_chat(scope) -> bool:
+    """Whether the request went to the mounted chat (Gradio's own routes), not ours."""
+    route = scope.get("route")
+    endpoint = getattr(route, "endpoint", None)
+    return isinstance(route, Mount) or getattr(endpoint, "__module__", "").startswith("gradio")
+
+
+def _template(scope) -> str:
+    """The route a request took, as declared ("/api/documents/{doc_id:path}")."""
+    if _in_chat(scope):
+        return "/ (chat)"  # the Gradio app: one label, not one per asset
+    return getattr(scope.get("route"), "path", None) or "/"
+
+
+def _event(scope, route: str, status: int) -> Event:
+    """The audit log's line for a request that changed or asked something, or was refused."""
+    state = scope["state"]
+    principal = state.get("principal")
+    target = state.get("audit_target") or "/".join(
+        str(v) for v in (scope.get("path_params") or {}).values()
+    )
+    return Event(
+        user=principal.name if principal else "-",
+        via=principal.via if principal else "-",
+        action=f"{scope['method']} {route}",
+        target=target[:500],
+        kb=state["log"].get("kb", ""),
+        status=status,
+    )
 
 
 def _text(answer: dict) -> str:

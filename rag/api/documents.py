@@ -93,6 +93,7 @@ def documents_router(
         entry = index.manifest.get(doc_id)
         if entry is None or not principal.may_read(entry.kb):
             raise HTTPException(404, f"no document {doc_id!r}")
+        request.state.log["kb"] = entry.kb
         if edit:
             principal.check_edit(entry.kb)
         return entry
@@ -147,6 +148,7 @@ def documents_router(
         principal = editor(request)
         form = await request.form(max_files=1000)
         kb = kb_name(str(form.get("kb") or DEFAULT_KB))
+        request.state.log["kb"] = kb
         principal.check_edit(kb)
         uploads = [f for f in form.getlist("files") if hasattr(f, "read")]
         if not uploads:
@@ -188,6 +190,7 @@ def documents_router(
             queue(Kind.UPLOAD, filename=relpath, kb=kb, doc_id=f"{kb}/{relpath}", original=original)
             for relpath, original in accepted
         ]
+        request.state.audit_target = ", ".join(f"{kb}/{relpath}" for relpath, _ in accepted)
         created += [jobs.reject(name, kb, reason) for name, reason in refused]
         return _accepted(created)
 

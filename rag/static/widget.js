@@ -6,7 +6,15 @@
  * adds a chat bubble to the page that asks the server it came from (POST /api/ask) and
  * shows the answer with its numbered sources. Optional attributes on the script tag:
  * data-title (panel title), data-placeholder, data-k (passages per answer), data-kb
- * (knowledge bases to search, comma-separated; default all).
+ * (knowledge bases to search, comma-separated; default all), data-token-url.
+ *
+ * Signed in (the server runs with RAG_AUTH other than none): data-token-url names a URL
+ * of the portal itself that returns {"token": …, "expires_in": seconds} for the user
+ * signed in to the portal. The portal's server gets that token from this server's
+ * POST /api/embed-tokens with its API key; the key never reaches the page, and the
+ * token is short-lived and good only from the portal's origin. The widget fetches it
+ * when needed, keeps it in memory, and fetches a new one before it expires or when the
+ * server says it has (401).
  *
  * Everything from the server is inserted with textContent, never as HTML: documents
  * are untrusted. Styles live in a shadow root, so the portal's CSS and ours never mix.
@@ -21,6 +29,8 @@
   var title = script.getAttribute("data-title") || "招商政策问答";
   var placeholder = script.getAttribute("data-placeholder") || "请输入问题，例如：写字楼租金补贴多少？";
   var k = parseInt(script.getAttribute("data-k") || "0", 10) || null;
+  var tokenUrl = script.getAttribute("data-token-url");
+  var token = null; // {value, until}: in memory only, never in storage or a URL
   var kbs = (script.getAttribute("data-kb") || "").split(",").map(function (s) {
     return s.trim();
   }).filter(Boolean);
@@ -176,17 +186,7 @@
     var body = { question: question, history: history.slice(-6) };
     if (k) body.k = k;
     if (kbs.length) body.kb = kbs;
-    fetch(new URL("api/ask", base).href, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body)
-    })
-      .then(function (response) {
-        return response.json().then(function (data) {
-          if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
-          return data;
-        });
-      })
+    ask(body, true)
       .then(function (answer) {
         pending.remove();
         renderAnswer(answer);
@@ -195,6 +195,46 @@
       .catch(function (error) { pending.textContent = "出错了：" + error.message; })
       .then(function () { send.disabled = false; input.focus(); });
   });
+
+  // The portal's token for its signed-in user (none without data-token-url), fetched
+  // again 30 s before it expires or when `fresh` is asked for.
+  function credentials(fresh) {
+    if (!tokenUrl) return Promise.resolve({});
+    if (!fresh && token && Date.now() < token.until) {
+      return Promise.resolve({ Authorization: "Bearer " + token.value });
+    }
+    return fetch(tokenUrl, { credentials: "include" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("门户未能提供登录凭据（" + response.status + "），请先登录门户");
+        return response.json();
+      })
+      .then(function (data) {
+        var seconds = Math.max(30, (data.expires_in || 300) - 30);
+        token = { value: data.token, until: Date.now() + seconds * 1000 };
+        return { Authorization: "Bearer " + token.value };
+      });
+  }
+
+  // A 401 on the first try means the token expired meanwhile: once more with a new one.
+  function ask(body, firstTry) {
+    return credentials(!firstTry)
+      .then(function (auth) {
+        var headers = { "Content-Type": "application/json" };
+        Object.keys(auth).forEach(function (name) { headers[name] = auth[name]; });
+        return fetch(new URL("api/ask", base).href, {
+          method: "POST",
+          headers: headers,
+          body: JSON.stringify(body)
+        });
+      })
+      .then(function (response) {
+        if (response.status === 401 && tokenUrl && firstTry) return ask(body, false);
+        return response.json().then(function (data) {
+          if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
+          return data;
+        });
+      });
+  }
 
   function attach() { document.body.appendChild(host); }
   if (document.body) attach();
