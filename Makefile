@@ -22,7 +22,12 @@ run: install
 	$(BIN)/rag ingest
 	$(BIN)/rag serve
 
-test: install
+# The OpenID Connect provider the sign-in tests run (node; pinned by its lock file).
+tests/oidc/node_modules/.installed: tests/oidc/package-lock.json
+	npm ci --prefix tests/oidc --silent --no-audit --no-fund
+	touch $@
+
+test: install tests/oidc/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q

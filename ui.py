@@ -308,18 +308,34 @@ def auth_config(settings: Settings) -> AuthConfig:
     """How callers sign in, from the settings; a grants file that is not valid stops the
     start (ValueError naming the line)."""
     data = settings.data_dir
+    signed_in = settings.auth != "none"
+    secret = embed_secret(data / "embed.secret") if signed_in else b""
+    oidc = None
+    if settings.auth == "oidc":
+        from rag.api.oidc import OidcConfig
+
+        oidc = OidcConfig(
+            settings.oidc_issuer,
+            settings.oidc_client_id,
+            settings.oidc_client_secret,
+            settings.oidc_scopes,
+            settings.oidc_user_claim,
+            settings.oidc_groups_claim,
+            int(settings.session_hours * 3600),
+        )
     return AuthConfig(
         mode=settings.auth,
         grants=Grants(settings.grants_file or data / "grants.toml"),
-        keys=KeyStore(data / KEYS_FILE) if settings.auth != "none" else None,
+        keys=KeyStore(data / KEYS_FILE) if signed_in else None,
         trusted=settings.forwarded_allow_ips,
         user_header=settings.auth_user_header,
         groups_header=settings.auth_groups_header,
         allowed_origins=settings.allowed_origins,
         rate=settings.rate_limit,
-        tokens=EmbedTokens(embed_secret(data / "embed.secret"))
-        if settings.auth != "none"
-        else None,
+        tokens=EmbedTokens(secret) if signed_in else None,
+        oidc=oidc,
+        secret=secret,
+        secure_cookie=settings.secure_cookie,
     )
 
 

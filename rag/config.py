@@ -117,10 +117,23 @@ class Settings(BaseSettings):
         "127.0.0.1",
         description="proxies whose X-Forwarded-* (and, with auth = header, user) headers are trusted",
     )
-    auth: Literal["none", "header"] = Field(
+    auth: Literal["none", "header", "oidc"] = Field(
         "none",
         description="none: no sign-in, loopback only; header: the portal's reverse proxy "
-        "signs users in and passes auth_user_header / auth_groups_header",
+        "signs users in and passes auth_user_header / auth_groups_header; oidc: users sign "
+        "in at an OpenID Connect provider (oidc_issuer)",
+    )
+    oidc_issuer: str = Field("", description="the provider, e.g. https://sso.intra/realms/gov")
+    oidc_client_id: str = Field("", description="this app's client id at the provider")
+    oidc_client_secret: str = Field("", description="its secret; empty = a public client")
+    oidc_scopes: str = Field("openid profile", description="scopes asked for at sign-in")
+    oidc_user_claim: str = Field("preferred_username", description="the claim naming the user")
+    oidc_groups_claim: str = Field("groups", description="the claim listing their groups")
+    session_hours: float = Field(8.0, gt=0, le=24 * 30, description="a sign-in lasts this long")
+    secure_cookie: bool = Field(
+        False,
+        description="the app is reached over HTTPS: the session cookie is SameSite=None; "
+        "Secure, so it also works inside a portal's cross-origin iframe",
     )
     auth_user_header: str = Field("X-Remote-User", description="the signed-in user's name")
     auth_groups_header: str = Field("X-Remote-Groups", description="their groups, comma-separated")
@@ -145,6 +158,12 @@ class Settings(BaseSettings):
             items = json.loads(text) if text.startswith("[") else text.split(",")
             return [str(v).strip().rstrip("/") for v in items if str(v).strip()]
         return value
+
+    @model_validator(mode="after")
+    def _oidc_complete(self):
+        if self.auth == "oidc" and not (self.oidc_issuer and self.oidc_client_id):
+            raise ValueError("RAG_AUTH=oidc needs RAG_OIDC_ISSUER and RAG_OIDC_CLIENT_ID")
+        return self
 
     @field_validator("rate_limit")
     @classmethod

@@ -114,10 +114,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(app):
-    """`app` served by uvicorn on a free local port; yields an httpx client for it."""
+def serving(app, port: int | None = None):
+    """`app` served by uvicorn on `port` (a free one by default); yields an httpx client."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+        uvicorn.Config(app, host="127.0.0.1", port=port or free_port(), log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

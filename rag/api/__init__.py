@@ -163,6 +163,25 @@ def create_app(
     # from, so the proxy's X-Forwarded-* are applied inside it (uvicorn's are turned off).
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=auth.trusted)
     app.add_middleware(Authenticate, config=auth)
+    if auth.mode == "oidc":  # the session cookie is read before the sign-in layer asks
+        from starlette.middleware.sessions import SessionMiddleware
+
+        from rag.api.oidc import oidc_router
+
+        app.add_middleware(
+            SessionMiddleware,
+            secret_key=auth.secret,
+            session_cookie="rag_session",
+            # The session's own end is checked at each request (rag.api.auth); the cookie
+            # outlives it by a day so that the user is told it expired, not that no one
+            # had signed in.
+            max_age=auth.oidc.session_seconds + 86400,
+            # Inside a portal's cross-origin iframe a cookie is sent only if SameSite=None,
+            # which browsers accept only with Secure (HTTPS).
+            same_site="none" if auth.secure_cookie else "lax",
+            https_only=auth.secure_cookie,
+        )
+        app.include_router(oidc_router(auth.oidc))
     app.add_middleware(LimitBody, max_bytes=max_body_bytes, upload_bytes=MAX_UPLOAD_BYTES)
     app.add_middleware(
         CORSMiddleware,

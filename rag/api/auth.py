@@ -23,22 +23,36 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from starlette.responses import Response
 
 from rag.access import LOCAL, Grant, Grants, Principal, Role, within
 from rag.api.errors import error
 from rag.keys import PREFIX, KeyStore
 
+if TYPE_CHECKING:  # authlib is imported only where oidc is used
+    from rag.api.oidc import OidcConfig
+
 log = logging.getLogger("rag.auth")
 
-# Asked without credentials: probes an orchestrator sends straight to the port, and the
-# widget's script, which a portal page loads before anyone has signed in.
-OPEN_PATHS = ("/healthz", "/readyz", "/widget.js")
+# Asked without credentials: probes an orchestrator sends straight to the port, the
+# widget's script, which a portal page loads before anyone has signed in, and the steps
+# of signing in (RAG_AUTH=oidc, rag.api.oidc).
+OPEN_PATHS = (
+    "/healthz",
+    "/readyz",
+    "/widget.js",
+    "/auth/login",
+    "/auth/callback",
+    "/auth/logout",
+    "/auth/signed-out",
+)
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 EMBED_TTL = 600  # seconds an embed token is good for; the widget fetches a new one
 
@@ -110,7 +124,7 @@ class Denied(Exception):
 class AuthConfig:
     """How this server signs callers in (built from Settings at the edge)."""
 
-    mode: str = "none"  # none | header
+    mode: str = "none"  # none | header | oidc
     grants: Grants | None = None
     keys: KeyStore | None = None
     trusted: str = "127.0.0.1"
@@ -119,6 +133,9 @@ class AuthConfig:
     allowed_origins: list[str] = field(default_factory=list)
     rate: str = "120/minute"  # per user or key, changing requests (asks, uploads, deletes)
     tokens: EmbedTokens | None = None  # None = no embed tokens issued or accepted
+    oidc: OidcConfig | None = None  # with mode = oidc
+    secret: bytes = b""  # signs the oidc session cookie
+    secure_cookie: bool = False  # served over HTTPS: SameSite=None; Secure (iframes too)
 
 
 class Authenticate:
@@ -156,7 +173,7 @@ class Authenticate:
             principal = self.principal(scope, sent)
             if principal is None:
                 if not scope["path"].rstrip("/").endswith(OPEN_PATHS):
-                    raise Denied(401, self.sign_in_hint())
+                    raise self.sign_in(scope, sent)
             else:
                 state["principal"] = principal
                 if principal is not LOCAL:
@@ -168,10 +185,25 @@ class Authenticate:
             return
         await self.app(scope, receive, send)
 
-    def sign_in_hint(self) -> str:
+    def sign_in(self, scope, sent: dict[bytes, bytes]) -> Denied:
+        """What a caller without credentials is told: a browser opening a page in oidc
+        mode is sent to sign in (and back); anything else gets a 401 saying how."""
         if self.config.mode == "header":
-            return "sign in through the portal: no user came with this request"
-        return "send an API key: Authorization: Bearer rag_…"
+            return Denied(401, "sign in through the portal: no user came with this request")
+        if self.config.mode == "oidc":
+            page = scope["method"] == "GET" and "text/html" in _text(sent.get(b"accept"))
+            if page and scope["type"] == "http":
+                root = scope.get("root_path", "")
+                path = (
+                    scope["path"][len(root) :] if scope["path"].startswith(root) else scope["path"]
+                )
+                query = scope.get("query_string", b"").decode("latin-1")
+                back = quote(path + (f"?{query}" if query else ""), safe="")
+                return Denied(303, "sign in first", {"Location": f"{root}/auth/login?next={back}"})
+            expired = scope.get("state", {}).get("session_expired")
+            why = "the session has expired" if expired else "not signed in"
+            return Denied(401, f"{why}: sign in at /auth/login, or send an API key")
+        return Denied(401, "send an API key: Authorization: Bearer rag_…")
 
     def principal(self, scope, sent: dict[bytes, bytes]) -> Principal | None:
         if self.config.mode == "none":
@@ -182,6 +214,8 @@ class Authenticate:
             if scheme.lower() != "bearer" or not credential.strip():
                 raise Denied(401, "Authorization must be 'Bearer <key or embed token>'")
             return self.bearer(credential.strip())
+        if self.config.mode == "oidc":
+            return self.session_user(scope)
         if self.config.mode == "header" and self.believes((scope.get("client") or ("",))[0]):
             user = _text(sent.get(self.user_header))
             if user:
@@ -190,6 +224,19 @@ class Authenticate:
                 grants = self.config.grants.of(user, names) if self.config.grants else ()
                 return Principal(user, grants, names, via="header")
         return None
+
+    def session_user(self, scope) -> Principal | None:
+        """The user of the oidc session cookie, until the session ends."""
+        session = scope.get("session")
+        if not session or not session.get("user"):
+            return None
+        if session.get("expires", 0) < time.time():
+            session.clear()  # the cookie is cleared on the way out
+            scope["state"]["session_expired"] = True
+            return None
+        user, groups = session["user"], tuple(session.get("groups", ()))
+        grants = self.config.grants.of(user, groups) if self.config.grants else ()
+        return Principal(user, grants, groups, via="oidc")
 
     def bearer(self, credential: str) -> Principal:
         keys = self.config.keys
@@ -218,7 +265,7 @@ class Authenticate:
         # Signed in by something the browser sends by itself (the proxy's cookie): a
         # page on another site must not be able to change things in the user's name.
         cross_site = origin and origin not in self.origins and not _same_site(origin, sent)
-        if principal.via == "header" and scope["method"] in UNSAFE and cross_site:
+        if principal.via in ("header", "oidc") and scope["method"] in UNSAFE and cross_site:
             raise Denied(403, f"cross-site request from {origin} refused")
 
     def check_rate(self, principal: Principal, scope) -> None:
@@ -257,6 +304,10 @@ async def _deny(scope, send, denied: Denied) -> None:
         await send({"type": "websocket.close", "code": 1008})
         return
     kinds = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+    if denied.status == 303:  # a browser sent to sign in
+        response = Response(status_code=303, headers=denied.headers)
+        await response(scope, None, send)
+        return
     response = error(denied.status, str(denied), kinds.get(denied.status, "invalid_request_error"))
     response.headers.update(denied.headers)
     await response(scope, None, send)
