@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from rag.access import Forbidden, Grants, Principal
 from rag.api import create_app
 from rag.api.auth import AuthConfig, EmbedTokens, embed_secret
-from rag.audit import AUDIT_FILE, AuditLog
+from rag.audit import AUDIT_FILE, AuditLog, Event
 from rag.chain import Assistant, QuestionError, build_assistant, granted_filters, open_index
 from rag.config import Settings
 from rag.decompose import segment
@@ -77,6 +77,16 @@ def principal_of(request: gr.Request | None) -> Principal:
     if principal is None:
         raise Forbidden("未登录：请先登录")
     return principal
+
+
+def session_of(request: gr.Request | None) -> str:
+    """The chat session's key: Gradio's session hash comes from the browser, so it is
+    bound to the signed-in user; another user's hash names nothing of theirs."""
+    try:
+        user = principal_of(request).name
+    except Forbidden:
+        user = ""
+    return f"{user}\x00{(request.session_hash if request else '') or ''}"
 
 
 def parse_date(value: str, label: str) -> str:
@@ -150,7 +160,7 @@ def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int
     )
 
     def respond(message, history, since, until, source, k, kbs=None, request: gr.Request = None):
-        written, session = "", (request.session_hash if request else "") or ""
+        written, session = "", session_of(request)
         history = history if isinstance(history, list) else []
         try:
             if not isinstance(message, str) or not message.strip():
@@ -191,7 +201,7 @@ def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int
         yield text, sources_html(answer)
 
     def on_like(data: gr.LikeData, request: gr.Request):
-        answer = answers.get(request.session_hash or "", data.index)
+        answer = answers.get(session_of(request), data.index)
         if answer is not None:
             feedback.add(1 if data.liked else -1, answer, request.session_hash or "")
 
@@ -271,6 +281,7 @@ def create_server_app(settings: Settings) -> FastAPI:
         yield
         jobs.stop()  # after uvicorn has let in-flight requests finish
 
+    audit = AuditLog(settings.data_dir / AUDIT_FILE)
     app = create_app(
         lambda: assistant,
         settings.allowed_origins,
@@ -280,8 +291,8 @@ def create_server_app(settings: Settings) -> FastAPI:
         ready=warm.is_set,
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
-        auth=auth_config(settings),
-        audit=AuditLog(settings.data_dir / AUDIT_FILE),
+        auth=auth_config(settings, audit),
+        audit=audit,
     )
 
     @app.get("/gradio.js")
@@ -304,10 +315,19 @@ def create_server_app(settings: Settings) -> FastAPI:
     )
 
 
-def auth_config(settings: Settings) -> AuthConfig:
+def auth_config(settings: Settings, audit: AuditLog) -> AuthConfig:
     """How callers sign in, from the settings; a grants file that is not valid stops the
     start (ValueError naming the line)."""
     data = settings.data_dir
+    grants_file = settings.grants_file or data / "grants.toml"
+
+    def granted(summary: str) -> None:  # who edited the file: its owner, as far as known
+        try:
+            owner = grants_file.owner()
+        except (OSError, KeyError):
+            owner = "?"
+        audit.record(Event(f"file:{owner}", "file", "grants change", summary))
+
     signed_in = settings.auth != "none"
     secret = embed_secret(data / "embed.secret") if signed_in else b""
     oidc = None
@@ -325,7 +345,7 @@ def auth_config(settings: Settings) -> AuthConfig:
         )
     return AuthConfig(
         mode=settings.auth,
-        grants=Grants(settings.grants_file or data / "grants.toml"),
+        grants=Grants(grants_file, on_change=granted),
         keys=KeyStore(data / KEYS_FILE) if signed_in else None,
         trusted=settings.forwarded_allow_ips,
         user_header=settings.auth_user_header,

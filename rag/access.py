@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -174,8 +175,10 @@ class Grants:
     A file that became invalid keeps the last valid grants and is logged; a missing file
     grants nothing."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, on_change: Callable[[str], None] | None = None):
+        """`on_change(summary)` hears of each change the server picks up (the audit log)."""
         self.path = path
+        self.on_change = on_change
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._grants: dict[str, dict[str, Grant]] = {"users": {}, "groups": {}}
@@ -185,6 +188,8 @@ class Grants:
         try:
             stat = self.path.stat()
         except FileNotFoundError:
+            if self._stamp is not None and self.on_change:
+                self.on_change("file removed: nobody is granted anything")
             self._stamp, self._grants = None, {"users": {}, "groups": {}}
             return
         stamp = (stat.st_mtime_ns, stat.st_size)
@@ -199,7 +204,10 @@ class Grants:
             self._stamp = stamp  # said once, not on every request
             return
         self._stamp, self._grants = stamp, grants
-        log.info("grants loaded: %d users, %d groups", len(grants["users"]), len(grants["groups"]))
+        summary = f"{len(grants['users'])} users, {len(grants['groups'])} groups"
+        log.info("grants loaded: %s", summary)
+        if self.on_change and not strict:
+            self.on_change(summary)
 
     def of(self, user: str, groups: tuple[str, ...] = ()) -> tuple[Grant, ...]:
         """What `user` (a member of `groups`) is granted, in the file as it is now."""

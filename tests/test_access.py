@@ -81,7 +81,8 @@ def test_the_grants_file_is_read_again_when_it_changes_and_a_broken_edit_keeps_t
     path = tmp_path / "grants.toml"
     assert Grants(path).of("张三") == ()  # no file: nobody is granted anything
     path.write_text(GRANTS, "utf-8")
-    grants = Grants(path)
+    changes = []
+    grants = Grants(path, on_change=changes.append)
     assert grants.of("王五", ("招商科",)) == (Grant(Role.READER, frozenset({"飞地经济", "政策"})),)
     path.write_text('[users."*"]\nrole = "reader"\nkbs = ["政策"]\n', "utf-8")
     os.utime(path, ns=(1, 1))  # a new stamp even within the file system's clock tick
@@ -91,3 +92,7 @@ def test_the_grants_file_is_read_again_when_it_changes_and_a_broken_edit_keeps_t
     assert grants.of("王五") == (Grant(Role.READER, frozenset({"政策"})),)
     with pytest.raises(ValueError, match="not valid TOML"):
         Grants(path)  # at start, a broken file stops the server instead
+    assert changes == ["1 users, 0 groups"]  # the audit log hears of each change picked up
+    path.unlink()
+    assert grants.of("王五") == ()
+    assert changes[-1] == "file removed: nobody is granted anything"

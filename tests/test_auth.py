@@ -362,3 +362,42 @@ def test_the_audit_log_says_who_asked_changed_and_was_refused_and_only_admins_re
         assert RENT not in str(events) and "rag_" not in str(events)  # no text, no secret
         deletes = api.get("/api/audit?action=DELETE", headers=ADMIN).json()
         assert [e["user"] for e in deletes] == ["张三"]
+
+
+# -- uploads and secrets ----------------------------------------------------------------
+
+
+def test_a_zip_with_dotdot_paths_writes_nothing_outside_the_originals(server, tmp_path):
+    import io
+    import zipfile
+
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("../../escaped.txt", "第一条 越权写入。")
+        archive.writestr("/etc/escaped.txt", "第一条 越权写入。")
+    with serving(server.app) as api:
+        refused = api.post(
+            "/api/documents",
+            files={"files": ("policies.zip", packed.getvalue())},
+            data={"kb": "政策"},
+            headers=EDITOR,
+        )
+        assert refused.status_code == 400 and "escaped.txt" in refused.json()["error"]["message"]
+    assert not list(tmp_path.parent.rglob("escaped.txt"))
+
+
+def test_keys_and_tokens_never_reach_the_logs(server, caplog):
+    caplog.set_level("DEBUG")
+    with serving(server.app) as api:
+        key = server.key("portal", origins=(PORTAL,))
+        token = embed_token(api, key).json()["token"]
+        api.post("/api/ask", json={"question": RENT}, headers={**key, "Origin": PORTAL})
+        api.post(
+            "/api/ask",
+            json={"question": RENT},
+            headers={"Authorization": f"Bearer {token}", "Origin": PORTAL},
+        )
+        api.post("/api/ask", json={"question": RENT}, headers={"Authorization": "Bearer rag_x"})
+    secret = key["Authorization"].removeprefix("Bearer ")
+    assert "rag.request" in caplog.text and "user=key:portal" in caplog.text
+    assert secret not in caplog.text and token not in caplog.text and "rag_x" not in caplog.text
