@@ -247,7 +247,7 @@ def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int
     return blocks
 
 
-def create_server_app(settings: Settings) -> FastAPI:
+def create_server_app(settings: Settings, host: str | None = None) -> FastAPI:
     """The API with the chat mounted at `/`, the management page at `/admin`, the ingest
     job worker, and the web-component loader at `/gradio.js`."""
     index = open_index(settings, writer_model=True)
@@ -291,7 +291,7 @@ def create_server_app(settings: Settings) -> FastAPI:
         ready=warm.is_set,
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
-        auth=auth_config(settings, audit),
+        auth=auth_config(settings, audit, host or settings.host),
         audit=audit,
     )
 
@@ -312,12 +312,15 @@ def create_server_app(settings: Settings) -> FastAPI:
         css=CSS,
         footer_links=[],
         ssr_mode=False,
+        # Gradio would keep each answer in the browser (and offer to upload them to a
+        # Hugging Face bucket): on a shared office PC the next user would read them.
+        run_history=False,
     )
 
 
-def auth_config(settings: Settings, audit: AuditLog) -> AuthConfig:
-    """How callers sign in, from the settings; a grants file that is not valid stops the
-    start (ValueError naming the line)."""
+def auth_config(settings: Settings, audit: AuditLog, host: str) -> AuthConfig:
+    """How callers sign in, from the settings (`host`: where the server listens); a grants
+    file that is not valid stops the start (ValueError naming the line)."""
     data = settings.data_dir
     grants_file = settings.grants_file or data / "grants.toml"
 
@@ -350,13 +353,23 @@ def auth_config(settings: Settings, audit: AuditLog) -> AuthConfig:
         trusted=settings.forwarded_allow_ips,
         user_header=settings.auth_user_header,
         groups_header=settings.auth_groups_header,
+        percent_encoded=settings.auth_headers_encoded,
         allowed_origins=settings.allowed_origins,
         rate=settings.rate_limit,
         tokens=EmbedTokens(secret) if signed_in else None,
         oidc=oidc,
         secret=secret,
         secure_cookie=settings.secure_cookie,
+        loopback_only=settings.auth == "none" and is_loopback(host),
+        allowed_hosts=frozenset(h.lower() for h in settings.allowed_hosts),
     )
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: only this one is known to stay on this machine
+        return host == "localhost"
 
 
 class Unprotected(RuntimeError):
@@ -369,11 +382,7 @@ def check_exposure(host: str, insecure_no_auth: bool, auth: str = "none") -> Non
     machine may sign users in and forward), unless told otherwise on purpose."""
     if auth != "none":
         return
-    try:
-        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: only this one is known to stay on this machine
-        loopback = host == "localhost"
-    if not loopback and not insecure_no_auth:
+    if not is_loopback(host) and not insecure_no_auth:
         raise Unprotected(
             f"refusing to listen on {host}: this server has no sign-in, so anyone who can "
             "reach it could read and change every document. Let the portal's proxy sign "
@@ -396,7 +405,7 @@ def serve(settings: Settings, host: str, port: int, insecure_no_auth: bool = Fal
     else:
         owning = contextlib.nullcontext()
     with owning:
-        app = create_server_app(settings)
+        app = create_server_app(settings, host)
         uvicorn.run(
             app,
             host=host,

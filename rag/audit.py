@@ -7,12 +7,11 @@ outcome.
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from rag.db import create, transaction
 
 AUDIT_FILE = "audit.sqlite"  # in the data dir
 
@@ -46,19 +45,10 @@ class Event:
 class AuditLog:
     def __init__(self, path: Path):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.executescript(_SCHEMA)
+        create(path, _SCHEMA)
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self):
+        return transaction(self.path)
 
     def record(self, event: Event) -> None:
         with self._db() as db:

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     )
     auth_user_header: str = Field("X-Remote-User", description="the signed-in user's name")
     auth_groups_header: str = Field("X-Remote-Groups", description="their groups, comma-separated")
+    auth_headers_encoded: bool = Field(
+        False, description="the proxy percent-encodes the user and group names it passes"
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="with auth = none on loopback, Host names besides localhost a proxy in "
+        "front serves the app under (DNS-rebinding guard); comma-separated",
+    )
     grants_file: Path | None = Field(
         None,
         description="who may read or manage which knowledge base (default: data_dir/grants.toml)",
@@ -150,7 +158,7 @@ class Settings(BaseSettings):
         "--rate overrides it); 60/min, 10/s, 1000/h",
     )
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value):
         if isinstance(value, str):

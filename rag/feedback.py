@@ -7,6 +7,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from rag.db import create, transaction
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -17,21 +19,19 @@ CREATE TABLE IF NOT EXISTS feedback (
     refused INTEGER NOT NULL,
     citations TEXT NOT NULL,          -- JSON: the answer's citations
     session TEXT NOT NULL DEFAULT ''
-)
+);
 """
 
 
 class FeedbackStore:
-    """One connection per call: safe from any thread of the web server."""
+    """One connection per call (rag.db): safe from any thread of the web server."""
 
     def __init__(self, path: Path):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute(_SCHEMA)
+        create(path, _SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=10)
+    def _connect(self):
+        return transaction(self.path)
 
     def add(self, rating: int, answer: dict, session: str = "") -> None:
         """Store a rating for an answer object as `rag ask --json` prints it."""

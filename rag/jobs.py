@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rag.index import Cancelled, Index, Writer
@@ -363,7 +363,10 @@ class JobQueue:
                 try:
                     if isinstance(item, LoadFailure):
                         raise UnreadableError(f"{item.path}: {item.reason}")
-                    docs.append((item.load(), source_hash(item.raw_hash, key)))
+                    doc = item.load()
+                    if not doc.doc_id.startswith(f"{job.kb}/"):  # as an uploaded file's
+                        doc = replace(doc, doc_id=f"{job.kb}/{doc.doc_id}")
+                    docs.append((doc, source_hash(item.raw_hash, key)))
                 except UnreadableError as err:
                     skipped.append(str(err))
             if not docs:
@@ -373,11 +376,20 @@ class JobQueue:
         else:
             docs = [(parse_file(Path(job.filename), job.doc_id, data), digest)]
         known = self.index.manifest.docs()
-        texts = {e.text_hash: d for d, e in known.items()}
+        # Twins are looked for within this knowledge base only: naming a document of
+        # another would tell an editor what a knowledge base they may not read holds.
+        texts = {e.text_hash: d for d, e in known.items() if e.kb == job.kb}
         total = 0
         planned = []
         for doc, doc_digest in docs:
             entry = known.get(doc.doc_id)
+            if entry is not None and entry.kb != job.kb:
+                # A record's id is the uploader's to choose (JSONL "id"): it must not
+                # replace a document of another knowledge base.
+                if len(docs) == 1:
+                    raise JobError(f"{doc.doc_id!r} is taken by another knowledge base")
+                skipped.append(f"{doc.doc_id}: the id is taken by another knowledge base")
+                continue
             if (
                 job.kind == Kind.UPLOAD
                 and entry is not None

@@ -15,12 +15,11 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.access import Grant, Principal, Role
+from rag.db import create, transaction
 
 KEYS_FILE = "keys.sqlite"  # in the data dir
 PREFIX = "rag_"  # recognisable in a leaked config file or a secret scanner
@@ -31,7 +30,7 @@ CREATE TABLE IF NOT EXISTS keys (
     name TEXT PRIMARY KEY, digest TEXT UNIQUE NOT NULL, role TEXT NOT NULL,
     kbs TEXT NOT NULL, origins TEXT NOT NULL, rate TEXT NOT NULL,
     created REAL NOT NULL, expires REAL, last_used REAL, revoked REAL
-)
+);
 """
 _UNITS = {"s": "second", "sec": "second", "m": "minute", "min": "minute", "h": "hour", "d": "day"}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
@@ -110,18 +109,10 @@ class KeyStore:
         self.path = path
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute(_SCHEMA)
+        create(path, _SCHEMA)
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self):
+        return transaction(self.path)
 
     def create(
         self,

@@ -40,8 +40,8 @@ role = "admin"
 
 
 def as_user(name: str, groups: str = "") -> dict:
-    # A proxy may percent-encode a name or pass it as raw UTF-8: both are read.
-    return {"X-Remote-User": quote(name), "X-Remote-Groups": groups.encode()}
+    """The proxy's headers: names as raw UTF-8 (nginx passes $remote_user as it is)."""
+    return {"X-Remote-User": name.encode(), "X-Remote-Groups": groups.encode()}
 
 
 READER = as_user("王五", "招商科")
@@ -50,7 +50,10 @@ ADMIN = as_user("李四", "信息中心, 其他")
 
 
 class Server:
-    def __init__(self, assistant, tmp_path, trusted="127.0.0.1", rate="120/minute", ttl=600):
+    def __init__(
+        self, assistant, tmp_path, trusted="127.0.0.1", rate="120/minute", ttl=600, **auth_kw
+    ):
+        tmp_path.mkdir(parents=True, exist_ok=True)
         grants_file = tmp_path / "grants.toml"
         grants_file.write_text(GRANTS, "utf-8")
         self.keys = KeyStore(tmp_path / "keys.sqlite")
@@ -62,6 +65,7 @@ class Server:
             allowed_origins=[PORTAL],
             rate=rate,
             tokens=EmbedTokens(b"k" * 32, ttl),
+            **auth_kw,
         )
         (tmp_path / "jobs").mkdir()
         jobs = JobQueue(assistant.retriever.index, tmp_path / "jobs", 300, 60)  # not started
@@ -129,6 +133,7 @@ def test_a_reader_never_gets_a_passage_of_a_knowledge_base_not_granted(server):
         assert SECRET not in str(followed)
         hits = api.post("/api/search", json={"question": LAIWU}, headers=READER).json()["hits"]
         assert hits and {h["kb"] for h in hits} == {"政策"} and SECRET not in str(hits)
+        assert {h["lexical"] for h in hits} == {None}  # index-wide statistics stay hidden
         # The same question from an admin finds it: the grant, not the question, hid it.
         admin = api.post("/api/ask", json={"question": LAIWU}, headers=ADMIN).json()
         assert SECRET in admin["answer"]
@@ -205,6 +210,25 @@ def test_a_forged_user_header_from_an_untrusted_address_is_ignored(two_kb_assist
 def test_every_page_and_route_needs_a_user_or_a_key(server, path):
     with serving(server.app) as api:
         assert api.get(path).status_code == 401
+
+
+def test_names_are_raw_utf8_unless_the_proxy_is_said_to_encode_them(two_kb_assistant, tmp_path):
+    """Decoding comes after splitting the groups: an encoded comma adds no group."""
+    smuggled = {"X-Remote-User": b"wangwu", "X-Remote-Groups": "foo%2C信息中心".encode()}
+    with serving(Server(two_kb_assistant, tmp_path).app) as api:
+        assert api.get("/api/audit", headers=smuggled).status_code == 403
+    encoded = Server(two_kb_assistant, tmp_path / "encoded", percent_encoded=True)
+    with serving(encoded.app) as api:
+        assert api.get("/api/audit", headers=smuggled).status_code == 403
+        admin = {"X-Remote-User": quote("李四"), "X-Remote-Groups": quote("信息中心")}
+        assert api.get("/api/audit", headers=admin).status_code == 200
+
+
+def test_an_open_path_is_open_only_as_itself(server):
+    with serving(server.app) as api:
+        for path in ("/api/documents/x/healthz", "/api/documents/a/widget.js/chunks"):
+            refused = api.get(path)
+            assert refused.status_code == 401 and "portal" in refused.json()["error"]["message"]
 
 
 def test_trusted_addresses_accept_networks_and_any():

@@ -325,3 +325,27 @@ def test_json_of_jobs_is_what_the_readme_says(live):
     (listed,) = live.get("/api/documents", params={"kb": "形状"}).json()
     assert set(listed) >= {"doc_id", "title", "kb", "chunks", "status", "updated"}
     json.dumps(live.get("/api/jobs").json())
+
+
+def test_an_upload_never_replaces_or_names_a_document_of_another_knowledge_base(live):
+    """An uploaded file's id, or a JSONL record's own "id", may collide with a document
+    of another knowledge base (one indexed from the command line, say): the upload is
+    refused, the document stays. A text equal to one in another knowledge base is no
+    twin: the editor is not told what a knowledge base they may not read holds."""
+    laiwu = "news/2022-08-04-laiwu-signing.txt"  # in knowledge base "default"
+    before = live.get(f"/api/documents/{laiwu}/chunks").json()
+    record = json.dumps({"id": "2022-08-04-laiwu-signing.txt", "text": "第一条 改写。"})
+    for name, data in [
+        ("records.jsonl", record.encode()),
+        ("2022-08-04-laiwu-signing.txt", "第一条 改写。".encode()),
+    ]:
+        (job,) = upload(live, {name: data}, kb="news")
+        done = wait(live, job["id"])
+        assert done["status"] == "failed" and "another knowledge base" in done["error"]
+    assert live.get(f"/api/documents/{laiwu}/chunks").json() == before
+    text = (CORPUS / laiwu).read_bytes()
+    (job,) = upload(live, {"copy.txt": text}, kb="其他")
+    copied = wait(live, job["id"])
+    assert copied["status"] == "indexed" and laiwu not in (copied["error"] or "")
+    r = live.delete("/api/documents/其他/copy.txt")
+    wait(live, r.json()["jobs"][0]["id"])

@@ -466,7 +466,9 @@ class ObserveAndFrame:
                     (b"referrer-policy", b"same-origin"),  # no question text to other sites
                 ]
                 # In the audit log before the caller hears back: nothing done goes unrecorded.
-                if self.audit is not None and (scope["method"] in UNSAFE or status == 403):
+                # Only signed-in callers: anyone's 401s would fill the disk.
+                signed_in = "principal" in scope["state"]
+                if self.audit and signed_in and (scope["method"] in UNSAFE or status == 403):
                     event = _event(scope, _template(scope), status)
                     await run_in_threadpool(self.audit.record, event)
             await send(message)

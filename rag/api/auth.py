@@ -130,12 +130,15 @@ class AuthConfig:
     trusted: str = "127.0.0.1"
     user_header: str = "X-Remote-User"
     groups_header: str = "X-Remote-Groups"
+    percent_encoded: bool = False  # the proxy percent-encodes the names it passes
     allowed_origins: list[str] = field(default_factory=list)
     rate: str = "120/minute"  # per user or key, changing requests (asks, uploads, deletes)
     tokens: EmbedTokens | None = None  # None = no embed tokens issued or accepted
     oidc: OidcConfig | None = None  # with mode = oidc
     secret: bytes = b""  # signs the oidc session cookie
     secure_cookie: bool = False  # served over HTTPS: SameSite=None; Secure (iframes too)
+    loopback_only: bool = False  # RAG_AUTH=none on loopback: refuse other Host names
+    allowed_hosts: frozenset[str] = frozenset()  # Host names besides loopback (lower case)
 
 
 class Authenticate:
@@ -172,7 +175,7 @@ class Authenticate:
         try:
             principal = self.principal(scope, sent)
             if principal is None:
-                if not scope["path"].rstrip("/").endswith(OPEN_PATHS):
+                if _route_path(scope).rstrip("/") not in OPEN_PATHS:
                     raise self.sign_in(scope, sent)
             else:
                 state["principal"] = principal
@@ -191,7 +194,7 @@ class Authenticate:
         if self.config.mode == "header":
             return Denied(401, "sign in through the portal: no user came with this request")
         if self.config.mode == "oidc":
-            page = scope["method"] == "GET" and "text/html" in _text(sent.get(b"accept"))
+            page = scope.get("method") == "GET" and "text/html" in _text(sent.get(b"accept"))
             if page and scope["type"] == "http":
                 root = scope.get("root_path", "")
                 path = (
@@ -217,13 +220,19 @@ class Authenticate:
         if self.config.mode == "oidc":
             return self.session_user(scope)
         if self.config.mode == "header" and self.believes((scope.get("client") or ("",))[0]):
-            user = _text(sent.get(self.user_header))
+            user = self.header_value(_text(sent.get(self.user_header)))
             if user:
-                groups = _text(sent.get(self.groups_header))
-                names = tuple(g.strip() for g in groups.split(",") if g.strip())
+                groups = _text(sent.get(self.groups_header)).split(",")
+                names = tuple(n for g in groups if (n := self.header_value(g)))
                 grants = self.config.grants.of(user, names) if self.config.grants else ()
                 return Principal(user, grants, names, via="header")
         return None
+
+    def header_value(self, raw: str) -> str:
+        """One name from the proxy: raw UTF-8, or percent-encoded where the proxy is set to
+        encode (RAG_AUTH_HEADERS_ENCODED). Decoded after the groups are split, so that an
+        encoded comma stays inside its name instead of adding a group."""
+        return (unquote(raw) if self.config.percent_encoded else raw).strip()
 
     def session_user(self, scope) -> Principal | None:
         """The user of the oidc session cookie, until the session ends."""
@@ -253,6 +262,7 @@ class Authenticate:
 
     def check_origin(self, principal: Principal, scope, sent: dict[bytes, bytes]) -> None:
         origin = _text(sent.get(b"origin")).rstrip("/")
+        method = scope.get("method", "GET")  # a WebSocket has none: it is opened by a GET
         if principal.via == "embed" and origin not in principal.origins:
             raise Denied(403, "this embed token was issued for another origin")
         if (
@@ -262,19 +272,40 @@ class Authenticate:
             and origin not in principal.origins
         ):
             raise Denied(403, f"key {principal.key!r} may not be used from {origin}")
-        # Signed in by something the browser sends by itself (the proxy's cookie): a
-        # page on another site must not be able to change things in the user's name.
-        cross_site = origin and origin not in self.origins and not _same_site(origin, sent)
-        if principal.via in ("header", "oidc") and scope["method"] in UNSAFE and cross_site:
+        if principal.via not in ("none", "header", "oidc"):
+            return
+        hosts = [_text(sent.get(b"host"))]
+        if self.believes((scope.get("client") or ("",))[0]):
+            hosts.append(_text(sent.get(b"x-forwarded-host")))
+        # DNS rebinding: a site whose name its owner points at 127.0.0.1 would be this
+        # server's own origin to the browser. Without sign-in, only loopback names reach
+        # a loopback server (RAG_AUTH=none); a proxy in front passes one of them, or the
+        # names it serves under are listed in RAG_ALLOWED_HOSTS.
+        open_path = _route_path(scope).rstrip("/") in OPEN_PATHS  # nothing there to read
+        if principal.via == "none" and self.config.loopback_only and not open_path:
+            named = [h for h in hosts if h]
+            if named and not all(
+                _loopback_host(h) or h.lower() in self.config.allowed_hosts for h in named
+            ):
+                raise Denied(403, f"unknown host {named[0]!r}: see RAG_ALLOWED_HOSTS")
+        # Signed in by something the browser sends by itself (the proxy's cookie, the
+        # session cookie, or nothing at all on loopback): a page on another site must not
+        # change things in the user's name.
+        cross_site = origin and origin not in self.origins and not _same_site(origin, hosts)
+        if method in UNSAFE and cross_site:
             raise Denied(403, f"cross-site request from {origin} refused")
 
     def check_rate(self, principal: Principal, scope) -> None:
         """Requests that change something or ask (POST …) count; pages and assets not."""
         rate = principal.rate or self.config.rate
-        if principal is LOCAL or scope.get("method") not in UNSAFE or not rate:
+        if principal.via == "none" or scope.get("method") not in UNSAFE or not rate:
             return
         limit = parse(rate)
-        who = f"key:{principal.key}" if principal.via == "key" else f"user:{principal.name}"
+        # A portal may mint tokens for any name: its users count against the portal too.
+        who = {
+            "key": f"key:{principal.key}",
+            "embed": f"embed:{principal.key}:{principal.name}",
+        }.get(principal.via, f"user:{principal.name}")
         if not self.limiter.hit(limit, who):
             reset, _ = self.limiter.get_window_stats(limit, who)
             wait = max(1, int(reset - time.time()) + 1)
@@ -283,19 +314,36 @@ class Authenticate:
             )
 
 
-def _same_site(origin: str, sent: dict[bytes, bytes]) -> bool:
-    """Whether `origin` is this server as the browser reached it (its Host, or the
-    proxy's X-Forwarded-Host); a Host without a port is matched on the host name."""
+def _route_path(scope) -> str:
+    """The path the app routes on: without the sub-path a proxy serves it under."""
+    root, path = scope.get("root_path", ""), scope["path"]
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _same_site(origin: str, hosts: list[str]) -> bool:
+    """Whether `origin` is this server as the browser reached it (`hosts`: its Host, and
+    a trusted proxy's X-Forwarded-Host); a Host without a port (nginx's `$host`) is
+    matched on the host name."""
     target = urlsplit(origin)
-    for header in (b"host", b"x-forwarded-host"):
-        host = _text(sent.get(header)).split(",")[0].strip().lower()
+    for host in hosts:
+        host = host.split(",")[0].strip().lower()
         if host and (host == target.netloc.lower() or host == (target.hostname or "")):
             return True
     return False
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def _loopback_host(host: str) -> bool:
+    """Whether a Host header names this machine's loopback (with or without a port)."""
+    name = host.strip().lower()
+    name = name.rsplit(":", 1)[0] if name.count(":") == 1 or name.startswith("[") else name
+    return name in LOOPBACK_NAMES or name.endswith(".localhost")
+
+
 def _text(raw: bytes | None) -> str:
-    return unquote((raw or b"").decode("utf-8", "replace")).strip()
+    return (raw or b"").decode("utf-8", "replace").strip()
 
 
 async def _deny(scope, send, denied: Denied) -> None:

@@ -344,6 +344,9 @@ def documents_router(
             raise QuestionError("the question is empty")
         k = check_k(body.k or 10)
         filters = granted_filters(index, principal, body.kb)
+        # BM25's term statistics are the whole index's: a caller who may not read every
+        # knowledge base could read off them how often a word occurs in the others.
+        scored = principal.readable() is None
         with index.reading() as snapshot:
             hits = assistant.retriever.search(question, k, filters, snapshot=snapshot)
         return {
@@ -357,9 +360,9 @@ def documents_router(
                     "title": h.chunk.meta.get("title", ""),
                     "kb": h.chunk.meta.get("kb", ""),
                     "text": h.chunk.text,
-                    "dense": round(h.dense_score, 4),
-                    "lexical": round(h.lexical_score, 4),
-                    "fused": round(h.score, 4),
+                    "dense": round(h.dense_score, 4) if scored else None,
+                    "lexical": round(h.lexical_score, 4) if scored else None,
+                    "fused": round(h.score, 4) if scored else None,
                 }
                 for rank, h in enumerate(hits, 1)
             ],

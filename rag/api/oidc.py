@@ -22,7 +22,7 @@ from rag.api.errors import error
 
 log = logging.getLogger("rag.auth")
 
-AUTH_PATHS = ("/auth/login", "/auth/callback", "/auth/logout", "/auth/signed-out")
+MAX_GROUPS = 100
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,12 @@ def oidc_router(config: OidcConfig) -> APIRouter:
             return error(401, "the provider named no user", "authentication_error")
         next_path = request.session.get("next", "/")
         request.session.clear()  # authlib's state and PKCE verifier are spent
+        # A cookie holds 4 KB: no ID token (logout names the client instead), and no
+        # more groups than a grants file would name.
         request.session.update(
             user=user,
-            groups=claimed_groups(claims.get(config.groups_claim)),
+            groups=claimed_groups(claims.get(config.groups_claim))[:MAX_GROUPS],
             expires=time.time() + config.session_seconds,
-            id_token=token.get("id_token", ""),
         )
         log.info("oidc: %s signed in", user)
         return RedirectResponse(site(request, next_path), status_code=303)
@@ -104,7 +105,6 @@ def oidc_router(config: OidcConfig) -> APIRouter:
     async def logout(request: Request) -> Response:
         """Ends the session here, then at the provider (its end-session endpoint), which
         sends the user back to /auth/signed-out."""
-        id_token = request.session.get("id_token", "")
         request.session.clear()
         signed_out = site(request, "/auth/signed-out")
         try:
@@ -116,8 +116,6 @@ def oidc_router(config: OidcConfig) -> APIRouter:
         if not end:
             return RedirectResponse(signed_out, status_code=303)
         query = {"client_id": config.client_id, "post_logout_redirect_uri": signed_out}
-        if id_token:
-            query["id_token_hint"] = id_token
         return RedirectResponse(f"{end}?{urlencode(query)}", status_code=303)
 
     @router.get("/auth/signed-out", include_in_schema=False)
