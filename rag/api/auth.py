@@ -6,11 +6,15 @@ Signed in by one of:
 - an embed token (`Authorization: Bearer` a token a portal's key obtained for one of its
   users at POST /api/embed-tokens): short-lived, valid only from that portal's origin;
 - the portal's reverse proxy (`RAG_AUTH=header`): `X-Remote-User` / `X-Remote-Groups`,
-  believed only from `RAG_FORWARDED_ALLOW_IPS` and removed from anyone else's request.
+  believed only from `RAG_FORWARDED_ALLOW_IPS` and removed from anyone else's request;
+- the session cookie of a sign-in at an OpenID Connect provider (`RAG_AUTH=oidc`,
+  rag.api.oidc).
 
-Then: a cookie- or proxy-authenticated request that changes something must come from
-this site or an allowed origin (CSRF); a key used from a browser must come from one of
-its origins; every principal has a rate. The request's `scope["state"]["principal"]`
+Then: a request signed in by what the browser sends by itself (nothing, the proxy's
+cookie, the session cookie) that changes something must come from this site or an
+allowed origin (CSRF), and without sign-in only loopback Host names are served (DNS
+rebinding); a key used from a browser must come from one of its origins; every
+principal but the local user has a rate. The request's `scope["state"]["principal"]`
 says who it is; routes and the index read grants from it (rag.access).
 """
 
@@ -196,10 +200,7 @@ class Authenticate:
         if self.config.mode == "oidc":
             page = scope.get("method") == "GET" and "text/html" in _text(sent.get(b"accept"))
             if page and scope["type"] == "http":
-                root = scope.get("root_path", "")
-                path = (
-                    scope["path"][len(root) :] if scope["path"].startswith(root) else scope["path"]
-                )
+                root, path = scope.get("root_path", ""), _route_path(scope)
                 query = scope.get("query_string", b"").decode("latin-1")
                 back = quote(path + (f"?{query}" if query else ""), safe="")
                 return Denied(303, "sign in first", {"Location": f"{root}/auth/login?next={back}"})
