@@ -24,7 +24,7 @@ from rag.types import Chunk, Document
 
 # Part of every source hash: bump it when loading, cleaning or splitting changes what a
 # file turns into, so the next ingest redoes every document instead of keeping stale chunks.
-PIPELINE_VERSION = 6
+PIPELINE_VERSION = 7
 
 COMMIT_CHUNKS = 2000  # publish a generation after this many new chunks (RAG_COMMIT_CHUNKS) …
 COMMIT_SECONDS = 60.0  # … or this long: a killed run loses at most this much work
@@ -65,9 +65,26 @@ class IngestReport:
 
 
 def make_chunks(doc: Document, size: int, overlap: int) -> list[Chunk]:
+    """The document's chunks; in a paged format each names the page it begins on."""
+
+    def meta(start: int, end: int) -> dict[str, str]:
+        page = doc.page_at(start)
+        if page is None:
+            return doc.meta
+        # Pages that begin inside the chunk, as offsets into its text: a citation names
+        # the page of the sentence it quotes, not of the chunk's first line.
+        breaks = [p - start for p in doc.page_starts if start < p < end]
+        return {**doc.meta, "page": str(page), "page_breaks": ",".join(map(str, breaks))}
+
     return [
         Chunk(
-            f"{doc.doc_id}#{n}", doc.doc_id, n, doc.text[s.start : s.end], s.start, s.end, doc.meta
+            f"{doc.doc_id}#{n}",
+            doc.doc_id,
+            n,
+            doc.text[s.start : s.end],
+            s.start,
+            s.end,
+            meta(s.start, s.end),
         )
         for n, s in enumerate(chunk_spans(doc.text, size, overlap))
     ]
@@ -208,6 +225,8 @@ def ingest(
                 report.chunks_removed += writer.remove([doc.doc_id])
             continue
         known_texts[doc.content_hash] = doc.doc_id
+        # Indexed, but part of it could not be read (a page OCR found no text on): said.
+        report.failures += [LoadFailure(source.location, note) for note in doc.notes]
         chunks = make_chunks(doc, chunk_size, chunk_overlap)
         writer.put(
             doc_entry(doc, kb, origin, digest, _original(source)), chunks, cancelled=cancelled

@@ -381,6 +381,7 @@ class JobQueue:
         texts = {e.text_hash: d for d, e in known.items() if e.kb == job.kb}
         total = 0
         planned = []
+        notes: list[str] = []
         for doc, doc_digest in docs:
             entry = known.get(doc.doc_id)
             if entry is not None and entry.kb != job.kb:
@@ -404,11 +405,13 @@ class JobQueue:
                 skipped.append(f"{doc.doc_id}: same text as {twin!r}")
                 continue
             texts[doc.content_hash] = doc.doc_id
+            notes += [f"{doc.doc_id}: {note}" for note in doc.notes]  # indexed all the same
             chunks = make_chunks(doc, self.chunk_size, self.chunk_overlap)
             planned.append((doc, doc_digest, chunks))
             total += len(chunks)
-        if skipped:  # shown with the job; the job itself succeeds
-            job.error = f"{len(skipped)} skipped, e.g. {skipped[0]}"
+        said = [f"{len(skipped)} skipped, e.g. {skipped[0]}"] if skipped else []
+        if said or notes:  # shown with the job; the job itself succeeds
+            job.error = "; ".join(said + notes[:5])
         self._update(job, status=Status.EMBEDDING, progress=0.0)
         done = 0
 

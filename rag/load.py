@@ -31,9 +31,11 @@ from rag.figures import iso_date
 from rag.types import META_FIELDS, Document
 
 TEXT_SUFFIXES = (".txt", ".md")
-FILE_SUFFIXES = (*TEXT_SUFFIXES, ".html", ".htm", ".pdf", ".docx")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")  # read by OCR (rag.ocr)
+FILE_SUFFIXES = (*TEXT_SUFFIXES, ".html", ".htm", ".pdf", ".docx", *IMAGE_SUFFIXES)
 RECORD_SUFFIXES = (".jsonl", ".jsonl.gz")
 MAX_FILE_BYTES = 50 * 1024 * 1024
+MIN_PAGE_CHARS = 5  # a PDF page with less text than this is taken for a scan (OCR'd)
 
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
 
@@ -175,14 +177,25 @@ def load_file(path: Path, doc_id: str, data: bytes) -> Document:
     elif suffix in (".html", ".htm"):
         raw, meta = html_text(decode_text(data))
     elif suffix == ".pdf":
-        raw, meta = pdf_text(data)
+        pages, meta, notes = pdf_pages(data)
+        return make_document(doc_id, "\n".join(pages), meta, pages, notes)
+    elif suffix in IMAGE_SUFFIXES:
+        pages, notes = image_text(data)
+        return make_document(doc_id, "\n".join(pages), {"ocr": "true"}, pages, notes)
     else:
         raw, meta = docx_text(data)
     return make_document(doc_id, raw, meta)
 
 
-def make_document(doc_id: str, raw: str, meta: dict[str, str]) -> Document:
-    """Clean `raw`; metadata given by the file wins over what the header parser found."""
+def make_document(
+    doc_id: str,
+    raw: str,
+    meta: dict[str, str],
+    pages: list[str] | None = None,
+    notes: list[str] | None = None,
+) -> Document:
+    """Clean `raw`; metadata given by the file wins over what the header parser found.
+    `pages`: the raw text of each page, whose joining `raw` is, to find where each begins."""
     cleaned = clean(raw)
     if not cleaned.text:
         raise NoTextError("no text after cleaning")
@@ -191,7 +204,33 @@ def make_document(doc_id: str, raw: str, meta: dict[str, str]) -> Document:
         merged["date"] = iso_date(merged["date"]) or ""
     if not merged.get("title"):
         merged["title"] = title_line(cleaned.text)
-    return Document(doc_id, cleaned.text, {k: merged.get(k, "") for k in META_FIELDS})
+    return Document(
+        doc_id,
+        cleaned.text,
+        {k: merged.get(k, "") for k in META_FIELDS},
+        page_starts(cleaned.text, pages) if pages else (),
+        tuple(notes or ()),
+    )
+
+
+def page_starts(text: str, pages: list[str], probe: int = 12) -> tuple[int, ...]:
+    """Where each page begins in the cleaned `text` made of `pages`: each page's first
+    characters, cleaned, looked for after the previous page's start. A page whose start
+    cannot be found (emptied by cleaning) begins where the previous one did."""
+    starts, cursor = [], 0
+    for n, page in enumerate(pages):
+        head = "".join(clean(page).text.split())[:probe] if n else ""
+        found = _find_ignoring_space(text, head, cursor) if head else -1
+        cursor = found if found >= 0 else cursor
+        starts.append(cursor if n else 0)
+    return tuple(starts)
+
+
+def _find_ignoring_space(text: str, head: str, start: int) -> int:
+    """The offset in `text` (from `start`) where `head` begins, blanks in `text` skipped."""
+    pattern = r"\s*".join(re.escape(ch) for ch in head)
+    match = re.compile(pattern).search(text, start)
+    return match.start() if match else -1
 
 
 MAX_TITLE_CHARS = 40
@@ -367,7 +406,9 @@ def _quiet_pypdf() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def pdf_text(data: bytes) -> tuple[str, dict[str, str]]:
+def pdf_pages(data: bytes) -> tuple[list[str], dict[str, str], list[str]]:
+    """Each page's text, the file's metadata, and notes on pages that could not be read.
+    A page without a text layer (a scan) is read by OCR; the metadata then says so."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -380,10 +421,37 @@ def pdf_text(data: bytes) -> tuple[str, dict[str, str]]:
             info = reader.metadata or {}
         except PdfReadError as err:
             raise UnreadableError(f"not a readable PDF ({err})") from err
-    if not "".join(pages).strip():
-        raise NoTextError("PDF has no text layer (scanned?); OCR it first")
     meta = {"title": str(info.get("/Title") or ""), "author": str(info.get("/Author") or "")}
-    return "\n".join(pages), meta
+    scanned = [n for n, text in enumerate(pages) if len(text.strip()) < MIN_PAGE_CHARS]
+    notes: list[str] = []
+    if scanned:
+        from rag.ocr import Reader, pdf_page_images
+
+        ocr = Reader()
+        for n, image in pdf_page_images(data, scanned):
+            pages[n] = ocr.page(image) or pages[n]
+            if not pages[n].strip():
+                notes.append(f"page {n + 1}: no text, and OCR could read none")
+        meta["ocr"] = "true"
+    if not "".join(pages).strip():
+        raise NoTextError(f"no text on its {len(pages)} page(s), not even by OCR")
+    return pages, meta, notes
+
+
+def image_text(data: bytes) -> tuple[list[str], list[str]]:
+    """The text of each page (frame) of an image, by OCR, and notes on unreadable ones."""
+    from rag.ocr import Reader, image_pages
+
+    try:
+        frames = list(image_pages(data))
+    except Exception as err:  # Pillow raises many kinds on a damaged file
+        raise UnreadableError(f"not a readable image ({type(err).__name__})") from err
+    reader = Reader()
+    pages = [reader.page(frame) for frame in frames]
+    notes = [f"page {n}: OCR could read no text" for n, p in enumerate(pages, 1) if not p]
+    if not "".join(pages).strip():
+        raise NoTextError("OCR found no text in the image")
+    return pages, notes
 
 
 def docx_text(data: bytes) -> tuple[str, dict[str, str]]:

@@ -87,7 +87,7 @@ def sources_html(answer: dict | None) -> str:
         return f'<div class="rag-sources rag-empty" role="status">{escape(NOTHING_FOUND)}</div>'
     items = []
     for c in answer["citations"]:
-        meta = " · ".join(escape(x) for x in (c.get("date"), c.get("source")) if x)
+        meta = " · ".join(escape(x) for x in (c.get("date"), c.get("source"), _page(c)) if x)
         items.append(
             f'<li id="rag-src-{int(c["n"])}" class="rag-source">'
             f'<div class="rag-source-title">[{int(c["n"])}] {escape(c.get("title") or c["doc_id"])}</div>'
@@ -113,8 +113,13 @@ def sources_text(answer: dict) -> str:
         return ""
     lines = ["", "", "来源："]
     for c in answer["citations"]:
-        about = "，".join(x for x in (c.get("date"), c.get("source")) if x)
+        about = "，".join(x for x in (c.get("date"), c.get("source"), _page(c)) if x)
         lines.append(
             f"[{c['n']}] {c.get('title') or c['doc_id']}" + (f"（{about}）" if about else "")
         )
     return "\n".join(lines)
+
+
+def _page(citation: dict) -> str:
+    """ "第3页" for a citation of a paged document (PDF), else ""."""
+    return f"第{int(citation['page'])}页" if citation.get("page") else ""

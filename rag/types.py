@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from dataclasses import dataclass, field
 
 # Metadata every chunk carries (copied from its document); all strings, "" when unknown.
-META_FIELDS = ("title", "date", "source", "author", "url", "doc_type", "region", "notice")
+META_FIELDS = (
+    "title", "date", "source", "author", "url", "doc_type", "region", "notice",
+    "ocr",  # "true" when some of its text was read by OCR
+)  # fmt: skip
+# A chunk's own, in paged formats: the page it begins on, and where later pages begin in
+# its text ("120,480"); "" otherwise.
+PAGE_FIELDS = ("page", "page_breaks")
 
 
 @dataclass(frozen=True)
@@ -16,6 +23,15 @@ class Document:
     doc_id: str
     text: str
     meta: dict[str, str] = field(default_factory=dict)
+    # Where each page begins in `text` (paged formats: PDF, multi-page TIFF); () = none.
+    page_starts: tuple[int, ...] = ()
+    notes: tuple[str, ...] = ()  # what could not be read, for the one who indexes it
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page `offset` of `text` is on (None for formats without pages)."""
+        if not self.page_starts:
+            return None
+        return bisect.bisect_right(self.page_starts, offset)
 
     @property
     def content_hash(self) -> str:
@@ -60,6 +76,14 @@ class Hit:
     also_in: tuple[str, ...] = ()
 
 
+def page_of(meta: dict[str, str], offset: int) -> int | None:
+    """The page `offset` of a chunk's text is on, from its PAGE_FIELDS (None: no pages)."""
+    if not meta.get("page"):
+        return None
+    breaks = [int(b) for b in meta.get("page_breaks", "").split(",") if b]
+    return int(meta["page"]) + sum(b <= max(offset, 0) for b in breaks)
+
+
 @dataclass(frozen=True)
 class Citation:
     n: int
@@ -73,6 +97,7 @@ class Citation:
     quotes: tuple[str, ...] = ()  # the sentences of `text` the answer used
     also_in: tuple[str, ...] = ()  # other documents with the same passage (Hit.also_in)
     kb: str = ""  # the knowledge base of its document
+    page: int | None = None  # 1-based, for paged formats (PDF)
 
     @classmethod
     def of(cls, n: int, hit: Hit, quotes: tuple[str, ...]) -> Citation:
@@ -91,6 +116,7 @@ class Citation:
             quotes=quotes,
             also_in=hit.also_in,
             kb=meta.get("kb", ""),
+            page=page_of(meta, hit.chunk.text.find(quotes[0]) if quotes else 0),
         )
 
 
@@ -124,6 +150,7 @@ class Answer:
                     "n": c.n,
                     "doc_id": c.doc_id,
                     "kb": c.kb,
+                    "page": c.page,
                     "chunk_id": c.chunk_id,
                     "title": c.title,
                     "date": c.date,

@@ -310,7 +310,7 @@ def test_files_without_text_raise_no_text_error_and_empty_or_broken_ones_do_not(
     errors = load_errors(tmp_path)
     no_text = {name: str(err) for name, err in errors.items() if isinstance(err, NoTextError)}
     assert no_text == {
-        "scan.pdf": "PDF has no text layer (scanned?); OCR it first",
+        "scan.pdf": "no text on its 1 page(s), not even by OCR",
         "images.docx": ".docx has no text (only images?)",
         "menu.html": "no text after cleaning",
     }

@@ -52,3 +52,10 @@ def test_plain_text_source_list_for_chat_clients():
     text = sources_text(answer("x[1]", [citation(1, "t", title="飞地政策", source="明川区")]))
     assert text == "\n\n来源：\n[1] 飞地政策（2024-01-01，明川区）"
     assert sources_text(answer("拒答", [], refused=True)) == ""
+
+
+def test_a_citation_of_a_pdf_shows_its_page():
+    cited = {**citation(1, "第三条 奖励300万元。", title="数字经济措施"), "page": 2}
+    assert "2024-01-01 · 来源 · 第2页" in sources_html(answer("x[1]", [cited]))
+    assert sources_text(answer("x[1]", [cited])).endswith("数字经济措施（2024-01-01，来源，第2页）")
+    assert "页" not in sources_html(answer("x[1]", [{**cited, "page": None}]))
