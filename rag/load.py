@@ -214,16 +214,21 @@ def make_document(
 
 
 def page_starts(text: str, pages: list[str], probe: int = 12) -> tuple[int, ...]:
-    """Where each page begins in the cleaned `text` made of `pages`: each page's first
-    characters, cleaned, looked for after the previous page's start. A page whose start
-    cannot be found (emptied by cleaning) begins where the previous one did."""
-    starts, cursor = [], 0
-    for n, page in enumerate(pages):
-        head = "".join(clean(page).text.split())[:probe] if n else ""
-        found = _find_ignoring_space(text, head, cursor) if head else -1
-        cursor = found if found >= 0 else cursor
-        starts.append(cursor if n else 0)
-    return tuple(starts)
+    """Where each page begins in the cleaned `text` made of `pages`: the first characters
+    of one of the page's first lines, cleaned, looked for after the previous page's
+    start (a line cleaning dropped, such as a paragraph repeated from an earlier page,
+    is passed over). A page none of whose first lines is found begins where the previous
+    one did."""
+    starts, cursor = [0], 0
+    for page in pages[1:]:
+        for line in clean(page).text.splitlines()[:5]:
+            head = "".join(line.split())[:probe]
+            found = _find_ignoring_space(text, head, cursor) if len(head) >= 4 else -1
+            if found >= 0:
+                cursor = found
+                break
+        starts.append(cursor)
+    return tuple(starts[: len(pages)])
 
 
 def _find_ignoring_space(text: str, head: str, start: int) -> int:
