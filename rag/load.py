@@ -7,6 +7,7 @@ reason, and the caller goes on with the rest.
 from __future__ import annotations
 
 import codecs
+import csv
 import gzip
 import hashlib
 import io
@@ -28,11 +29,14 @@ import yaml
 
 from rag.clean import clean, normalize_whitespace
 from rag.figures import iso_date
+from rag.tables import row_lines
 from rag.types import META_FIELDS, Document
 
 TEXT_SUFFIXES = (".txt", ".md")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")  # read by OCR (rag.ocr)
-FILE_SUFFIXES = (*TEXT_SUFFIXES, ".html", ".htm", ".pdf", ".docx", *IMAGE_SUFFIXES)
+FILE_SUFFIXES = (
+    *TEXT_SUFFIXES, ".html", ".htm", ".pdf", ".docx", ".xlsx", ".csv", *IMAGE_SUFFIXES
+)  # fmt: skip
 RECORD_SUFFIXES = (".jsonl", ".jsonl.gz")
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MIN_PAGE_CHARS = 5  # a PDF page with less text than this is taken for a scan (OCR'd)
@@ -182,6 +186,9 @@ def load_file(path: Path, doc_id: str, data: bytes) -> Document:
     elif suffix in IMAGE_SUFFIXES:
         pages, notes = image_text(data)
         return make_document(doc_id, "\n".join(pages), {"ocr": "true"}, pages, notes)
+    elif suffix in (".xlsx", ".csv"):
+        raw, meta = xlsx_text(data) if suffix == ".xlsx" else csv_text(data)
+        meta = {**meta, "title": meta.get("title") or path.stem}  # not its header row
     else:
         raw, meta = docx_text(data)
     return make_document(doc_id, raw, meta)
@@ -459,17 +466,73 @@ def image_text(data: bytes) -> tuple[list[str], list[str]]:
     return pages, notes
 
 
+def xlsx_text(data: bytes) -> tuple[str, dict[str, str]]:
+    """Each sheet as its name, then its rows with their header (rag.tables); a cell
+    merged over several is repeated in each, as a reader of the sheet sees it."""
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), data_only=True)
+    except Exception as err:  # openpyxl raises many kinds on a damaged file
+        raise UnreadableError(f"not a readable .xlsx ({type(err).__name__}: {err})") from err
+    lines: list[str] = []
+    for sheet in book.worksheets:
+        for merged in list(sheet.merged_cells.ranges):
+            value = sheet.cell(merged.min_row, merged.min_col).value
+            sheet.unmerge_cells(str(merged))
+            for row in sheet.iter_rows(
+                min_row=merged.min_row, max_row=merged.max_row,
+                min_col=merged.min_col, max_col=merged.max_col,
+            ):  # fmt: skip
+                for cell in row:
+                    cell.value = value
+        rows = [[_cell_text(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+        body = row_lines(rows)
+        if body:
+            lines += [sheet.title, *body, ""]
+    if not lines:
+        raise NoTextError(".xlsx has no cells with text")
+    return "\n".join(lines), {"title": book.properties.title or ""}
+
+
+def csv_text(data: bytes) -> tuple[str, dict[str, str]]:
+    """The rows of a .csv (comma, tab or semicolon separated) with their header."""
+    text = decode_text(data)
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",\t;，")
+    except csv.Error:
+        dialect = csv.excel
+    lines = row_lines(list(csv.reader(io.StringIO(text), dialect)))
+    if not lines:
+        raise NoTextError(".csv has no cells with text")
+    return "\n".join(lines), {}
+
+
+def _cell_text(value) -> str:
+    """A spreadsheet value as a person reads it: 200.0 is 200, a date is 2024-03-15."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "date") and callable(value.date):
+        return value.date().isoformat()
+    return str(value)
+
+
 def docx_text(data: bytes) -> tuple[str, dict[str, str]]:
     import docx
+    from docx.table import Table
 
     try:
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError) as err:
         raise UnreadableError(f"not a readable .docx ({err})") from err
-    paragraphs = [p.text for p in document.paragraphs]
-    for table in document.tables:
-        for row in table.rows:
-            paragraphs.append(" ".join(cell.text for cell in row.cells))
+    paragraphs = []
+    for block in document.iter_inner_content():  # paragraphs and tables, in order
+        if isinstance(block, Table):
+            paragraphs += row_lines([[cell.text for cell in row.cells] for row in block.rows])
+        else:
+            paragraphs.append(block.text)
     if not "".join(paragraphs).strip():
         raise NoTextError(".docx has no text (only images?)")
     props = document.core_properties

@@ -1,6 +1,7 @@
 """Tables as text a passage can carry: one line per row that repeats what each column
-means ("奖励类别：总部企业；注册资本：5000万元以上；奖励：200万元"), so that a chunk
-holding any row holds its header too.
+means ("奖励类别：总部企业，注册资本：5000万元以上，奖励：200万元。"), so that a chunk
+holding any row holds its header too. Cells are joined by commas, not semicolons: a
+semicolon ends a sentence for the splitter and the answerer, and a row is one sentence.
 
 Pure: rows are lists of cell strings, as read from .docx, .xlsx or .csv. A cell merged
 over several columns comes repeated in each (python-docx, and `expand_merged` for
@@ -54,7 +55,7 @@ def row_lines(rows: list[list[str]]) -> list[str]:
         return []
     count = header_rows(rows)
     names = column_names(rows, count)
-    lines = ["；".join(n for n in names if n)]
+    lines = ["，".join(n for n in names if n)]
     previous: list[str] | None = None
     for row in rows[count:]:
         if row == previous:
@@ -66,5 +67,5 @@ def row_lines(rows: list[list[str]]) -> list[str]:
             if cell
         ]
         if parts:
-            lines.append("；".join(parts) + "。")
+            lines.append("，".join(parts) + "。")
     return lines

@@ -31,7 +31,10 @@ class Document:
         """The 1-based page `offset` of `text` is on (None for formats without pages)."""
         if not self.page_starts:
             return None
-        return bisect.bisect_right(self.page_starts, offset)
+        last = bisect.bisect_right(self.page_starts, offset) - 1
+        # A page with no text of its own starts where the next one does: the text there
+        # is the first of those pages'.
+        return bisect.bisect_left(self.page_starts, self.page_starts[max(last, 0)]) + 1
 
     @property
     def content_hash(self) -> str:

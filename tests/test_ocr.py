@@ -85,6 +85,7 @@ def test_a_page_ocr_cannot_read_is_reported_and_the_rest_indexed(tmp_path):
     doc = load_file(tmp_path / "a.pdf", "a.pdf", scan)
     assert doc.notes == ("page 2: no text, and OCR could read none",)
     assert "300万元" in doc.text and doc.page_at(doc.text.index("300万元")) == 3
+    assert doc.page_at(0) == 1 and doc.page_at(doc.text.index("第二条")) == 1
 
 
 def test_an_image_is_read_by_ocr(tmp_path):
