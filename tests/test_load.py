@@ -98,6 +98,7 @@ def test_binary_empty_and_unknown_files_are_reported_by_name_and_skipped(tmp_pat
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "blank.md").write_text(" \n\u3000\n", "utf-8")
     (tmp_path / "table.xlsx").write_bytes(b"PK\x03\x04")
+    (tmp_path / "slides.pptx").write_bytes(b"PK\x03\x04")
     (tmp_path / ".hidden.txt").write_text(POLICY, "utf-8")
     docs, failures = loaded(tmp_path)
     assert list(docs) == ["good.md"]
@@ -106,7 +107,8 @@ def test_binary_empty_and_unknown_files_are_reported_by_name_and_skipped(tmp_pat
         "image.txt": "binary content, not text",
         "empty.txt": "empty file",
         "blank.md": "no text after cleaning",
-        "table.xlsx": "unsupported format '.xlsx'",
+        "table.xlsx": "not a readable .xlsx (BadZipFile: File is not a zip file)",
+        "slides.pptx": "unsupported format '.pptx'",
     }
 
 
@@ -405,7 +407,7 @@ def test_zip_nested_folders_are_kept_and_hidden_mac_and_unsupported_entries_are_
             "招商/.DS_Store": b"\x00\x01",
             ".git/config.txt": b"[core]",
             "__MACOSX/招商/._外资.md": b"\x00\x05",
-            "招商/统计表.xlsx": b"PK\x03\x04",
+            "招商/统计表.pptx": b"PK\x03\x04",
         }
     )
     files, failures = unpacked(data)
@@ -413,7 +415,7 @@ def test_zip_nested_folders_are_kept_and_hidden_mac_and_unsupported_entries_are_
         "招商/2024/飞地/政策.txt": "飞地政策正文。",
         "招商/2024/外资.md": "外资政策正文。",
     }
-    assert failures == [LoadFailure("招商/统计表.xlsx", "unsupported format '.xlsx'")]
+    assert failures == [LoadFailure("招商/统计表.pptx", "unsupported format '.pptx'")]
 
 
 def test_a_zip_bomb_stops_at_the_byte_limit_counted_as_unpacked():
