@@ -158,7 +158,7 @@ def test_docx_paragraphs_and_tables_are_read(tmp_path):
     d.save(tmp_path / "talent.docx")
     docs, _ = loaded(tmp_path)
     assert "高层次人才" in docs["talent.docx"].text
-    assert "安家补贴 最高100万元" in docs["talent.docx"].text
+    assert "安家补贴，最高100万元" in docs["talent.docx"].text
     assert docs["talent.docx"].meta["title"] == "人才保障办法"
 
 
