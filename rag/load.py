@@ -29,13 +29,14 @@ import yaml
 
 from rag.clean import clean, normalize_whitespace
 from rag.figures import iso_date
+from rag.ofd import OfdError, ofd_pages
 from rag.tables import row_lines
 from rag.types import META_FIELDS, Document
 
 TEXT_SUFFIXES = (".txt", ".md")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")  # read by OCR (rag.ocr)
 FILE_SUFFIXES = (
-    *TEXT_SUFFIXES, ".html", ".htm", ".pdf", ".docx", ".xlsx", ".csv", *IMAGE_SUFFIXES
+    *TEXT_SUFFIXES, ".html", ".htm", ".pdf", ".docx", ".xlsx", ".csv", ".ofd", *IMAGE_SUFFIXES
 )  # fmt: skip
 RECORD_SUFFIXES = (".jsonl", ".jsonl.gz")
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -183,6 +184,14 @@ def load_file(path: Path, doc_id: str, data: bytes) -> Document:
     elif suffix == ".pdf":
         pages, meta, notes = pdf_pages(data)
         return make_document(doc_id, "\n".join(pages), meta, pages, notes)
+    elif suffix == ".ofd":
+        try:
+            pages, meta = ofd_pages(data)
+        except OfdError as err:
+            raise UnreadableError(f"not a readable .ofd ({err})") from None
+        if not "".join(pages).strip():
+            raise NoTextError(".ofd has no text (only images?)")
+        return make_document(doc_id, "\n".join(pages), meta, pages)
     elif suffix in IMAGE_SUFFIXES:
         pages, notes = image_text(data)
         return make_document(doc_id, "\n".join(pages), {"ocr": "true"}, pages, notes)

@@ -6,8 +6,8 @@ from difflib import SequenceMatcher
 
 import pytest
 
+from rag.layout import Box, reading_text
 from rag.load import load_file
-from rag.ocr import Box, reading_text
 from tests.scans import png, scanned_pdf
 
 PAGE_1 = [
