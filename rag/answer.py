@@ -19,6 +19,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
+from rag.articles import article_at, asked_article
 from rag.figures import DATE
 from rag.grounding import MARKER
 from rag.lexical import bigram_set, jaccard
@@ -262,6 +263,48 @@ def document_names(question: str) -> list[str]:
     return names
 
 
+def in_asked_article(
+    question: str, hits: Sequence[Hit], candidates: list[Candidate]
+) -> list[Candidate]:
+    """For a question naming an article ("第十二条怎么规定的"), the candidates that are
+    sentences of that article, from the best-ranked document that has one; all of them
+    when none is."""
+    article = asked_article(question)
+    if article is None:
+        return candidates
+    inside = [
+        c
+        for c in candidates
+        if article_at(hits[c.hit].chunk.text, c.start, hits[c.hit].chunk.meta.get("article", ""))
+        == article
+    ]
+    if not inside:
+        return candidates
+    doc_id = hits[min(c.hit for c in inside)].chunk.doc_id  # one policy's 第十二条, not three
+    return [c for c in inside if hits[c.hit].chunk.doc_id == doc_id]
+
+
+def article_text(
+    candidates: list[Candidate], hits: Sequence[Hit], max_chars: int
+) -> list[Candidate]:
+    """An article's sentences as it reads, from its heading on, within `max_chars` (the
+    first whole even if longer): the answer to "第十二条怎么规定的" is the article."""
+    ordered = sorted(candidates, key=lambda c: (hits[c.hit].chunk.start + c.start, c.hit))
+    chosen: list[Candidate] = []
+    seen: set[int] = set()
+    used = 0
+    for cand in ordered:
+        where = hits[cand.hit].chunk.start + cand.start  # overlapping chunks repeat a sentence
+        if where in seen:
+            continue
+        if chosen and used + len(cand.text) > max_chars:
+            break
+        chosen.append(cand)
+        seen.add(where)
+        used += len(cand.text)
+    return chosen
+
+
 def named_document(question: str, hits: Sequence[Hit], idf: Callable[[str], float]) -> str | None:
     """The document the question names, if it clearly names one of the hits' documents.
 
@@ -459,6 +502,9 @@ class ExtractiveAnswerer:
         named = named_document(question, hits[:k], self.idf)  # a name's words are its own
         if named is not None:
             candidates = [c for c in candidates if hits[c.hit].chunk.doc_id == named] or candidates
+        in_article = in_asked_article(question, hits, candidates)
+        if in_article is not candidates:  # the question names an article: it is the answer
+            return article_text(in_article, hits, max_chars)
         budgets = [max_chars] if whole_within is None else [max_chars, whole_within]
         for budget in budgets:
             chosen = select(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from rag import scope
 from rag.access import Principal
 from rag.answer import Answerer, ExtractiveAnswerer
+from rag.articles import asked_article, covers
 from rag.config import Settings
 from rag.decompose import split_comparison
 from rag.embed import LazyEmbeddings
@@ -179,6 +180,7 @@ class Assistant:
                 )
                 if self.reranker:
                     part_hits = self.reranker.rerank(part, part_hits, part_timings)
+                part_hits = asked_article_first(part, part_hits)
                 for name, ms in part_timings.items():
                     timings[name] = timings.get(name, 0.0) + ms
                 parts.append((part, part_hits))
@@ -201,6 +203,18 @@ class Assistant:
         answer.hits = hits
         answer.generation = snapshot.generation
         yield answer
+
+
+def asked_article_first(question: str, hits: list[Hit]) -> list[Hit]:
+    """For a question naming an article ("第十二条怎么规定的"), the passages holding that
+    article first (in their order), the rest after: any answerer reads them first."""
+    article = asked_article(question)
+    if article is None:
+        return hits
+    holds = [covers(h.chunk.text, h.chunk.meta.get("article", ""), article) for h in hits]
+    return [h for h, yes in zip(hits, holds, strict=True) if yes] + [
+        h for h, yes in zip(hits, holds, strict=True) if not yes
+    ]
 
 
 def check_scope(

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.articles import headings, in_force
 from rag.index import Index, Writer
 from rag.load import LoadFailure, Source, UnreadableError, iter_sources
 from rag.manifest import DocEntry
@@ -65,16 +66,20 @@ class IngestReport:
 
 
 def make_chunks(doc: Document, size: int, overlap: int) -> list[Chunk]:
-    """The document's chunks; in a paged format each names the page it begins on."""
+    """The document's chunks; each names the article in force where it begins (第七条),
+    and in a paged format the page."""
+
+    starts = headings(doc.text)
 
     def meta(start: int, end: int) -> dict[str, str]:
+        own = {"article": in_force(starts, start)} if starts else {}
         page = doc.page_at(start)
-        if page is None:
-            return doc.meta
-        # Pages that begin inside the chunk, as offsets into its text: a citation names
-        # the page of the sentence it quotes, not of the chunk's first line.
-        breaks = [p - start for p in doc.page_starts if start < p < end]
-        return {**doc.meta, "page": str(page), "page_breaks": ",".join(map(str, breaks))}
+        if page is not None:
+            # Pages that begin inside the chunk, as offsets into its text: a citation names
+            # the page of the sentence it quotes, not of the chunk's first line.
+            breaks = [p - start for p in doc.page_starts if start < p < end]
+            own.update(page=str(page), page_breaks=",".join(map(str, breaks)))
+        return {**doc.meta, **own} if own else doc.meta
 
     return [
         Chunk(

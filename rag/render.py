@@ -87,7 +87,9 @@ def sources_html(answer: dict | None) -> str:
         return f'<div class="rag-sources rag-empty" role="status">{escape(NOTHING_FOUND)}</div>'
     items = []
     for c in answer["citations"]:
-        meta = " · ".join(escape(x) for x in (c.get("date"), c.get("source"), _page(c)) if x)
+        meta = " · ".join(
+            escape(x) for x in (c.get("date"), c.get("source"), _page(c), c.get("article")) if x
+        )
         items.append(
             f'<li id="rag-src-{int(c["n"])}" class="rag-source">'
             f'<div class="rag-source-title">[{int(c["n"])}] {escape(c.get("title") or c["doc_id"])}</div>'
@@ -113,7 +115,9 @@ def sources_text(answer: dict) -> str:
         return ""
     lines = ["", "", "来源："]
     for c in answer["citations"]:
-        about = "，".join(x for x in (c.get("date"), c.get("source"), _page(c)) if x)
+        about = "，".join(
+            x for x in (c.get("date"), c.get("source"), _page(c), c.get("article")) if x
+        )
         lines.append(
             f"[{c['n']}] {c.get('title') or c['doc_id']}" + (f"（{about}）" if about else "")
         )

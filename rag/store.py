@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.types import META_FIELDS, PAGE_FIELDS, Chunk
+from rag.types import CHUNK_FIELDS, META_FIELDS, Chunk
 
 NEVER = 2**31 - 1  # `dead` of a row no generation has removed (Chroma ints are 32-bit safe)
 _GET_PAGE = 2000  # rows per `get`, to bound memory on big collections
@@ -263,7 +263,7 @@ def chunk_metadata(
 ) -> dict:
     """Chroma metadata holds scalars only: sentence offsets go in as JSON, their vectors
     as base64 float16 (768 bytes a sentence), so they are written atomically with the chunk."""
-    meta = {k: chunk.meta.get(k, "") for k in (*META_FIELDS, *PAGE_FIELDS)}
+    meta = {k: chunk.meta.get(k, "") for k in (*META_FIELDS, *CHUNK_FIELDS)}
     meta.update(
         chunk_id=chunk.chunk_id,
         doc_id=chunk.doc_id,
@@ -300,5 +300,5 @@ def to_chunk(text: str, meta: dict) -> Chunk:
         text=text,
         start=int(meta.get("start", 0)),
         end=int(meta.get("end", len(text))),
-        meta={k: str(meta.get(k, "")) for k in (*META_FIELDS, "kb", *PAGE_FIELDS)},
+        meta={k: str(meta.get(k, "")) for k in (*META_FIELDS, "kb", *CHUNK_FIELDS)},
     )

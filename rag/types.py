@@ -6,14 +6,16 @@ import bisect
 import hashlib
 from dataclasses import dataclass, field
 
+from rag.articles import article_at
+
 # Metadata every chunk carries (copied from its document); all strings, "" when unknown.
 META_FIELDS = (
     "title", "date", "source", "author", "url", "doc_type", "region", "notice",
     "ocr",  # "true" when some of its text was read by OCR
 )  # fmt: skip
-# A chunk's own, in paged formats: the page it begins on, and where later pages begin in
-# its text ("120,480"); "" otherwise.
-PAGE_FIELDS = ("page", "page_breaks")
+# A chunk's own: in paged formats the page it begins on and where later pages begin in
+# its text ("120,480"); in a policy the article in force where it begins (第七条); "" else.
+CHUNK_FIELDS = ("page", "page_breaks", "article")
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class Hit:
 
 
 def page_of(meta: dict[str, str], offset: int) -> int | None:
-    """The page `offset` of a chunk's text is on, from its PAGE_FIELDS (None: no pages)."""
+    """The page `offset` of a chunk's text is on, from its CHUNK_FIELDS (None: no pages)."""
     if not meta.get("page"):
         return None
     breaks = [int(b) for b in meta.get("page_breaks", "").split(",") if b]
@@ -101,12 +103,14 @@ class Citation:
     also_in: tuple[str, ...] = ()  # other documents with the same passage (Hit.also_in)
     kb: str = ""  # the knowledge base of its document
     page: int | None = None  # 1-based, for paged formats (PDF)
+    article: str | None = None  # the article the quoted sentence is in (第七条)
 
     @classmethod
     def of(cls, n: int, hit: Hit, quotes: tuple[str, ...]) -> Citation:
         """Passage `hit` cited as [n], quoting `quotes` from it: the one place both
         answerers build citations."""
         meta = hit.chunk.meta
+        offset = max(hit.chunk.text.find(quotes[0]), 0) if quotes else 0
         return cls(
             n=n,
             doc_id=hit.chunk.doc_id,
@@ -119,7 +123,8 @@ class Citation:
             quotes=quotes,
             also_in=hit.also_in,
             kb=meta.get("kb", ""),
-            page=page_of(meta, hit.chunk.text.find(quotes[0]) if quotes else 0),
+            page=page_of(meta, offset),
+            article=article_at(hit.chunk.text, offset, meta.get("article", "")) or None,
         )
 
 
@@ -154,6 +159,7 @@ class Answer:
                     "doc_id": c.doc_id,
                     "kb": c.kb,
                     "page": c.page,
+                    "article": c.article,
                     "chunk_id": c.chunk_id,
                     "title": c.title,
                     "date": c.date,

@@ -54,8 +54,14 @@ def test_plain_text_source_list_for_chat_clients():
     assert sources_text(answer("拒答", [], refused=True)) == ""
 
 
-def test_a_citation_of_a_pdf_shows_its_page():
-    cited = {**citation(1, "第三条 奖励300万元。", title="数字经济措施"), "page": 2}
-    assert "2024-01-01 · 来源 · 第2页" in sources_html(answer("x[1]", [cited]))
-    assert sources_text(answer("x[1]", [cited])).endswith("数字经济措施（2024-01-01，来源，第2页）")
-    assert "页" not in sources_html(answer("x[1]", [{**cited, "page": None}]))
+def test_a_citation_shows_its_page_and_article():
+    cited = {
+        **citation(1, "第三条 奖励300万元。", title="数字经济措施"),
+        "page": 2,
+        "article": "第三条",
+    }
+    assert "2024-01-01 · 来源 · 第2页 · 第三条" in sources_html(answer("x[1]", [cited]))
+    assert sources_text(answer("x[1]", [cited])).endswith(
+        "数字经济措施（2024-01-01，来源，第2页，第三条）"
+    )
+    assert "页" not in sources_html(answer("x[1]", [{**cited, "page": None, "article": None}]))

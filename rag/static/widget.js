@@ -161,7 +161,8 @@
         var item = el("li");
         item.id = id + "-src-" + c.n;
         item.appendChild(el("div", "src-title", "[" + c.n + "] " + (c.title || c.doc_id)));
-        var meta = [c.date, c.source, c.page ? "第" + c.page + "页" : ""].filter(Boolean).join(" · ");
+        var meta = [c.date, c.source, c.page ? "第" + c.page + "页" : "", c.article]
+          .filter(Boolean).join(" · ");
         if (meta) item.appendChild(el("div", "src-meta", meta));
         (c.quotes && c.quotes.length ? c.quotes : [c.text]).forEach(function (q) {
           item.appendChild(el("div", "quote", q));
