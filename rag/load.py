@@ -30,13 +30,15 @@ import yaml
 from rag.clean import clean, normalize_whitespace
 from rag.figures import iso_date
 from rag.ofd import OfdError, ofd_pages
+from rag.office import OfficeError, to_docx
 from rag.tables import row_lines
 from rag.types import META_FIELDS, Document
 
 TEXT_SUFFIXES = (".txt", ".md")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")  # read by OCR (rag.ocr)
 FILE_SUFFIXES = (
-    *TEXT_SUFFIXES, ".html", ".htm", ".pdf", ".docx", ".xlsx", ".csv", ".ofd", *IMAGE_SUFFIXES
+    *TEXT_SUFFIXES, ".html", ".htm", ".pdf", ".docx", ".doc", ".wps", ".xlsx", ".csv", ".ofd",
+    *IMAGE_SUFFIXES,
 )  # fmt: skip
 RECORD_SUFFIXES = (".jsonl", ".jsonl.gz")
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -184,6 +186,11 @@ def load_file(path: Path, doc_id: str, data: bytes) -> Document:
     elif suffix == ".pdf":
         pages, meta, notes = pdf_pages(data)
         return make_document(doc_id, "\n".join(pages), meta, pages, notes)
+    elif suffix in (".doc", ".wps"):
+        try:
+            raw, meta = docx_text(to_docx(data, suffix))
+        except OfficeError as err:
+            raise UnreadableError(str(err)) from None
     elif suffix == ".ofd":
         try:
             pages, meta = ofd_pages(data)
