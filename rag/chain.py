@@ -197,6 +197,11 @@ class Assistant:
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         if not answer.refused:
             check_scope(parts, answer, snapshot.document_text)
+        manifest = self.retriever.index.manifest
+        answer.citations = [
+            replace(c, has_original=bool((entry := manifest.get(c.doc_id)) and entry.original))
+            for c in answer.citations
+        ]
         answer.question = question
         answer.standalone_question = standalone
         answer.timings_ms = timings

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
+from urllib.parse import quote
 
 from rag.grounding import MARKER, sentence_spans, unmarked
 
@@ -93,7 +94,7 @@ def sources_html(answer: dict | None) -> str:
         items.append(
             f'<li id="rag-src-{int(c["n"])}" class="rag-source">'
             f'<div class="rag-source-title">[{int(c["n"])}] {escape(c.get("title") or c["doc_id"])}</div>'
-            f'<div class="rag-source-meta">{meta}</div>'
+            f'<div class="rag-source-meta">{meta}{_original_link(c)}</div>'
             f'<div class="rag-source-text">{highlight(c["text"], c.get("quotes", []))}</div></li>'
         )
     return f'<ol class="rag-sources">{"".join(items)}</ol>'
@@ -127,3 +128,18 @@ def sources_text(answer: dict) -> str:
 def _page(citation: dict) -> str:
     """ "第3页" for a citation of a paged document (PDF), else ""."""
     return f"第{int(citation['page'])}页" if citation.get("page") else ""
+
+
+def _original_link(citation: dict) -> str:
+    """A link that opens the kept original at the cited page (a PDF viewer reads #page=N),
+    relative, so it also works under a proxy's sub-path; the route checks the reader."""
+    if not citation.get("has_original"):
+        return ""
+    href = f"api/documents/{quote(citation['doc_id'], safe='/')}/original"
+    page = citation.get("page")
+    href += f"#page={int(page)}" if page else ""
+    label = f"原文第{int(page)}页" if page else "原文"
+    return (
+        f' · <a class="rag-source-original" href="{escape(href)}" target="_blank"'
+        f' rel="noopener">{label}</a>'
+    )

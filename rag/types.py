@@ -104,6 +104,7 @@ class Citation:
     kb: str = ""  # the knowledge base of its document
     page: int | None = None  # 1-based, for paged formats (PDF)
     article: str | None = None  # the article the quoted sentence is in (第七条)
+    has_original: bool = False  # its file is kept and served (GET …/original)
 
     @classmethod
     def of(cls, n: int, hit: Hit, quotes: tuple[str, ...]) -> Citation:
@@ -160,6 +161,7 @@ class Answer:
                     "kb": c.kb,
                     "page": c.page,
                     "article": c.article,
+                    "has_original": c.has_original,
                     "chunk_id": c.chunk_id,
                     "title": c.title,
                     "date": c.date,

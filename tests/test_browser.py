@@ -520,3 +520,36 @@ def test_the_widget_on_a_portal_answers_its_signed_in_user_and_nothing_on_anothe
     finally:
         app.terminate()
         app.wait(60)
+
+
+def test_a_pdf_citation_opens_the_original_at_the_cited_page(browser, data_dir, e5_dir):
+    """A two-page scan uploaded in the browser's server is OCR'd by the job; a question
+    about page 2 cites page 2, and the citation's link opens the kept PDF at #page=2."""
+    from tests.scans import scanned_pdf
+    from tests.test_ocr import PAGE_1, PAGE_2
+
+    env = {"RAG_EMBEDDING_MODEL": str(e5_dir)}
+    with serving(own_copy(data_dir, "pdf-data"), env) as url:
+        files = {"files": ("数字经济措施.pdf", scanned_pdf([PAGE_1, PAGE_2]))}
+        (job,) = httpx.post(url + "/api/documents", files=files, timeout=60).json()["jobs"]
+        deadline = time.monotonic() + 180
+        while (state := httpx.get(f"{url}/api/jobs/{job['id']}").json())["status"] != "indexed":
+            assert state["status"] not in ("failed", "no_text") and time.monotonic() < deadline
+            time.sleep(0.5)
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url + "/")
+        ask_in_chat(page, "新认定的数字经济龙头企业奖励多少？")
+        link = page.locator("#rag-sources a.rag-source-original").first
+        link.wait_for(timeout=60_000)
+        assert link.inner_text() == "原文第2页"
+        href = link.get_attribute("href")
+        assert href.endswith("/original#page=2")
+        with context.expect_page() as opened:
+            link.click()
+        assert opened.value.url == f"{url}/{href}"
+        original = httpx.get(f"{url}/{href.split('#')[0]}")
+        assert original.status_code == 200 and original.content.startswith(b"%PDF")
+        assert original.headers["content-type"] == "application/pdf"
+        assert original.headers["content-disposition"].startswith("inline")
+        context.close()

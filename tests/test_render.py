@@ -65,3 +65,11 @@ def test_a_citation_shows_its_page_and_article():
         "数字经济措施（2024-01-01，来源，第2页，第三条）"
     )
     assert "页" not in sources_html(answer("x[1]", [{**cited, "page": None, "article": None}]))
+
+
+def test_a_kept_original_is_linked_at_its_page_and_the_link_is_escaped():
+    cited = {**citation(1, "t"), "doc_id": '政策/"a" <b>.pdf', "page": 2, "has_original": True}
+    html = sources_html(answer("x[1]", [cited]))
+    assert 'href="api/documents/%E6%94%BF%E7%AD%96/%22a%22%20%3Cb%3E.pdf/original#page=2"' in html
+    assert ">原文第2页</a>" in html and "<b>" not in html
+    assert "rag-source-original" not in sources_html(answer("x[1]", [citation(1, "t")]))

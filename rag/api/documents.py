@@ -283,10 +283,13 @@ def documents_router(
         path = data_dir / entry.original if entry.original else None
         if path is None or not path.is_file():
             raise HTTPException(404, f"the original of {doc_id!r} is not kept")
-        # Always a download: an HTML original shown inline would run in this origin.
-        return FileResponse(
-            path, media_type="application/octet-stream", filename=Path(entry.original).name
-        )
+        name = Path(entry.original).name
+        if name.lower().endswith(".pdf"):  # shown by the browser's viewer, at #page=N
+            return FileResponse(
+                path, media_type="application/pdf", filename=name, content_disposition_type="inline"
+            )
+        # Anything else a download: an HTML original shown inline would run in this origin.
+        return FileResponse(path, media_type="application/octet-stream", filename=name)
 
     @router.post("/api/documents/{doc_id:path}/reindex", status_code=202)
     def reindex_document(doc_id: str, request: Request) -> JSONResponse:
