@@ -43,7 +43,9 @@ FILE_SUFFIXES = (
 RECORD_SUFFIXES = (".jsonl", ".jsonl.gz")
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MIN_PAGE_CHARS = 5  # a PDF page with less text than this is taken for a scan (OCR'd)
+TABLE_CELL_CHARS, TABLE_MIN_CELLS = 12, 6  # lines that short, that many: maybe a table
 
+log = logging.getLogger("rag.load")
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
 
 
@@ -450,6 +452,8 @@ def pdf_pages(data: bytes) -> tuple[list[str], dict[str, str], list[str]]:
         except PdfReadError as err:
             raise UnreadableError(f"not a readable PDF ({err})") from err
     meta = {"title": str(info.get("/Title") or ""), "author": str(info.get("/Author") or "")}
+    for n, text in pdf_tables(data, [n for n, text in enumerate(pages) if looks_tabular(text)]):
+        pages[n] = text
     scanned = [n for n, text in enumerate(pages) if len(text.strip()) < MIN_PAGE_CHARS]
     notes: list[str] = []
     if scanned:
@@ -464,6 +468,45 @@ def pdf_pages(data: bytes) -> tuple[list[str], dict[str, str], list[str]]:
     if not "".join(pages).strip():
         raise NoTextError(f"no text on its {len(pages)} page(s), not even by OCR")
     return pages, meta, notes
+
+
+def looks_tabular(text: str) -> bool:
+    """Whether a page's text layer reads like a table flattened into one cell per line
+    (pypdf's way): many short lines. Only such pages pay for pdfplumber's layout pass."""
+    short = [line for line in text.splitlines() if 0 < len(line.strip()) <= TABLE_CELL_CHARS]
+    return len(short) >= TABLE_MIN_CELLS
+
+
+def pdf_tables(data: bytes, numbers: list[int]) -> Iterator[tuple[int, str]]:
+    """(page, text) for those of the pages `numbers` that hold ruled tables: the text
+    around the tables as it reads, each table as its rows with their header (rag.tables)
+    where it stood. A page pdfplumber cannot lay out keeps pypdf's text (logged)."""
+    if not numbers:
+        return
+    import pdfplumber
+
+    with pdfplumber.open(io.BytesIO(data)) as pdf:
+        for n in numbers:
+            try:
+                page = pdf.pages[n]
+                tables = page.find_tables()
+                if not tables:
+                    continue
+                boxes = [table.bbox for table in tables]
+                rest = page.filter(lambda obj, boxes=boxes: not _inside_any(obj, boxes))
+                pieces = [(line["top"], line["text"]) for line in rest.extract_text_lines()]
+                pieces += [(t.bbox[1], "\n".join(row_lines(t.extract()))) for t in tables]
+            except Exception as err:  # pdfminer raises many kinds on odd pages
+                log.warning("page %d: tables not read (%s); its plain text is kept", n + 1, err)
+                continue
+            yield n, "\n".join(text for _, text in sorted(pieces, key=lambda p: p[0]))
+
+
+def _inside_any(obj: dict, boxes: list[tuple[float, float, float, float]]) -> bool:
+    x0, top, x1, bottom = (obj.get(k, 0) for k in ("x0", "top", "x1", "bottom"))
+    return any(
+        x0 >= b[0] - 1 and x1 <= b[2] + 1 and top >= b[1] - 1 and bottom <= b[3] + 1 for b in boxes
+    )
 
 
 def image_text(data: bytes) -> tuple[list[str], list[str]]:

@@ -120,3 +120,50 @@ def test_an_xlsx_award_table_and_a_csv_read_as_rows_with_their_header(tmp_path):
         tmp_path / "标准.csv", "标准.csv", "项目,标准\n租金补贴,50%\n".encode("gbk")
     )
     assert csv_doc.text.splitlines() == ["项目，标准", "项目：租金补贴，标准：50%。"]
+
+
+def ruled_table_pdf() -> bytes:
+    """A policy page with a ruled table, as a word processor exports it."""
+    import io
+
+    from reportlab.lib import colors
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Table, TableStyle
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    style = ParagraphStyle("zh", fontName="STSong-Light", fontSize=11, leading=16)
+    table = Table(AWARDS)
+    table.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (-1, -1), "STSong-Light"),
+                ("GRID", (0, 0), (-1, -1), 0.5, colors.black),
+            ]
+        )
+    )
+    out = io.BytesIO()
+    SimpleDocTemplate(out).build(
+        [
+            Paragraph("第三条 总部企业落户奖励按下表执行：", style),
+            table,
+            Paragraph("第四条 本办法自2025年1月1日起施行。", style),
+        ]
+    )
+    return out.getvalue()
+
+
+def test_a_ruled_table_in_a_pdf_reads_as_rows_with_their_header_in_place():
+    from pathlib import Path
+
+    from rag.load import load_file
+
+    lines = load_file(Path("办法.pdf"), "办法.pdf", ruled_table_pdf()).text.splitlines()
+    assert lines == [
+        "第三条 总部企业落户奖励按下表执行：",
+        "奖励类别，注册资本，奖励",
+        "奖励类别：总部企业，注册资本：5000万元以上，奖励：200万元。",
+        "奖励类别：区域总部，注册资本：1000万元以上，奖励：50万元。",
+        "第四条 本办法自2025年1月1日起施行。",
+    ]
