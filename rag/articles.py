@@ -2,8 +2,8 @@
 and which article a question names ("第十二条怎么规定的", "第12条"). Pure functions over
 strings, tested with Chinese inline.
 
-An article begins where a line opens with its heading; everything up to the next such
-line is that article. A chunk records the article in force where it begins (its
+An article begins where its heading opens a line or follows a sentence's end; everything
+up to the next heading is that article. A chunk records the article in force where it begins (its
 "article" field), so a passage cut from the middle of an article still knows it.
 """
 
@@ -13,7 +13,10 @@ import bisect
 import re
 
 _NUMERAL = "零〇一二三四五六七八九十百"
-HEADING = re.compile(rf"^[ \t\u3000]*(第[{_NUMERAL}\d]+条)", re.M)
+# A heading opens a line, or follows a sentence's end in text whose lines were joined
+# (“…实行网上办理。 第三条 各市…”); a reference inside a sentence (依照第五条的规定,
+# 第四条、第五条) follows other characters or is followed by 的、和 ….
+HEADING = re.compile(rf"(?<![^\s。；！？])[ \t\u3000]*(第[{_NUMERAL}\d]+条)(?![的之、和及与或至])")
 ASKED = re.compile(rf"第\s*([{_NUMERAL}]+|\d+)\s*条")
 _DIGITS = "零一二三四五六七八九"
 

@@ -25,7 +25,7 @@ from rag.types import Chunk, Document
 
 # Part of every source hash: bump it when loading, cleaning or splitting changes what a
 # file turns into, so the next ingest redoes every document instead of keeping stale chunks.
-PIPELINE_VERSION = 7
+PIPELINE_VERSION = 8
 
 COMMIT_CHUNKS = 2000  # publish a generation after this many new chunks (RAG_COMMIT_CHUNKS) …
 COMMIT_SECONDS = 60.0  # … or this long: a killed run loses at most this much work

@@ -31,6 +31,9 @@ def test_a_place_belongs_to_the_last_article_opened_before_it():
     tail = POLICY[POLICY.index("所称") :]
     assert article_at(tail, 0, before="第二条") == "第二条"  # a chunk cut mid-article
     assert article_at("依照第五条的规定办理。", 5) == ""  # a reference inside a sentence
+    assert article_at("符合第四条、第五条规定的。", 9) == ""
+    joined = "第二条 适用于本区。 第三条 各市应当推行。"  # lines joined by a space
+    assert article_at(joined, joined.index("各市")) == "第三条"
 
 
 def test_a_question_names_an_article_in_either_numerals():
