@@ -79,13 +79,18 @@ def check_question(question: str, max_chars: int) -> str:
     return question
 
 
+def kb_names(kbs: str | Sequence[str] | None) -> list[str]:
+    """The knowledge bases a request names (a name or several; blanks ignored)."""
+    names = [kbs] if isinstance(kbs, str) else list(kbs or ())
+    return [n.strip() for n in names if n and n.strip()]
+
+
 def check_kbs(
     index: Index, kbs: str | Sequence[str] | None, visible: frozenset[str] | None = None
 ) -> frozenset[str]:
     """The knowledge bases to search (empty = all), or a `QuestionError` naming one that
     does not exist (and listing those `visible` to the asker; None = all)."""
-    names = [kbs] if isinstance(kbs, str) else list(kbs or ())
-    names = [n.strip() for n in names if n and n.strip()]
+    names = kb_names(kbs)
     if not names:  # the usual case: no need to ask the manifest on every question
         return frozenset()
     known = {name for name, _, _ in index.manifest.kbs()}
@@ -108,8 +113,7 @@ def granted_filters(
     """`filters` narrowed to the knowledge bases asked for (`kbs`, none = all), within
     what `principal` may read: `Forbidden` for one not granted, `QuestionError` for one
     that does not exist. The grant travels in the filters into both retrievers."""
-    names = [kbs] if isinstance(kbs, str) else list(kbs or ())
-    principal.check_read(frozenset(n.strip() for n in names if n and n.strip()))
+    principal.check_read(frozenset(kb_names(kbs)))
     readable = principal.readable()
     return replace(filters or Filters(), kbs=check_kbs(index, kbs, readable), readable=readable)
 
