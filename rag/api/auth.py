@@ -76,9 +76,18 @@ def embed_secret(path: Path) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole under another name, then linked in: two replicas starting at once
+        # agree on one key, and none ever reads a half-written one.
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(secrets.token_bytes(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # the other replica's key stands
+        finally:
+            tmp.unlink()
         return path.read_bytes()
 
 
