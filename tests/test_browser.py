@@ -524,11 +524,16 @@ def test_the_widget_on_a_portal_answers_its_signed_in_user_and_nothing_on_anothe
 
 def test_a_pdf_citation_opens_the_original_at_the_cited_page(browser, data_dir, e5_dir):
     """A two-page scan uploaded in the browser's server is OCR'd by the job; a question
-    about page 2 cites page 2, and the citation's link opens the kept PDF at #page=2."""
+    about page 2 cites page 2, and the citation's link opens the kept PDF at #page=2, in
+    the chat and in the widget on a portal."""
     from tests.scans import scanned_pdf
     from tests.test_ocr import PAGE_1, PAGE_2
 
-    env = {"RAG_EMBEDDING_MODEL": str(e5_dir)}
+    portal_port = free_port()
+    env = {
+        "RAG_EMBEDDING_MODEL": str(e5_dir),
+        "RAG_ALLOWED_ORIGINS": f"http://127.0.0.1:{portal_port}",
+    }
     with serving(own_copy(data_dir, "pdf-data"), env) as url:
         files = {"files": ("数字经济措施.pdf", scanned_pdf([PAGE_1, PAGE_2]))}
         (job,) = httpx.post(url + "/api/documents", files=files, timeout=60).json()["jobs"]
@@ -552,4 +557,21 @@ def test_a_pdf_citation_opens_the_original_at_the_cited_page(browser, data_dir, 
         assert original.status_code == 200 and original.content.startswith(b"%PDF")
         assert original.headers["content-type"] == "application/pdf"
         assert original.headers["content-disposition"].startswith("inline")
+
+        page_html = (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
+            f"<script src='{url}/widget.js' defer></script></body></html>"
+        )
+        with portal_at(portal_port, page_html, dict) as portal:
+            page.goto(portal)
+            widget = page.locator("[data-policy-rag-widget]")
+            widget.locator(".bubble").click()
+            widget.locator("input").fill("新认定的数字经济龙头企业奖励多少？")
+            widget.locator("form button").click()
+            link = widget.locator(".sources a.original").first
+            link.wait_for(timeout=60_000)
+            assert link.inner_text() == "原文第2页"
+            with context.expect_page() as opened:
+                link.click()
+            assert opened.value.url == f"{url}/{href}"
         context.close()

@@ -32,12 +32,15 @@ def make_doc(tmp_path: Path) -> bytes:
     return (tmp_path / "award.doc").read_bytes()
 
 
-def test_a_doc_is_read_with_its_table_rows_and_their_header(tmp_path):
+@pytest.mark.parametrize("suffix", [".doc", ".wps"])
+def test_a_doc_is_read_with_its_table_rows_and_their_header(tmp_path, suffix):
+    """WPS 文字 saves a `.wps` as the same Word 97 binary in an OLE container, under its own
+    name; LibreOffice must read it by its content, not take it for a Microsoft Works file."""
     data = make_doc(tmp_path)
     assert (
         data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
     )  # an OLE compound file, as Word 97 writes
-    doc = load_file(Path("办法.doc"), "办法.doc", data)
+    doc = load_file(Path(f"办法{suffix}"), f"办法{suffix}", data)
     assert "第三条 总部企业落户奖励按下表执行：" in doc.text
     assert "企业类型：研发中心，奖励标准·金额：100万元，奖励标准·兑现方式：一次性兑现。" in doc.text
 

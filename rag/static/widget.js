@@ -59,6 +59,7 @@
     ".sources{margin:4px 0 10px 0;padding:0;list-style:none;font-size:12.5px}",
     ".sources li{border-left:3px solid #d0d7de;padding:4px 8px;margin:6px 0}",
     ".sources li.flash{border-color:#0969da;background:#eef6ff}",
+    ".sources a.original{color:#0969da;font-size:12px}",
     ".src-title{font-weight:600}.src-meta{color:#656d76}",
     ".quote{background:#fff3b0}",
     ".notice{color:#6b4f00;font-size:12.5px;margin-bottom:4px}",
@@ -164,6 +165,8 @@
         var meta = [c.date, c.source, c.page ? "第" + c.page + "页" : "", c.article]
           .filter(Boolean).join(" · ");
         if (meta) item.appendChild(el("div", "src-meta", meta));
+        var original = originalLink(c);
+        if (original) item.appendChild(original);
         (c.quotes && c.quotes.length ? c.quotes : [c.text]).forEach(function (q) {
           item.appendChild(el("div", "quote", q));
         });
@@ -172,6 +175,19 @@
       log.appendChild(list);
     }
     log.scrollTop = log.scrollHeight;
+  }
+
+  // A link that opens the kept original at the cited page (PDF viewers read #page=N).
+  // Not with an embed token: a new tab would go without it, and the token must not be
+  // put in a URL; the page number in the source's line still says where to look.
+  function originalLink(c) {
+    if (!c.has_original || tokenUrl) return null;
+    var link = el("a", "original", c.page ? "原文第" + c.page + "页" : "原文");
+    var path = "api/documents/" + c.doc_id.split("/").map(encodeURIComponent).join("/");
+    link.href = new URL(path + "/original", base).href + (c.page ? "#page=" + c.page : "");
+    link.target = "_blank";
+    link.rel = "noopener";
+    return link;
   }
 
   form.addEventListener("submit", function (event) {
