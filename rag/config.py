@@ -1,4 +1,5 @@
-"""The one settings object: `RAG_*` environment variables, then `rag.toml`, then defaults.
+"""The one settings object: `RAG_*` environment variables, then `rag.toml` (or the file
+`RAG_CONFIG` names), then defaults.
 
 Every knob has a working offline default. Built at the edges (CLI, app, eval runner) and
 passed down as typed values; nothing in `rag/` reads the environment by itself.
@@ -7,6 +8,7 @@ passed down as typed values; nothing in `rag/` reads the environment by itself.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -193,4 +195,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        # RAG_CONFIG names the file for an installed service, whose working directory is
+        # not where its configuration lives (install.sh writes PREFIX/etc/rag.toml).
+        toml_file = os.environ.get("RAG_CONFIG") or "rag.toml"
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
