@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -591,6 +591,30 @@ def audit(
             line + (f"  kb={e['kb']}" if e["kb"] else "") + f"  → {e['status'] or 'ok'}",
             markup=False,
         )
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="the checks as JSON")] = False,
+) -> None:
+    """Check this installation: versions, installed files against their recorded sums,
+    the model, the index, free disk, sign-in and the LLM endpoint; print what to fix.
+    Exits 1 when a check fails."""
+    from rag import doctor as checks
+
+    settings = load_settings()
+    results = checks.run(settings)
+    if as_json:
+        out.print_json(data=[asdict(c) for c in results])
+    else:
+        marks = {checks.Status.OK: "✓", checks.Status.WARN: "!", checks.Status.FAIL: "✗"}
+        for c in results:
+            line = Text(f"{marks[c.status]} {c.name}: ") + Text(c.detail)
+            if c.fix:
+                line += Text(f"\n    → {c.fix}")
+            out.print(line)
+    if any(c.status is checks.Status.FAIL for c in results):
+        raise typer.Exit(1)
 
 
 def main() -> None:
