@@ -1,11 +1,12 @@
 # One task runner for the project. `make run` and `make test` work on a fresh machine.
 PYTHON ?= python3
+TORCH  ?= 2.13.0
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SHARED ?= ../shared
 
-.PHONY: install run test eval-gate lint fmt bench bench-ingest bench-quality clean
+.PHONY: install run test bundle eval-gate lint fmt bench bench-ingest bench-quality clean
 
 install: $(STAMP)
 
@@ -13,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet torch==$(TORCH)
 	$(BIN)/pip install --quiet -e '.[web,llm,dev]'
 	touch $(STAMP)
 
@@ -26,6 +27,11 @@ run: install
 tests/oidc/node_modules/.installed: tests/oidc/package-lock.json
 	npm ci --prefix tests/oidc --silent --no-audit --no-fund
 	touch $@
+
+# The offline installer for air-gapped machines (needs the registries once, here):
+# dist/policy-rag-<version>-<python>-<platform>.tar.gz; see README "Offline installation".
+bundle: install
+	$(BIN)/python packaging/build_bundle.py --torch $(TORCH)
 
 test: install tests/oidc/node_modules/.installed
 	$(BIN)/ruff check .
