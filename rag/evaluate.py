@@ -131,6 +131,28 @@ class Row:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @property
+    def failure(self) -> str | None:
+        """Why the question failed, or None: `wrong_answer`, `wrongly_refused` (an
+        answerable question refused), `missed_refusal` (answered although it must be
+        refused), `missed_scope_caveat` (out of scope, answered without the caveat)."""
+        if self.correct:
+            return None
+        if self.out_of_scope:
+            return "missed_scope_caveat"
+        if self.expect_refusal:
+            return "missed_refusal"
+        return "wrongly_refused" if self.refused else "wrong_answer"
+
+    def outcome(self) -> dict:
+        """The row as `rag eval --json` lists it: enough to compare with a later run."""
+        return {
+            "id": self.id,
+            "correct": self.correct,
+            "refused": self.refused,
+            "failure": self.failure,
+        }
+
 
 def score(question: Question, answer: Answer, latency_ms: float) -> Row:
     ranked = [h.chunk.doc_id for h in answer.hits]

@@ -147,3 +147,29 @@ def test_a_line_that_is_not_utf8_is_named(tmp_path):
 def test_the_shipped_sets_load():
     for name in ("project.jsonl", "comparisons.jsonl"):
         assert load_questions(REPO / "evals" / name)
+
+
+def test_a_failed_row_says_why_it_failed():
+    answerable = Question("a", "外资？", ["2%"], ["g"])
+    must_refuse = Question("r", "天气？", [], [], expect_refusal=True)
+    elsewhere = Question("s", "上海租金补贴？", [], [], out_of_scope=True)
+    refusal = answer("知识库中没有找到…", True, [], [])
+    wrong = answer("按5%奖励。[1]", False, ["g"], [("g", "5%")])
+    reasons = [
+        score(answerable, answer("按2%奖励。[1]", False, ["g"], [("g", "2%")]), 1.0).failure,
+        score(answerable, wrong, 1.0).failure,
+        score(answerable, refusal, 1.0).failure,
+        score(must_refuse, wrong, 1.0).failure,
+        score(must_refuse, refusal, 1.0).failure,
+        score(elsewhere, wrong, 1.0).failure,
+    ]
+    assert reasons == [
+        None,
+        "wrong_answer",
+        "wrongly_refused",
+        "missed_refusal",
+        None,
+        "missed_scope_caveat",
+    ]
+    outcome = score(answerable, refusal, 1.0).outcome()
+    assert outcome == {"id": "a", "correct": False, "refused": True, "failure": "wrongly_refused"}
