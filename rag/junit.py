@@ -70,7 +70,7 @@ def _failure(row: Row, regressed: bool) -> ET.Element:
         f"first gold document's rank: {row.gold_rank or 'not retrieved'}",
         f"answer{' (refused)' if row.refused else ''}:",
         row.answer,
-        "cited:",
+        "cited:" if row.citations else "cited: nothing",
         *(
             f"  [{c['n']}] {c['doc_id']} {c.get('title') or ''} ({c['chunk_id']})"
             for c in row.citations
