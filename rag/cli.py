@@ -395,6 +395,8 @@ def eval_(
             load_baseline(baseline, eval_set, [q.id for q in questions]) if baseline else None
         )
         k = check_k(settings.k if k is None else k)
+        if junit is not None and junit.is_dir():  # found now, not after the whole run
+            raise ValueError(f"--junit {junit} is a folder; give the file to write")
     except FileNotFoundError as exc:
         raise fail(f"no such file: {exc.filename}", 2) from None
     except (EvalSetError, ThresholdError, BaselineError, ValueError) as exc:

@@ -217,7 +217,9 @@ def test_a_baseline_that_cannot_be_compared_is_a_clear_error(tmp_path):
     wrong_set = run_rag("eval", str(folder), "--baseline", str(other))
     assert wrong_set.returncode == 2
     assert "is a baseline of another set (project.jsonl, not mini)" in wrong_set.stderr
-    assert "Traceback" not in missing.stderr + wrong_set.stderr
+    folder_for_junit = run_rag("eval", str(folder), "--junit", str(tmp_path))
+    assert folder_for_junit.returncode == 2 and "is a folder" in folder_for_junit.stderr
+    assert "Traceback" not in missing.stderr + wrong_set.stderr + folder_for_junit.stderr
 
 
 def test_a_bad_set_line_exits_2_naming_the_line(tmp_path):
