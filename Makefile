@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SHARED ?= ../shared
 
-.PHONY: install run test bundle eval-gate lint fmt bench bench-ingest bench-quality clean
+.PHONY: install run test bundle eval-gate eval-baseline lint fmt bench bench-ingest bench-quality clean
 
 install: $(STAMP)
 
@@ -45,6 +45,13 @@ test: install tests/oidc/node_modules/.installed
 eval-gate: install
 	RAG_DATA_DIR=data/eval-gate $(BIN)/rag ingest corpus
 	RAG_DATA_DIR=data/eval-gate $(BIN)/rag eval evals/project.jsonl --out data/eval-gate/report
+
+# Refresh evals/project.baseline.json, the accepted run that examples/ci/ compares every
+# question with, in the commit of a change meant to move questions (review its diff).
+eval-baseline: install
+	RAG_DATA_DIR=data/eval-gate $(BIN)/rag ingest corpus
+	RAG_DATA_DIR=data/eval-gate $(BIN)/rag eval evals/project.jsonl --out data/eval-gate/baseline
+	cp data/eval-gate/baseline/report.json evals/project.baseline.json
 
 lint: install
 	$(BIN)/ruff check .

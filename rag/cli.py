@@ -308,15 +308,37 @@ def eval_(
         ),
     ],
     as_json: Annotated[
-        bool, typer.Option("--json", help="print the metrics as one JSON object")
+        bool,
+        typer.Option("--json", help="print the report (metrics, questions) as one JSON object"),
     ] = False,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", help="write report.json, questions.jsonl, report.html here"),
     ] = None,
-    baseline: Annotated[
-        Path | None, typer.Option(help="an earlier report.json: print each metric's change")
+    junit: Annotated[
+        Path | None,
+        typer.Option(
+            "--junit",
+            metavar="FILE",
+            help="write a JUnit XML report: a test case per question and per gate",
+        ),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="an earlier run's --json output or report.json: print each metric's change "
+            "and the questions that flipped"
+        ),
+    ] = None,
+    allow_regressions: Annotated[
+        int,
+        typer.Option(
+            "--allow-regressions",
+            min=0,
+            metavar="N",
+            help="with --baseline: pass while at most N questions went from right to wrong",
+        ),
+    ] = 0,
     k: Annotated[int | None, typer.Option("--k", help="passages an answer may quote")] = None,
     kb: Annotated[
         list[str] | None, typer.Option("--kb", help="knowledge base to search (repeatable)")
@@ -332,21 +354,35 @@ def eval_(
     min_refusal_acc: Annotated[float | None, typer.Option("--min-refusal_acc")] = None,
     min_scope_acc: Annotated[float | None, typer.Option("--min-scope_acc")] = None,
 ) -> None:
-    """Run an evaluation set; exit 1 when a metric is under its threshold.
+    """Run an evaluation set; exit 1 when a metric is under its threshold or a question
+    regressed against the baseline.
 
-    Thresholds come from `--min-METRIC` flags and from the `min` table of the set's TOML
-    file (evals/project.jsonl → evals/project.toml); flags win.
+    Thresholds: `--min-METRIC` flags and the `min` table of the set's TOML file
+    (evals/project.jsonl → evals/project.toml); flags win.
+    Regressions: with `--baseline`, a question right there and wrong now;
+    more than `--allow-regressions` (default 0) fail the run.
+
+    Exit status:
+    0  every threshold and the regression gate passed;
+    1  a threshold or regression failure
+       (or the run failed: an empty index, a store error);
+    2  bad input: a set file (the message names the wrong line),
+       a thresholds file, a baseline (missing, not a report, of another set).
     """
     from rag.chain import QuestionError, build_assistant, check_k, check_kbs
     from rag.evaluate import EvalSetError, load_questions, open_set_index, run, summarise
     from rag.index import Filters
     from rag.report import (
         SUMMARY,
+        BaselineError,
         ThresholdError,
         deltas,
+        flips,
+        load_baseline,
         load_thresholds,
+        regression_gate,
         set_config_path,
-        shortfalls,
+        threshold_gates,
         write_reports,
     )
 
@@ -355,11 +391,15 @@ def eval_(
     try:
         questions = load_questions(questions_path)
         thresholds = load_thresholds(set_config_path(eval_set))
-        baseline_metrics = json.loads(baseline.read_text("utf-8")) if baseline else None
+        baseline_report = (
+            load_baseline(baseline, eval_set, [q.id for q in questions]) if baseline else None
+        )
         k = check_k(settings.k if k is None else k)
+        if junit is not None and junit.is_dir():  # found now, not after the whole run
+            raise ValueError(f"--junit {junit} is a folder; give the file to write")
     except FileNotFoundError as exc:
         raise fail(f"no such file: {exc.filename}", 2) from None
-    except (EvalSetError, ThresholdError, ValueError) as exc:
+    except (EvalSetError, ThresholdError, BaselineError, ValueError) as exc:
         raise fail(str(exc), 2) from None
     flags = {
         "hit@1": min_hit1,
@@ -407,23 +447,60 @@ def eval_(
         raise fail(
             "the index is empty; run `rag ingest` first (or give a folder set with docs.jsonl)"
         )
-    metrics = summarise(rows)
-    metrics["set"] = str(eval_set)
-    if out_dir:
-        write_reports(out_dir, metrics, rows, eval_set.name)
+    # The report: the metrics object of the contract, then what a later run compares with.
+    result = summarise(rows)
+    result["set"] = str(eval_set)
+    result["questions"] = [r.outcome() for r in rows]
+    gates = threshold_gates(result, thresholds)
+    regression = None
+    if baseline_report is not None:
+        result["flipped"] = flips(rows, baseline_report)
+        if result["flipped"] is not None:
+            regression = regression_gate(result["flipped"], allow_regressions)
+            gates.append(regression)
+    set_name = eval_set.name.split(".", 1)[0] or "eval"
+    try:
+        if out_dir:
+            write_reports(out_dir, result, rows, eval_set.name)
+        if junit:
+            from rag.junit import junit_xml, write_junit
+
+            write_junit(junit, junit_xml(set_name, result, rows, gates))
+    except OSError as exc:
+        raise fail(f"cannot write the report: {exc}") from None
 
     if as_json:
-        out.print(json.dumps(metrics, ensure_ascii=False), markup=False)
+        out.print(json.dumps(result, ensure_ascii=False), markup=False)
     else:
         for name in SUMMARY:
-            out.print(f"{name:20s} {metrics[name]}", markup=False)
-    if baseline_metrics is not None:
-        for name, change in deltas(metrics, baseline_metrics).items():
+            out.print(f"{name:20s} {result[name]}", markup=False)
+    if baseline_report is not None:
+        for name, change in deltas(result, baseline_report).items():
             err.print(f"Δ {name:22s} {change:+.4f}", markup=False)
-    missed = shortfalls(metrics, thresholds)
-    if missed:
-        err.print("below threshold:\n  " + "\n  ".join(missed), markup=False)
+        _print_flips(result["flipped"], err if as_json else out)
+    below = [g.failure for g in gates if g.failure and g is not regression]
+    if below:
+        err.print("below threshold:\n  " + "\n  ".join(below), markup=False)
+    if regression is not None and regression.failure:
+        err.print(f"regression: {regression.failure}", markup=False)
+    if any(g.failure for g in gates):
         raise typer.Exit(1)
+
+
+def _print_flips(flipped: dict | None, console: Console) -> None:
+    """The questions that flipped since the baseline, by id (on stdout with the metrics;
+    on stderr when stdout is the JSON object)."""
+    if flipped is None:
+        console.print(
+            "the baseline lists no questions (an older report): metric changes only",
+            markup=False,
+        )
+        return
+    for label, ids in (
+        ("regressed (right → wrong)", flipped["regressed"]),
+        ("fixed (wrong → right)", flipped["fixed"]),
+    ):
+        console.print(f"{label}: {len(ids)}" + (f"  {' '.join(ids)}" if ids else ""), markup=False)
 
 
 @app.command()

@@ -29,25 +29,33 @@ class EvalSetError(ValueError):
 
 
 def load_questions(path: Path) -> list[Question]:
+    """The questions of a set file; an EvalSetError names the first wrong line and why."""
     questions, seen = [], set()
-    for line_no, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+    for line_no, data in enumerate(path.read_bytes().splitlines(), 1):
+        where = f"{path}:{line_no}"
+        try:
+            line = data.decode("utf-8-sig" if line_no == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise EvalSetError(f"{where}: not UTF-8 text") from None
         if not line.strip():
             continue
-        where = f"{path}:{line_no}"
         try:
             raw = json.loads(line)
         except json.JSONDecodeError as err:
             raise EvalSetError(f"{where}: not valid JSON ({err})") from None
         if not isinstance(raw, dict) or not str(raw.get("question", "")).strip():
             raise EvalSetError(f'{where}: needs a non-empty "question"')
+        problem = _field_problem(raw)
+        if problem:
+            raise EvalSetError(f"{where}: {problem}")
         qid = str(raw.get("id") or f"q{line_no}")
         if qid in seen:
             raise EvalSetError(f"{where}: duplicate id {qid!r}")
         seen.add(qid)
         answers = raw.get("answers") or []
-        expect_refusal = bool(raw.get("expect_refusal", False))
-        out_of_scope = bool(raw.get("out_of_scope", False))
-        if not isinstance(answers, list) or (not answers and not (expect_refusal or out_of_scope)):
+        expect_refusal = bool(raw.get("expect_refusal"))
+        out_of_scope = bool(raw.get("out_of_scope"))
+        if not answers and not (expect_refusal or out_of_scope):
             raise EvalSetError(
                 f'{where}: "answers" must be a non-empty list unless expect_refusal or out_of_scope'
             )
@@ -65,6 +73,36 @@ def load_questions(path: Path) -> list[Question]:
     if not questions:
         raise EvalSetError(f"{path}: no questions")
     return questions
+
+
+def _field_problem(raw: dict) -> str:
+    """What is wrong with a question's fields, or "". Checked strictly because a wrong type
+    would not fail but mis-score: "false" is true, a string of gold docs is its characters."""
+
+    def text_or_number(value: object) -> bool:
+        return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+    if "id" in raw and not text_or_number(raw["id"]):
+        return '"id" must be a string'
+    for flag in ("expect_refusal", "out_of_scope"):
+        if raw.get(flag) is not None and not isinstance(raw[flag], bool):
+            return (
+                f'"{flag}" must be true or false, not {json.dumps(raw[flag], ensure_ascii=False)}'
+            )
+    answers = raw.get("answers") or []
+    if not isinstance(answers, list):
+        return '"answers" must be a list'
+    for item in answers:
+        alternatives = item if isinstance(item, list) else [item]
+        if not alternatives or not all(text_or_number(a) and str(a).strip() for a in alternatives):
+            return (
+                '"answers" items must be non-empty strings, or non-empty lists of them '
+                f"(alternatives); got {json.dumps(item, ensure_ascii=False)}"
+            )
+    gold = raw.get("gold_docs") or []
+    if not isinstance(gold, list) or not all(text_or_number(d) for d in gold):
+        return '"gold_docs" must be a list of document ids'
+    return ""
 
 
 @dataclass
@@ -92,6 +130,28 @@ class Row:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @property
+    def failure(self) -> str | None:
+        """Why the question failed, or None: `wrong_answer`, `wrongly_refused` (an
+        answerable question refused), `missed_refusal` (answered although it must be
+        refused), `missed_scope_caveat` (out of scope, answered without the caveat)."""
+        if self.correct:
+            return None
+        if self.out_of_scope:
+            return "missed_scope_caveat"
+        if self.expect_refusal:
+            return "missed_refusal"
+        return "wrongly_refused" if self.refused else "wrong_answer"
+
+    def outcome(self) -> dict:
+        """The row as `rag eval --json` lists it: enough to compare with a later run."""
+        return {
+            "id": self.id,
+            "correct": self.correct,
+            "refused": self.refused,
+            "failure": self.failure,
+        }
 
 
 def score(question: Question, answer: Answer, latency_ms: float) -> Row:

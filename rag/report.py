@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rag.evaluate import Row
@@ -58,16 +59,97 @@ def load_thresholds(config: Path) -> dict[str, float]:
     return {k: float(v) for k, v in table.items()}
 
 
-def shortfalls(metrics: dict, thresholds: dict[str, float]) -> list[str]:
-    """One line per metric under its threshold (a metric the set cannot measure is one)."""
-    out = []
+@dataclass(frozen=True)
+class Gate:
+    """One check that decides the run's exit status: a threshold, or the regressions
+    against a baseline. `failure` says what fell short; None when it passed."""
+
+    name: str
+    failure: str | None = None
+
+
+def threshold_gates(metrics: dict, thresholds: dict[str, float]) -> list[Gate]:
+    """One gate per threshold (a metric the set cannot measure fails its gate)."""
+    gates = []
     for name, minimum in thresholds.items():
         value = metrics.get(name)
         if value is None:
-            out.append(f"{name}: not measured by this set (needs {minimum})")
+            failure = f"{name}: not measured by this set (needs {minimum})"
         elif value < minimum:
-            out.append(f"{name}: {value:.4f} < {minimum}")
-    return out
+            failure = f"{name}: {value:.4f} < {minimum}"
+        else:
+            failure = None
+        gates.append(Gate(f"{name} >= {minimum}", failure))
+    return gates
+
+
+def shortfalls(metrics: dict, thresholds: dict[str, float]) -> list[str]:
+    """One line per metric under its threshold (a metric the set cannot measure is one)."""
+    return [g.failure for g in threshold_gates(metrics, thresholds) if g.failure]
+
+
+def regression_gate(flipped: dict, allowed: int) -> Gate:
+    """Passes while at most `allowed` questions went from right to wrong."""
+    regressed = flipped["regressed"]
+    failure = None
+    if len(regressed) > allowed:
+        failure = (
+            f"{len(regressed)} question(s) went from right to wrong since the baseline "
+            f"(allowed: {allowed}): {', '.join(regressed)}"
+        )
+    return Gate(f"at most {allowed} regression(s) against the baseline", failure)
+
+
+class BaselineError(ValueError):
+    """A baseline file we cannot compare with."""
+
+
+def load_baseline(path: Path, set_path: Path, question_ids: Sequence[str]) -> dict:
+    """An earlier `rag eval --json` output (or `--out`'s report.json) of the same set.
+
+    It is of the same set when it names a set of the same name (runs from other
+    checkouts differ in the folder only) and, when it lists its questions, shares
+    some of them; questions added or dropped since are left out of the comparison."""
+    try:
+        baseline = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise BaselineError(f"no such baseline file: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BaselineError(f"{path}: not a JSON report of `rag eval` ({err})") from None
+    if not isinstance(baseline, dict) or not isinstance(baseline.get("n"), int):
+        raise BaselineError(f"{path}: not a report of `rag eval` (no metrics object)")
+    named = baseline.get("set")
+    if isinstance(named, str) and Path(named).name != set_path.name:
+        raise BaselineError(
+            f"{path} is a baseline of another set ({Path(named).name}, not {set_path.name})"
+        )
+    questions = baseline.get("questions")
+    if questions is None:
+        return baseline  # an older report: metric changes only
+    if not isinstance(questions, list) or not all(
+        isinstance(q, dict) and isinstance(q.get("id"), str) and isinstance(q.get("correct"), bool)
+        for q in questions
+    ):
+        raise BaselineError(f'{path}: "questions" must be a list of {{"id", "correct"}} rows')
+    if questions and not {q["id"] for q in questions} & set(question_ids):
+        raise BaselineError(
+            f"{path} is a baseline of another set: none of its {len(questions)} question ids "
+            "is in this set"
+        )
+    return baseline
+
+
+def flips(rows: Sequence[Row], baseline: dict) -> dict | None:
+    """The ids of the questions that went from right to wrong (`regressed`) and from wrong
+    to right (`fixed`) since the baseline, in the set's order; None when the baseline
+    does not list its questions."""
+    if baseline.get("questions") is None:
+        return None
+    before = {q["id"]: q["correct"] for q in baseline["questions"]}
+    return {
+        "regressed": [r.id for r in rows if before.get(r.id) is True and not r.correct],
+        "fixed": [r.id for r in rows if before.get(r.id) is False and r.correct],
+    }
 
 
 def deltas(metrics: dict, baseline: dict) -> dict[str, float]:
@@ -84,13 +166,14 @@ def deltas(metrics: dict, baseline: dict) -> dict[str, float]:
     return out
 
 
-def write_reports(out_dir: Path, metrics: dict, rows: Sequence[Row], title: str) -> None:
+def write_reports(out_dir: Path, report: dict, rows: Sequence[Row], title: str) -> None:
+    """report.json (the object `rag eval --json` prints), questions.jsonl, report.html."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), "utf-8")
+    (out_dir / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), "utf-8")
     with (out_dir / "questions.jsonl").open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
-    (out_dir / "report.html").write_text(render_html(metrics, rows, title), "utf-8")
+    (out_dir / "report.html").write_text(render_html(report, rows, title), "utf-8")
 
 
 _CSS = """
@@ -150,7 +233,38 @@ def _bar_chart(title: str, labels: Sequence[str], values: Sequence[int], color: 
     return "".join(parts)
 
 
+def _flips_html(report: dict, rows: Sequence[Row]) -> str:
+    """What flipped since the baseline: the first thing a corpus keeper looks for after a
+    change. Empty when the run had no baseline."""
+    if "flipped" not in report:
+        return ""
+    flipped = report["flipped"]
+    if flipped is None:
+        return "<h2>与基线相比</h2><p>基线报告不含逐题结果（较早的版本），只比较了指标。</p>"
+    questions = {r.id: r.question for r in rows}
+
+    def listed(ids: Sequence[str], linked: bool) -> str:
+        if not ids:
+            return "<p>无。</p>"
+        items = "".join(
+            f'<li><a href="#q-{escape(i)}">{escape(i)}</a> · {escape(questions.get(i, ""))}</li>'
+            if linked
+            else f"<li>{escape(i)} · {escape(questions.get(i, ''))}</li>"
+            for i in ids
+        )
+        return f"<ul>{items}</ul>"
+
+    regressed, fixed = flipped["regressed"], flipped["fixed"]
+    return (
+        '<h2 id="flipped">与基线相比</h2>'
+        f'<h3 class="bad">由对变错（{len(regressed)}）</h3>{listed(regressed, True)}'
+        f'<h3 class="good">由错变对（{len(fixed)}）</h3>{listed(fixed, False)}'
+    )
+
+
 def render_html(metrics: dict, rows: Sequence[Row], title: str) -> str:
+    """The page for a report: what flipped since the baseline first (when there is one),
+    then the metrics, the distributions and every failed question."""
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     metric_rows = []
     for name in SUMMARY[1:-1]:
@@ -197,7 +311,7 @@ def render_html(metrics: dict, rows: Sequence[Row], title: str) -> str:
         )
         gold = "、".join(r.gold_docs) or "—"
         failures.append(
-            f'<div class="failure"><h3>{escape(r.id)} · {escape(r.question)}</h3>'
+            f'<div class="failure" id="q-{escape(r.id)}"><h3>{escape(r.id)} · {escape(r.question)}</h3>'
             f'<div><span class="label">期望：</span>{escape(expected)}'
             f' <span class="label">　金标文档：</span>{escape(gold)}'
             f' <span class="label">　首个金标排名：</span>{escape(r.gold_rank or "未检出")}</div>'
@@ -212,6 +326,7 @@ def render_html(metrics: dict, rows: Sequence[Row], title: str) -> str:
 <title>评测报告 · {escape(title)}</title><style>{_CSS}</style></head>
 <body><h1>评测报告 · {escape(title)}</h1>
 <div class="meta">{escape(when)} · {metrics.get("n", 0)} 个问题（可回答 {metrics.get("answerable", 0)}，应拒答 {metrics.get("unanswerable", 0)}）· 失败 {len(failures)}</div>
+{_flips_html(metrics, rows)}
 <h2>指标</h2><table class="metrics"><tr><th>指标</th><th>数值</th></tr>{"".join(metric_rows)}</table>
 <h2>分布</h2><div class="charts">
 {_bar_chart("首个金标文档的排名", bins, counts, "#0969da")}

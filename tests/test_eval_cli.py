@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from rag.cli import app
 from rag.retrieve import HybridRetriever
 from tests.conftest import run_rag
+from tests.junit_schema import check_junit
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [
@@ -71,7 +72,13 @@ def test_folder_set_is_indexed_once_and_reports_are_written(tmp_path, e5_dir):
     assert "5 embedded, 0 cached" in first.stderr
     rows = [json.loads(line) for line in (out / "questions.jsonl").read_text("utf-8").splitlines()]
     assert [r["id"] for r in rows] == ["a", "b", "c", "d"]
-    assert json.loads((out / "report.json").read_text("utf-8"))["n"] == 4
+    assert json.loads((out / "report.json").read_text("utf-8")) == metrics
+    assert metrics["questions"][0] == {
+        "id": "a",
+        "correct": True,
+        "refused": False,
+        "failure": None,
+    }
     assert "评测报告" in (out / "report.html").read_text("utf-8")
 
     second = run_rag("eval", str(folder), "--json", "--baseline", str(out / "report.json"), env=env)
@@ -127,3 +134,102 @@ def test_a_broken_retriever_fails_the_project_sets_thresholds(corpus_index, e5_d
     regressed = runner.invoke(app, ["eval", str(REPO / "evals" / "project.jsonl")])
     assert regressed.exit_code == 1
     assert "below threshold" in regressed.output
+
+
+def test_a_broken_answerer_fails_exactly_the_answerable_questions_and_they_are_named(
+    tmp_path, e5_dir
+):
+    """A refusal threshold no evidence reaches makes the real chain refuse everything:
+    the three answerable questions fail, the one that must be refused passes. Compared
+    with a healthy run, exactly those three regressed; the other way round, they are fixed."""
+    env = {"RAG_EMBEDDING_MODEL": str(e5_dir)}
+    broken = {**env, "RAG_REFUSAL_THRESHOLD": "100"}
+    folder = small_set(tmp_path / "mini")
+    healthy = run_rag("eval", str(folder), "--json", "--junit", "healthy.xml", env=env)
+    assert healthy.returncode == 0, healthy.stderr
+    assert [q["correct"] for q in json.loads(healthy.stdout)["questions"]] == [True] * 4
+    assert check_junit(tmp_path / "healthy.xml")["mini"] == dict.fromkeys(
+        [f"{q['id']} {q['question']}" for q in QUESTIONS]
+    )
+    (tmp_path / "baseline.json").write_text(healthy.stdout, "utf-8")
+
+    worse = run_rag(
+        "eval",
+        str(folder),
+        "--baseline",
+        "baseline.json",
+        "--junit",
+        "ci/junit.xml",
+        "--out",
+        "report",
+        "--min-answer_acc",
+        "0.5",
+        env=broken,
+    )
+    assert worse.returncode == 1
+    assert "regressed (right → wrong): 3  a b c\nfixed (wrong → right): 0" in worse.stdout
+    assert "below threshold:\n  answer_acc: 0.0000 < 0.5" in worse.stderr
+    assert (
+        "regression: 3 question(s) went from right to wrong since the baseline (allowed: 0): "
+        "a, b, c" in worse.stderr
+    )
+    outcomes = check_junit(tmp_path / "ci" / "junit.xml")
+    assert outcomes["mini"] == {
+        "a 写字楼第一年房租补贴多少？": "wrongly_refused",
+        "b 飞地项目头三年奖励比例？": "wrongly_refused",
+        "c 莱芜区上半年用了多少外资？": "wrongly_refused",
+        "d 红烧肉怎么做？": None,
+    }
+    assert outcomes["mini.gates"] == {
+        "answer_acc >= 0.5": "gate",
+        "at most 0 regression(s) against the baseline": "gate",
+    }
+    report = json.loads((tmp_path / "report" / "report.json").read_text("utf-8"))
+    assert report["flipped"] == {"regressed": ["a", "b", "c"], "fixed": []}
+    page = (tmp_path / "report" / "report.html").read_text("utf-8")
+    assert page.index("由对变错（3）") < page.index("<h2>指标</h2>")
+
+    allowed = run_rag(
+        "eval",
+        str(folder),
+        "--json",
+        "--baseline",
+        "baseline.json",
+        "--allow-regressions",
+        "3",
+        env=broken,
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout)["flipped"]["regressed"] == ["a", "b", "c"]
+    assert "regressed (right → wrong): 3  a b c" in allowed.stderr  # stdout is the JSON
+
+    repaired = run_rag("eval", str(folder), "--baseline", "report/report.json", env=env)
+    assert repaired.returncode == 0, repaired.stderr
+    assert "regressed (right → wrong): 0\nfixed (wrong → right): 3  a b c" in repaired.stdout
+
+
+def test_a_baseline_that_cannot_be_compared_is_a_clear_error(tmp_path):
+    folder = small_set(tmp_path / "mini")
+    missing = run_rag("eval", str(folder), "--baseline", "nope.json")
+    assert missing.returncode == 2 and "no such baseline file: nope.json" in missing.stderr
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"n": 2, "set": "evals/project.jsonl", "questions": []}))
+    wrong_set = run_rag("eval", str(folder), "--baseline", str(other))
+    assert wrong_set.returncode == 2
+    assert "is a baseline of another set (project.jsonl, not mini)" in wrong_set.stderr
+    folder_for_junit = run_rag("eval", str(folder), "--junit", str(tmp_path))
+    assert folder_for_junit.returncode == 2 and "is a folder" in folder_for_junit.stderr
+    assert "Traceback" not in missing.stderr + wrong_set.stderr + folder_for_junit.stderr
+
+
+def test_a_bad_set_line_exits_2_naming_the_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"id": "a", "question": "外资？", "answers": ["2%"]}\n'
+        '{"id": "b", "question": "天气？", "answers": [], "expect_refusal": "yes"}\n',
+        "utf-8",
+    )
+    result = run_rag("eval", str(bad), "--junit", "junit.xml")
+    assert result.returncode == 2
+    assert f'{bad}:2: "expect_refusal" must be true or false' in result.stderr
+    assert not (tmp_path / "junit.xml").exists()

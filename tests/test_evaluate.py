@@ -1,6 +1,12 @@
-from rag.evaluate import score, summarise
+from pathlib import Path
+
+import pytest
+
+from rag.evaluate import EvalSetError, load_questions, score, summarise
 from rag.metrics import Question
 from rag.types import Answer, Chunk, Citation, Hit
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def answer(text: str, refused: bool, docs: list[str], cited: list[tuple[str, str]]) -> Answer:
@@ -96,3 +102,74 @@ def test_scope_acc_counts_refusals_and_caveats_and_keeps_them_out_of_the_other_m
     assert m["scope_acc"] == round(2 / 3, 4) and m["out_of_scope"] == 3
     assert (m["answerable"], m["unanswerable"], m["refusal_acc"]) == (1, 0, 1.0)
     assert m["answer_acc"] == 1.0  # a caveated answer is not an answer to score
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (
+            '{"id": "x", "question": "外资？", "answers": ["2%"], "expect_refusal": "false"}',
+            "true or false",
+        ),
+        ('{"id": "x", "question": "外资？", "answers": "2%"}', '"answers" must be a list'),
+        ('{"id": "x", "question": "外资？", "answers": [[]]}', "non-empty lists"),
+        ('{"id": "x", "question": "外资？", "answers": [{"a": 1}]}', "non-empty strings"),
+        (
+            '{"id": "x", "question": "外资？", "answers": ["2%"], "gold_docs": "a.md"}',
+            '"gold_docs"',
+        ),
+        ('{"id": ["x"], "question": "外资？", "answers": ["2%"]}', '"id" must be a string'),
+        ('{"id": "x", "question": "外资？"}', '"answers" must be a non-empty list'),
+        ("{oops", "not valid JSON"),
+    ],
+)
+def test_a_bad_set_line_is_named_with_what_is_wrong(tmp_path, line, problem):
+    """A wrong type would not fail but mis-score ("false" is truthy), so it is an error
+    that names the line."""
+    path = tmp_path / "s.jsonl"
+    good = '{"id": "ok", "question": "外资奖励多少？", "answers": ["2%"]}'
+    path.write_text(f"{good}\n\n{line}\n", "utf-8")
+    with pytest.raises(EvalSetError) as err:
+        load_questions(path)
+    assert str(err.value).startswith(f"{path}:3: ") and problem in str(err.value)
+
+
+def test_a_line_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(
+        '\ufeff{"question": "外资？", "answers": ["2%"]}\n'.encode()
+        + '{"question": "外资？", "answers": ["2%"]}\n'.encode("gbk")
+    )
+    with pytest.raises(EvalSetError, match=r"s\.jsonl:2: not UTF-8"):
+        load_questions(path)
+
+
+def test_the_shipped_sets_load():
+    for name in ("project.jsonl", "comparisons.jsonl"):
+        assert load_questions(REPO / "evals" / name)
+
+
+def test_a_failed_row_says_why_it_failed():
+    answerable = Question("a", "外资？", ["2%"], ["g"])
+    must_refuse = Question("r", "天气？", [], [], expect_refusal=True)
+    elsewhere = Question("s", "上海租金补贴？", [], [], out_of_scope=True)
+    refusal = answer("知识库中没有找到…", True, [], [])
+    wrong = answer("按5%奖励。[1]", False, ["g"], [("g", "5%")])
+    reasons = [
+        score(answerable, answer("按2%奖励。[1]", False, ["g"], [("g", "2%")]), 1.0).failure,
+        score(answerable, wrong, 1.0).failure,
+        score(answerable, refusal, 1.0).failure,
+        score(must_refuse, wrong, 1.0).failure,
+        score(must_refuse, refusal, 1.0).failure,
+        score(elsewhere, wrong, 1.0).failure,
+    ]
+    assert reasons == [
+        None,
+        "wrong_answer",
+        "wrongly_refused",
+        "missed_refusal",
+        None,
+        "missed_scope_caveat",
+    ]
+    outcome = score(answerable, refusal, 1.0).outcome()
+    assert outcome == {"id": "a", "correct": False, "refused": True, "failure": "wrongly_refused"}

@@ -1,10 +1,16 @@
+import json
+
 import pytest
 
 from rag.evaluate import Row
 from rag.report import (
+    BaselineError,
     ThresholdError,
     deltas,
+    flips,
+    load_baseline,
     load_thresholds,
+    regression_gate,
     render_html,
     set_config_path,
     shortfalls,
@@ -97,3 +103,80 @@ def test_html_escapes_untrusted_text_and_marks_the_quoted_sentence():
     assert "<mark>&lt;script&gt;alert(1)&lt;/script&gt;被引用的句子。</mark>" in page
     assert page.count('class="failure"') == 1 and "<svg" in page
     assert '<meta charset="utf-8">' in page
+
+
+def baseline_file(tmp_path, **report):
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps({"n": 3, "set": "/ci/checkout/evals/project.jsonl", **report}))
+    return path
+
+
+def test_a_baseline_is_compared_by_question_id():
+    before = {
+        "n": 4,
+        "questions": [
+            {"id": "q1", "correct": True},
+            {"id": "q2", "correct": False},
+            {"id": "q3", "correct": True},
+            {"id": "gone", "correct": True},  # dropped from the set since: not a regression
+        ],
+    }
+    now = [row(id="q1", correct=False), row(id="q2"), row(id="q3"), row(id="new", correct=False)]
+    assert flips(now, before) == {"regressed": ["q1"], "fixed": ["q2"]}
+    assert flips(now, {"n": 4}) is None  # an older report: metrics only
+
+
+def test_more_regressions_than_allowed_fail_the_gate():
+    flipped = {"regressed": ["q1", "q7"], "fixed": []}
+    assert regression_gate(flipped, 2).failure is None
+    failure = regression_gate(flipped, 1).failure
+    assert (
+        failure == "2 question(s) went from right to wrong since the baseline (allowed: 1): q1, q7"
+    )
+
+
+def test_a_baseline_from_another_checkout_of_the_same_set_is_accepted(tmp_path):
+    path = baseline_file(tmp_path, questions=[{"id": "q1", "correct": True}])
+    loaded = load_baseline(path, tmp_path / "evals" / "project.jsonl", ["q1", "q2"])
+    assert loaded["questions"] == [{"id": "q1", "correct": True}]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such baseline file"),
+        ("{oops", "not a JSON report"),
+        ("[1, 2]", "no metrics object"),
+        (
+            '{"n": 3, "set": "evals/other.jsonl"}',
+            "baseline of another set (other.jsonl, not project.jsonl)",
+        ),
+        ('{"n": 3, "questions": [{"id": "x1", "correct": true}]}', "none of its 1 question ids"),
+        ('{"n": 3, "questions": [{"id": "q1", "correct": "yes"}]}', '"questions" must be a list'),
+    ],
+)
+def test_a_baseline_we_cannot_compare_with_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "baseline.json"
+    if content is not None:
+        path.write_text(content, "utf-8")
+    with pytest.raises(BaselineError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_baseline(path, tmp_path / "project.jsonl", ["q1"])
+
+
+def test_what_flipped_comes_first_in_the_page():
+    report = {
+        "n": 2,
+        "latency_ms": {"p50": 1, "p95": 2},
+        "flipped": {"regressed": ["q9"], "fixed": ["q1"]},
+    }
+    rows = [
+        row(id="q1", question="修好的<问题>"),
+        row(id="q9", question="变错的问题", correct=False),
+    ]
+    page = render_html(report, rows, "测试")
+    assert page.index("由对变错（1）") < page.index("由错变对（1）") < page.index("<h2>指标</h2>")
+    assert '<a href="#q-q9">q9</a> · 变错的问题' in page and 'id="q-q9"' in page
+    assert "q1 · 修好的&lt;问题&gt;" in page
+    older = render_html({**report, "flipped": None}, rows, "x")
+    assert "基线报告不含逐题结果" in older
+    assert "与基线相比" not in render_html({"n": 2}, rows, "x")
