@@ -70,7 +70,9 @@ def test_sigterm_finishes_the_answer_in_flight_and_resumes_the_job_at_the_next_s
                 time.sleep(0.05)
             proc.send_signal(signal.SIGTERM)
             asking.join(60)
-            assert proc.wait(60) == 0
+            # uvicorn re-raises the signal once it has shut down gracefully; systemd counts
+            # an end by SIGTERM as a clean stop.
+            assert proc.wait(60) in (0, -signal.SIGTERM)
         finally:
             if proc.poll() is None:
                 proc.kill()
