@@ -215,15 +215,16 @@ class Authenticate:
 
     def sign_in(self, scope, sent: dict[bytes, bytes]) -> Denied:
         """What a caller without credentials is told: a browser opening a page in oidc
-        mode is sent to sign in (and back); anything else gets a 401 saying how."""
+        mode is sent to sign in (and back); anything else gets a 401 saying how. /v1 is
+        for programs (OpenAI clients, chat apps): their way in is an API key, whatever
+        the mode, and they are never sent to a sign-in page."""
+        if _route_path(scope).startswith("/v1/"):
+            return Denied(401, "send an API key: Authorization: Bearer rag_…")
         if self.config.mode == "header":
             return Denied(401, "sign in through the portal: no user came with this request")
         if self.config.mode == "oidc":
             page = scope.get("method") == "GET" and "text/html" in _text(sent.get(b"accept"))
-            # /v1 is for programs (OpenAI clients): they get the 401 they can read, never
-            # a sign-in page, whatever Accept they send.
-            api = _route_path(scope).startswith("/v1/")
-            if page and not api and scope["type"] == "http":
+            if page and scope["type"] == "http":
                 root, path = scope.get("root_path", ""), _route_path(scope)
                 query = scope.get("query_string", b"").decode("latin-1")
                 back = quote(path + (f"?{query}" if query else ""), safe="")
