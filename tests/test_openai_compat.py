@@ -15,6 +15,7 @@ from openai import OpenAI
 from rag.access import Grants, Role
 from rag.api import create_app
 from rag.api.auth import AuthConfig
+from rag.api.oidc import OidcConfig
 from rag.keys import KeyStore
 from tests.conftest import serving
 
@@ -280,3 +281,23 @@ def test_a_malformed_request_is_a_400_naming_the_field(server, admin):
         assert r.status_code == 400, body
         assert set(r.json()["error"]) == {"message", "type", "param", "code"}
         assert r.json()["error"]["param"] == param
+
+
+def test_v1_callers_are_asked_for_a_key_never_sent_to_sign_in(two_kb_assistant, tmp_path):
+    """With OIDC sign-in, a page opened without a session goes to the provider; a chat app
+    calling /v1 (some send a browser's Accept) gets the 401 its client raises instead.
+    The provider is never contacted in this test: its address leads nowhere."""
+    auth = AuthConfig(
+        mode="oidc",
+        grants=Grants(tmp_path / "grants.toml"),
+        keys=KeyStore(tmp_path / "keys.sqlite"),
+        oidc=OidcConfig("http://127.0.0.1:9", "policy-rag", "secret"),
+        secret=b"s" * 32,
+    )
+    with serving(create_app(lambda: two_kb_assistant, auth=auth)) as api:
+        browser = {"Accept": "text/html,application/json"}
+        assert api.get("/api/kbs", headers=browser).status_code == 303
+        client = OpenAI(base_url=f"{api.base_url}/v1", api_key="unsent", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as refused:  # no Authorization at all
+            client.models.list(extra_headers={**browser, "Authorization": openai.omit})
+        assert refused.value.message.endswith("send an API key: Authorization: Bearer rag_…")
