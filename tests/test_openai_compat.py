@@ -210,6 +210,12 @@ def test_an_unknown_model_is_a_404_model_not_found(admin):
             "answers are text",
         ),
         ({"logprobs": True}, "logprobs", "not sampled"),
+        (
+            {"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}},
+            "modalities",
+            "text only",
+        ),
+        ({"extra_body": {"modalities": [{"type": "image"}]}}, "modalities", "text only"),
         ({"extra_body": {"kb": "内部资料"}, "model": "policy-rag:政策"}, "kb", 'drop "kb"'),
     ],
 )

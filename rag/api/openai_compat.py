@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -111,11 +111,13 @@ def refuse_misleading(extra: dict) -> None:
         # Extracted sentences have no token probabilities to return.
         _refuse("logprobs", "logprobs are not available: answers are not sampled token by token")
     modalities = extra.get("modalities")
-    if extra.get("audio") or (isinstance(modalities, list) and set(modalities) - {"text"}):
+    if extra.get("audio") or (
+        isinstance(modalities, list) and any(m != "text" for m in modalities)
+    ):
         _refuse("modalities", "answers are text only")
 
 
-def _refuse(param: str, message: str) -> None:
+def _refuse(param: str, message: str) -> NoReturn:
     raise ApiError(400, message, param=param, code="unsupported_parameter")
 
 
