@@ -98,7 +98,7 @@ def test_chat_completions_answers_with_citations_in_text_and_field(api):
     r = api.post(
         "/v1/chat/completions",
         json={
-            "model": "anything",
+            "model": "policy-rag",
             "temperature": 0.2,
             "messages": [
                 {"role": "system", "content": "你是助手"},

@@ -1,50 +1,44 @@
-"""The HTTP API (FastAPI): `POST /api/ask`, an OpenAI-compatible `POST /v1/chat/completions`,
-`GET /healthz`, `/readyz`, `/metrics` and `GET /widget.js`; with a job queue, the corpus
-keepers' routes and `/admin` (rag.api.documents). The web chat (ui.py) is mounted beside it.
+"""The HTTP API (FastAPI): `POST /api/ask`, the OpenAI-compatible `/v1` routes (models and
+chat completions, rag.api.openai_compat), `GET /healthz`, `/readyz`, `/metrics` and
+`GET /widget.js`; with a job queue, the corpus keepers' routes and `/admin`
+(rag.api.documents). The web chat (ui.py) is mounted beside it.
 
-Bad requests get a 4xx with a JSON body `{"error": {"message", "type"}}`, never a 500.
+Bad requests get a 4xx with a JSON body `{"error": {"message", "type", "param", "code"}}`
+(rag.api.errors), never a 500.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from rag.access import Forbidden, Principal
 from rag.api.auth import UNSAFE, AuthConfig, Authenticate, Denied
-from rag.api.errors import error
+from rag.api.errors import ApiError, error
+from rag.api.openai_compat import MAX_TEXT, KbField, Message, openai_router
 from rag.audit import AuditLog, Event
 from rag.chain import Assistant, QuestionError, granted_filters
-from rag.history import text_of
 from rag.index import Filters
 from rag.jobs import JobQueue
-from rag.render import sources_text, unverified_text
 from rag.telemetry import Telemetry, answer_fields
 
 log = logging.getLogger("rag.api")
 STATIC = Path(__file__).resolve().parent.parent / "static"
-
-MODEL_NAME = "policy-rag"
-_MAX_TEXT = 20_000  # characters of any one message: far beyond a question, bounds the body
 
 
 class FiltersIn(BaseModel):
@@ -66,36 +60,13 @@ class FiltersIn(BaseModel):
         )
 
 
-class Message(BaseModel):
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str = Field(max_length=_MAX_TEXT)
-
-    @field_validator("content", mode="before")
-    @classmethod
-    def _parts_to_text(cls, value):
-        """OpenAI clients may send content as a list of parts; keep the text parts."""
-        return text_of(value) if isinstance(value, list) else value
-
-
-KbField = str | list[str] | None  # a knowledge base name, or several; none = all
-
-
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(max_length=_MAX_TEXT)
+    question: str = Field(max_length=MAX_TEXT)
     history: list[Message] = Field(default_factory=list, max_length=100)
     filters: FiltersIn | None = None
     k: int | None = Field(None, ge=1, le=50, strict=True)  # "5" or true is a mistake
-    kb: KbField = None
-
-
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # temperature, top_p … are accepted and ignored
-
-    model: str = MODEL_NAME
-    messages: list[Message] = Field(min_length=1, max_length=100)
-    stream: bool = Field(False, strict=True)
     kb: KbField = None
 
 
@@ -113,12 +84,6 @@ def caller(request: Request) -> Principal:
     if principal is None:
         raise StarletteHTTPException(401, "not signed in")
     return principal
-
-
-def _last_user_message(messages: list[Message]) -> str:
-    if messages[-1].role != "user":
-        raise QuestionError("the last message must come from the user")
-    return messages[-1].content
 
 
 def create_app(
@@ -204,7 +169,12 @@ def create_app(
         if first.get("type") == "json_invalid":
             return error(400, "the body is not valid JSON")
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return error(422, f"{where}: {first.get('msg', 'invalid request')}".strip(": "))
+        message = f"{where}: {first.get('msg', 'invalid request')}".strip(": ")
+        # OpenAI answers a malformed request with a 400 naming the field; its clients
+        # raise BadRequestError for it. Our own routes keep FastAPI's 422.
+        if _template(request.scope).startswith("/v1/"):
+            return error(400, message, param=where or None, code="invalid_value")
+        return error(422, message, param=where or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -212,6 +182,11 @@ def create_app(
         response = error(exc.status_code, str(exc.detail), kind)
         response.headers.update(exc.headers or {})
         return response
+
+    @app.exception_handler(ApiError)
+    async def refused(request: Request, exc: ApiError) -> JSONResponse:
+        request.state.log["error"] = exc.code or exc.kind
+        return exc.response()
 
     @app.exception_handler(QuestionError)
     async def bad_question(request: Request, exc: QuestionError) -> JSONResponse:
@@ -267,43 +242,7 @@ def create_app(
         note(request, out, answer.fallback)
         return JSONResponse(out)  # already plain JSON: no second pass through FastAPI's encoder
 
-    @app.post("/v1/chat/completions", response_model=None)
-    def chat_completions(body: ChatRequest, request: Request) -> dict | StreamingResponse:
-        question = _last_user_message(body.messages)
-        history = [m.model_dump() for m in body.messages[:-1]]
-        filters = scope(body.kb, request)
-        created = int(time.time())
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        if not body.stream:
-            answer_obj = assistant().ask(question, filters=filters, history=history)
-            answer = answer_obj.to_json()
-            note(request, answer, answer_obj.fallback)
-            content = _text(answer) + unverified_text(answer) + sources_text(answer)
-            return {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": body.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "citations": answer["citations"],
-                "refused": answer["refused"],
-                "unverified": answer["unverified"],
-                "notice": answer["notice"],
-            }
-        pieces = assistant().stream(question, filters=filters, history=history)
-        first = next(pieces)  # a bad question fails here, as a 400, before streaming
-        request.state.log["stream"] = True
-        return StreamingResponse(
-            _sse(completion_id, created, body.model, itertools.chain([first], pieces)),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+    app.include_router(openai_router(assistant, caller, scope, note))
 
     @app.post("/api/embed-tokens")
     def embed_token(body: EmbedTokenRequest, request: Request) -> dict:
@@ -510,63 +449,3 @@ def _event(scope, route: str, status: int) -> Event:
         kb=state["log"].get("kb", ""),
         status=status,
     )
-
-
-def _text(answer: dict) -> str:
-    """The answer as chat clients show it: the notice first, when there is one."""
-    return (f"{answer['notice']}\n" if answer["notice"] else "") + answer["answer"]
-
-
-def _sse(completion_id: str, created: int, model: str, pieces: Iterator) -> Iterator[str]:
-    """OpenAI's streaming format: chunks of `delta` content, then a last chunk with the
-    finish reason and our `citations`, then `[DONE]`. A generated answer streams as the
-    model writes it; an extractive one (or a fallback) in small pieces once it is ready."""
-
-    def chunk(delta: dict, finish: str | None = None, **extra) -> str:
-        payload = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            **extra,
-        }
-        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
-
-    yield chunk({"role": "assistant", "content": ""})
-    streamed = False
-    for item in pieces:
-        if isinstance(item, str):
-            streamed = True
-            yield chunk({"content": item})
-            continue
-        answer = item.to_json()
-        if streamed and item.fallback:  # the model failed part-way: void what it wrote
-            rest = f"\n\n（以上回答未完成，作废。）{_text(answer)}"
-        elif streamed:  # the model's text is out: a caveat follows it, a refusal is flagged
-            rest = (f"\n\n{answer['notice']}" if answer["notice"] else "") + unverified_text(answer)
-        else:
-            rest = _text(answer) + unverified_text(answer)
-        for piece in _pieces(rest + sources_text(answer)):
-            yield chunk({"content": piece})
-        yield chunk(
-            {},
-            "stop",
-            citations=answer["citations"],
-            refused=answer["refused"],
-            unverified=answer["unverified"],
-            notice=answer["notice"],
-        )
-    yield "data: [DONE]\n\n"
-
-
-def _pieces(text: str, size: int = 24) -> Iterator[str]:
-    """The answer in small pieces, never splitting a `[n]` marker."""
-    start = 0
-    while start < len(text):
-        end = min(len(text), start + size)
-        bracket = text.rfind("[", start, end)
-        if bracket > start and "]" not in text[bracket:end]:
-            end = bracket
-        yield text[start:end]
-        start = end

@@ -58,6 +58,7 @@ OPEN_PATHS = (
     "/auth/signed-out",
 )
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+INVALID_KEY = "invalid_api_key"  # OpenAI's code for a credential it does not accept
 EMBED_TTL = 600  # seconds an embed token is good for; the widget fetches a new one
 
 
@@ -116,21 +117,32 @@ class EmbedTokens:
         try:
             claims = self.signer.loads(token, max_age=self.ttl)
         except SignatureExpired:
-            raise Denied(401, "the embed token has expired: fetch a new one") from None
+            raise Denied(
+                401, "the embed token has expired: fetch a new one", code=INVALID_KEY
+            ) from None
         except BadSignature:
-            raise Denied(401, "the credential is neither an API key nor an embed token") from None
+            raise Denied(
+                401, "the credential is neither an API key nor an embed token", code=INVALID_KEY
+            ) from None
         key = keys.get(claims["key"])
         if key is None or not key.usable(time.time()):
-            raise Denied(401, "the key that issued this embed token is revoked or expired")
+            raise Denied(
+                401, "the key that issued this embed token is revoked or expired", code=INVALID_KEY
+            )
         user, groups = claims["user"], tuple(claims["groups"])
         granted = within(grants.of(user, groups) if grants else (), Grant(Role.READER, key.kbs))
         return Principal(user, granted, groups, "embed", key.name, (claims["origin"],), key.rate)
 
 
 class Denied(Exception):
-    def __init__(self, status: int, message: str, headers: dict | None = None):
+    """A request refused before any route sees it; `code` is OpenAI's machine-readable
+    reason where it has one (clients such as Open WebUI tell a bad key from the rest)."""
+
+    def __init__(
+        self, status: int, message: str, headers: dict | None = None, code: str | None = None
+    ):
         super().__init__(message)
-        self.status, self.headers = status, headers or {}
+        self.status, self.headers, self.code = status, headers or {}, code
 
 
 @dataclass
@@ -203,7 +215,11 @@ class Authenticate:
 
     def sign_in(self, scope, sent: dict[bytes, bytes]) -> Denied:
         """What a caller without credentials is told: a browser opening a page in oidc
-        mode is sent to sign in (and back); anything else gets a 401 saying how."""
+        mode is sent to sign in (and back); anything else gets a 401 saying how. /v1 is
+        for programs (OpenAI clients, chat apps): their way in is an API key, whatever
+        the mode, and they are never sent to a sign-in page."""
+        if _route_path(scope).startswith("/v1/"):
+            return Denied(401, "send an API key: Authorization: Bearer rag_…")
         if self.config.mode == "header":
             return Denied(401, "sign in through the portal: no user came with this request")
         if self.config.mode == "oidc":
@@ -225,7 +241,9 @@ class Authenticate:
         if authorization:
             scheme, _, credential = authorization.partition(" ")
             if scheme.lower() != "bearer" or not credential.strip():
-                raise Denied(401, "Authorization must be 'Bearer <key or embed token>'")
+                raise Denied(
+                    401, "Authorization must be 'Bearer <key or embed token>'", code=INVALID_KEY
+                )
             return self.bearer(credential.strip())
         if self.config.mode == "oidc":
             return self.session_user(scope)
@@ -260,14 +278,14 @@ class Authenticate:
     def bearer(self, credential: str) -> Principal:
         keys = self.config.keys
         if keys is None:
-            raise Denied(401, "this server accepts no API keys")
+            raise Denied(401, "this server accepts no API keys", code=INVALID_KEY)
         if credential.startswith(PREFIX):
             key = keys.verify(credential)
             if key is None:
-                raise Denied(401, "the API key is unknown, expired or revoked")
+                raise Denied(401, "the API key is unknown, expired or revoked", code=INVALID_KEY)
             return key.principal()
         if self.config.tokens is None:
-            raise Denied(401, "this server issues no embed tokens")
+            raise Denied(401, "this server issues no embed tokens", code=INVALID_KEY)
         return self.config.tokens.verify(credential, keys, self.config.grants)
 
     def check_origin(self, principal: Principal, scope, sent: dict[bytes, bytes]) -> None:
@@ -320,7 +338,10 @@ class Authenticate:
             reset, _ = self.limiter.get_window_stats(limit, who)
             wait = max(1, int(reset - time.time()) + 1)
             raise Denied(
-                429, f"rate limit {rate} reached; retry in {wait} s", {"Retry-After": str(wait)}
+                429,
+                f"rate limit {rate} reached; retry in {wait} s",
+                {"Retry-After": str(wait)},
+                code="rate_limit_exceeded",
             )
 
 
@@ -366,6 +387,7 @@ async def _deny(scope, send, denied: Denied) -> None:
         response = Response(status_code=303, headers=denied.headers)
         await response(scope, None, send)
         return
-    response = error(denied.status, str(denied), kinds.get(denied.status, "invalid_request_error"))
+    kind = kinds.get(denied.status, "invalid_request_error")
+    response = error(denied.status, str(denied), kind, code=denied.code)
     response.headers.update(denied.headers)
     await response(scope, None, send)
