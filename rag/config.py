@@ -40,8 +40,10 @@ class Settings(BaseSettings):
     query_prefix: str | None = Field(None, description="None = 'query: ' for e5 models, else ''")
     passage_prefix: str | None = Field(None, description="None = 'passage: ' for e5, else ''")
     embed_batch_size: int = Field(32, ge=1, le=1024)
-    embed_backend: Literal["onnx", "torch"] = Field(
-        "onnx", description="onnx: ONNX Runtime, exported from the model once; same vectors, faster"
+    embed_backend: Literal["openvino", "onnx", "torch"] = Field(
+        "openvino",
+        description="openvino / onnx: the model exported to ONNX once, run by OpenVINO "
+        "(bfloat16 where the CPU has it) or ONNX Runtime; torch: sentence-transformers",
     )
 
     chunk_size: int = Field(300, ge=50, le=4000, description="characters per chunk")

@@ -21,7 +21,15 @@ from rag.config import Settings
 from rag.e5_bundle import BUNDLED_E5
 
 LOW_DISK_BYTES = 2 * 2**30  # an ingest of a few thousand files needs about this much
-VERSIONS = ("policy-rag", "torch", "onnxruntime", "chromadb", "sentence-transformers", "gradio")
+VERSIONS = (
+    "policy-rag",
+    "torch",
+    "onnxruntime",
+    "openvino",
+    "chromadb",
+    "sentence-transformers",
+    "gradio",
+)
 INGEST_CHUNKS_PER_S = 20  # bench/README.md, 2 cores: how long a rebuild takes
 
 
@@ -136,7 +144,7 @@ def model(settings: Settings) -> Iterator[Check]:
         yield Check("model", Status.FAIL, f"{folder} lacks {what}", fix)
         return
     detail = f"{name} in {folder}"
-    if settings.embed_backend == "onnx":
+    if settings.embed_backend != "torch":
         graph = onnx_folder(str(folder), name, settings.data_dir) / "model.onnx"
         detail += "; ONNX export " + ("present" if graph.is_file() else "made at first use")
     yield Check("model", Status.OK, detail)

@@ -40,7 +40,10 @@ def test_corpus_is_indexed_with_stable_ids_and_seed_metadata(index, corpus_copy)
     report = run(index, corpus_copy)
     assert report.failed == 0 and report.added == 7 and report.chunks_written > 0
     assert_consistent(index)
-    assert (index.manifest.model, index.manifest.embed_backend) == (index.embeddings.model, "onnx")
+    assert (index.manifest.model, index.manifest.embed_backend) == (
+        index.embeddings.model,
+        "openvino",
+    )
     state = chroma_state(index)
     assert all(cid == f"{doc}#{cid.rsplit('#', 1)[1]}" for cid, (_, doc) in state.items())
     holding = [cid for cid, (text, _) in state.items() if "泰钢不锈钢终端市场产业园一期" in text]
