@@ -48,7 +48,9 @@ def run_ingest(sample: Path, data_dir: Path, model: Path, backend: str) -> dict:
         [rag, "ingest", str(sample), "--json"], env=env, stdout=subprocess.PIPE, text=True
     )
     out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+    # wait4, not proc.wait(): it gives this child's own peak RSS (RUSAGE_CHILDREN would
+    # be the largest over every backend run so far); Popen is told the child is reaped.
+    _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"rag ingest with RAG_EMBED_BACKEND={backend} failed ({proc.returncode})")
