@@ -161,7 +161,19 @@ def index(settings: Settings) -> Iterator[Check]:
         / collection_name(settings.collection, settings.embedding_model)
     )
     path = folder / "manifest.sqlite"
-    if not path.is_file():
+    if settings.chroma_url:  # the manifest is on the Chroma server, beside the chunks
+        from rag.manifest import ChromaManifest
+        from rag.store import Store
+
+        path = f"{settings.chroma_url} ({folder.name}-manifest)"
+        try:
+            store = Store(folder.name, None, url=settings.chroma_url)
+            manifest = ChromaManifest(store.companion("manifest"), store.max_batch)
+        except Exception as exc:
+            yield Check("index", Status.FAIL, f"Chroma at {path} does not answer: {exc}",
+                        "start `chroma run` or correct RAG_CHROMA_URL")  # fmt: skip
+            return
+    elif not path.is_file():
         yield Check(
             "index",
             Status.WARN,
@@ -170,7 +182,8 @@ def index(settings: Settings) -> Iterator[Check]:
         )
         return
     try:
-        manifest = Manifest(path)
+        if not settings.chroma_url:
+            manifest = Manifest(path)
         fmt, model_name = manifest.format, manifest.model
         documents, chunks = manifest.totals()
         generation = manifest.generation

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import re
 import shutil
+import socket
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -28,7 +32,7 @@ import numpy as np
 
 from rag.embed import LazyEmbeddings, model_slug
 from rag.lexical import FILTER_FIELDS, LexicalIndex, LexicalRow
-from rag.manifest import FORMAT, DocEntry, Manifest, edited, now
+from rag.manifest import FORMAT, ChromaManifest, DocEntry, Manifest, edited, now
 from rag.split import sentence_spans, with_title
 from rag.store import Store, Stored, date_int, record_id, visible
 from rag.types import Chunk
@@ -40,6 +44,10 @@ DENSE_SPARE = 5  # unfiltered rows read beyond the k wanted before asking Chroma
 # Chunks per model call. Within a call the texts are sorted by length, so a larger call
 # pads less (rag ingest: 128); a server job uses short ones, to pause often.
 EMBED_BATCH = 128
+
+# A replica's write lease on a Chroma server; renewed before every embedding batch
+# (seconds apart), so only a writer that died lets it run out.
+LEASE_SECONDS = 120.0
 
 
 class Cancelled(Exception):
@@ -203,7 +211,17 @@ class Index:
                 f"{self.folder} was written by an older version of this program; "
                 "run `rag ingest --rebuild`"
             )
-        self.manifest = Manifest(self.folder / "manifest.sqlite")
+        self.store = Store(
+            self.name, embeddings, path=None if chroma_url else data_dir / "chroma", url=chroma_url
+        )
+        # With a Chroma server the manifest lives there too, so replicas share everything
+        # they answer from; the data dir keeps only what each can derive again (the
+        # lexical index, a cache per generation).
+        self.manifest: Manifest | ChromaManifest = (
+            ChromaManifest(self.store.companion("manifest"), self.store.max_batch)
+            if chroma_url
+            else Manifest(self.folder / "manifest.sqlite")
+        )
         if self.manifest.format != FORMAT:
             raise RuntimeError(
                 f"{self.folder} was written by another version of this program; "
@@ -215,9 +233,7 @@ class Index:
                 f"{self.manifest.model!r}, not {embeddings.model!r}; use the same model, "
                 "another RAG_COLLECTION, or `rag ingest --rebuild`"
             )
-        self.store = Store(
-            self.name, embeddings, path=None if chroma_url else data_dir / "chroma", url=chroma_url
-        )
+        self.lease_owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()
         self._readers = 0  # questions being retrieved in this process
@@ -259,18 +275,45 @@ class Index:
 
     def _load_snapshot(self, gen: int) -> Snapshot:
         lexical = LexicalIndex.load(self.lexical_dir(gen))
-        if lexical is None:  # saved by an older version, or removed: rebuild from the store
-            log.info("rebuilding the lexical index of generation %d from the store", gen)
-            rows = [
-                lexical_row(rid, text, meta)
-                for rid, text, meta in self.store.iter_rows(visible(gen))
-            ]
-            lexical = LexicalIndex.build(rows)
+        if lexical is None:  # another replica's generation, an older format, or removed
+            lexical = self._derive_lexical(gen)
             with self._lock(wait=False) as held:
                 if held and self.manifest.generation == gen:
                     lexical.save(self.lexical_dir(gen))
         documents, chunks = self.manifest.totals()
         return Snapshot(gen, lexical, self.store, documents, chunks)
+
+    def _derive_lexical(self, gen: int) -> LexicalIndex:
+        """Generation `gen`'s lexical index, from the store. A replica that holds an
+        earlier generation reads only the documents written since (one ingest's worth),
+        and the ids of those still there; any other reads every row once."""
+        held = self._snapshot
+        if held is not None and held.generation < gen and isinstance(self.manifest, ChromaManifest):
+            changed, present = self.manifest.changed_since(held.generation, gen)
+            log.info(
+                "following generation %d → %d: %d documents written since",
+                held.generation,
+                gen,
+                len(changed),
+            )
+            rows = []
+            for i in range(0, len(changed), self.store.max_batch):
+                where = {
+                    "$and": [
+                        *visible(gen)["$and"],
+                        {"doc_id": {"$in": changed[i : i + self.store.max_batch]}},
+                    ]
+                }
+                rows.extend(
+                    lexical_row(rid, text, meta) for rid, text, meta in self.store.iter_rows(where)
+                )
+            gone = {d for d in held.lexical.fields["doc_id"].tolist() if d not in present}
+            return held.lexical.derive(gone | set(changed), rows)
+        log.info("building the lexical index of generation %d from the store", gen)
+        rows = [
+            lexical_row(rid, text, meta) for rid, text, meta in self.store.iter_rows(visible(gen))
+        ]
+        return LexicalIndex.build(rows)
 
     def _adopt(self, gen: int, lexical: LexicalIndex) -> None:
         """A writer in this process published `gen`: no need to load it again."""
@@ -311,32 +354,57 @@ class Index:
             yield True
 
     @contextmanager
+    def _lease(self, wait: bool) -> Iterator[None]:
+        """With a Chroma server, the writer's lease there (replicas have no file to lock
+        in common); embedded, the file lock is all there is."""
+        if not isinstance(self.manifest, ChromaManifest):
+            yield
+            return
+        while not self.manifest.take_lease(self.lease_owner, LEASE_SECONDS):
+            if not wait:
+                raise IndexBusy("another replica is writing to this index; wait for it")
+            time.sleep(1.0)
+        try:
+            yield
+        finally:
+            self.manifest.release_lease(self.lease_owner)
+
+    def renew_lease(self) -> None:
+        """A writer still at work says so before its lease runs out."""
+        if isinstance(self.manifest, ChromaManifest) and not self.manifest.renew_lease(
+            self.lease_owner, LEASE_SECONDS
+        ):
+            raise IndexBusy("another replica took this index's write lease")
+
+    @contextmanager
     def writer(
         self,
         wait: bool = False,
         before_batch: Callable[[], None] | None = None,
         batch: int = EMBED_BATCH,
     ):
-        """The one writer: exclusive across processes. What it has not committed when the
-        block ends (an exception, a cancel) is thrown away; the rest is committed.
-        `before_batch` runs before each embedding batch of `batch` chunks."""
+        """The one writer: exclusive across processes (and replicas). What it has not
+        committed when the block ends (an exception, a cancel) is thrown away; the rest is
+        committed. `before_batch` runs before each embedding batch of `batch` chunks."""
         with self._lock(wait) as held:
             if not held:
                 raise IndexBusy(f"another process is writing to {self.folder}; wait for it")
-            self.store.recover(self.manifest.generation)
-            writer_model = self.writer_embeddings
-            if (self.manifest.model, self.manifest.embed_backend) != (
-                writer_model.model,
-                writer_model.backend,
-            ):
-                self.manifest.set_model(writer_model.model, writer_model.backend)
-            writer = Writer(self, before_batch or (lambda: None), batch)
-            try:
-                yield writer
-            except BaseException:
-                writer.abort()
-                raise
-            writer.commit()
+            with self._lease(wait):
+                self.manifest.recover()
+                self.store.recover(self.manifest.generation)
+                writer_model = self.writer_embeddings
+                if (self.manifest.model, self.manifest.embed_backend) != (
+                    writer_model.model,
+                    writer_model.backend,
+                ):
+                    self.manifest.set_model(writer_model.model, writer_model.backend)
+                writer = Writer(self, before_batch or (lambda: None), batch)
+                try:
+                    yield writer
+                except BaseException:
+                    writer.abort()
+                    raise
+                writer.commit()
 
 
 @dataclass
@@ -443,6 +511,7 @@ class Writer:
             if cancelled and cancelled():
                 raise Cancelled()
             self.before_batch()
+            self.index.renew_lease()
             batch: list[tuple[_Staged, list[Chunk]]] = []
             size = 0
             for staged in self._queue:
@@ -496,6 +565,7 @@ class Writer:
         if not self._drop and not self._put:
             return self.gen - 1
         gen = self.gen
+        self.index.renew_lease()
         base = self.index.snapshot()
         if base.generation != gen - 1:
             raise RuntimeError(f"index moved to generation {base.generation} under a writer")
@@ -531,6 +601,7 @@ class Writer:
     def abort(self) -> None:
         """Throw away what was staged since the last commit."""
         try:
+            self.manifest.recover()
             self.index.store.recover(self.manifest.generation)
         except Exception:  # the caller's exception matters more; the next writer retries
             log.exception("could not remove staged rows; the next writer will")

@@ -11,11 +11,14 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass, fields, replace
+from dataclasses import asdict, astuple, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+from rag.store import NEVER, delete_where, recover, visible
 
 FORMAT = 2  # bump when rows or metadata change shape: old indexes must be rebuilt
 
@@ -183,6 +186,9 @@ class Manifest:
             )
             db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(gen),))
 
+    def recover(self) -> None:
+        """Nothing to undo: a writer's SQLite transaction committed or did not."""
+
     def relocate(self, doc_id: str, origin: str, original: str) -> None:
         """The document's folder was moved or renamed: same chunks, new place."""
         with self._tx() as db:
@@ -205,3 +211,177 @@ def edited(entry: DocEntry, changes: dict[str, str], gen: int) -> DocEntry:
     return replace(
         entry, **{k: v for k, v in changes.items() if k in EDITABLE}, gen=gen, updated=now()
     )
+
+
+class ChromaManifest:
+    """The manifest kept in the Chroma server, beside the chunks (RAG_CHROMA_URL), so that
+    every replica reads the same documents and generation and none keeps state of its own.
+
+    Chroma has no transactions, so document rows are versioned as chunk rows are
+    (`rag.store.visible`): a writer adds its documents' rows under the next generation and
+    marks the rows they replace dead there, then the one `meta` record's generation is
+    the commit point (one record's upsert is atomic). `recover` undoes a killed writer.
+    The meta record also keeps the totals, so counting costs no scan."""
+
+    def __init__(self, collection, max_batch: int = 2000):
+        self.collection = collection
+        self.step = max_batch
+        self._kbs: tuple[int, list[tuple[str, int, int]]] | None = None
+        if not self._record("meta"):
+            self._put("meta", row="meta", generation=0, format=FORMAT, documents=0, chunks=0)
+
+    def _record(self, rid: str) -> dict:
+        metas = self.collection.get(ids=[rid], include=["metadatas"])["metadatas"]
+        return dict(metas[0]) if metas else {}
+
+    def _put(self, rid: str, **values) -> None:
+        """Change one record (Chroma wants a vector for every record: one of length 1)."""
+        merged = {**self._record(rid), **values}
+        self.collection.upsert(ids=[rid], embeddings=[[0.0]], metadatas=[merged])
+
+    def _meta(self) -> dict:
+        return self._record("meta")
+
+    def _put_meta(self, **values) -> None:
+        self._put("meta", **values)
+
+    def take_lease(self, owner: str, seconds: float) -> bool:
+        """Claim (or renew) the writer's lease unless another writer holds a live one.
+        Best effort: Chroma has no compare-and-swap, so the claim is read back after a
+        pause and of two replicas claiming at once the last to write wins; the generation
+        check in `publish` is what stops a second writer from publishing over the first."""
+        lease = self._record("lease")
+        if lease.get("owner") not in (None, owner) and lease.get("expires", 0) > time.time():
+            return False
+        self._put("lease", row="lease", owner=owner, expires=time.time() + seconds)
+        time.sleep(0.2)
+        return self._record("lease").get("owner") == owner
+
+    def renew_lease(self, owner: str, seconds: float) -> bool:
+        """Extend a lease `owner` holds (no pause: nobody else may claim a live one)."""
+        if self._record("lease").get("owner") != owner:
+            return False
+        self._put("lease", expires=time.time() + seconds)
+        return True
+
+    def release_lease(self, owner: str) -> None:
+        if self._record("lease").get("owner") == owner:
+            self._put("lease", expires=0.0)
+
+    @property
+    def generation(self) -> int:
+        return int(self._meta().get("generation", 0))
+
+    @property
+    def format(self) -> int:
+        return int(self._meta().get("format", 0))
+
+    @property
+    def model(self) -> str:
+        return str(self._meta().get("model", ""))
+
+    @property
+    def embed_backend(self) -> str:
+        return str(self._meta().get("embed_backend", ""))
+
+    def set_model(self, model: str, backend: str) -> None:
+        self._put_meta(model=model, embed_backend=backend)
+
+    def _rows(self, where: dict) -> Iterator[tuple[str, dict]]:
+        offset = 0
+        while True:
+            page = self.collection.get(
+                where=where, include=["metadatas"], limit=self.step, offset=offset
+            )
+            yield from zip(page["ids"], page["metadatas"], strict=True)
+            if len(page["ids"]) < self.step:
+                return
+            offset += len(page["ids"])
+
+    def _visible(self, gen: int, *clauses: dict) -> dict:
+        return {"$and": [*visible(gen)["$and"], {"row": "doc"}, *clauses]}
+
+    def docs(self, kb: str | None = None, gen: int | None = None) -> dict[str, DocEntry]:
+        """The documents of generation `gen` (the current one by default)."""
+        gen = self.generation if gen is None else gen
+        where = self._visible(gen, *([{"kb": kb}] if kb is not None else []))
+        found = {m["doc_id"]: _entry(m) for _, m in self._rows(where)}
+        return dict(sorted(found.items()))
+
+    def changed_since(self, old: int, gen: int) -> tuple[list[str], set[str]]:
+        """(documents written after generation `old`, every document id) at `gen`: what a
+        replica that holds `old` needs to follow to `gen`."""
+        changed = [m["doc_id"] for _, m in self._rows(self._visible(gen, {"gen": {"$gt": old}}))]
+        present = {m["doc_id"] for _, m in self._rows(self._visible(gen))}
+        return changed, present
+
+    def get(self, doc_id: str) -> DocEntry | None:
+        rows = list(self._rows(self._visible(self.generation, {"doc_id": doc_id})))
+        return _entry(rows[0][1]) if rows else None
+
+    def totals(self) -> tuple[int, int]:
+        meta = self._meta()
+        return int(meta.get("documents", 0)), int(meta.get("chunks", 0))
+
+    def kbs(self) -> list[tuple[str, int, int]]:
+        """(name, documents, chunks) per knowledge base, read once per generation."""
+        gen = self.generation
+        if self._kbs is None or self._kbs[0] != gen:
+            counts: dict[str, list[int]] = {}
+            for entry in self.docs(gen=gen).values():
+                count = counts.setdefault(entry.kb, [0, 0])
+                count[0] += 1
+                count[1] += entry.chunks
+            self._kbs = (gen, [(kb, n, c) for kb, (n, c) in sorted(counts.items())])
+        return self._kbs[1]
+
+    def recover(self) -> None:
+        """Undo a writer killed before its commit point."""
+        recover(self.collection, self.generation, self.step)
+
+    def publish(self, gen: int, put: Iterable[DocEntry], drop: Iterable[str]) -> None:
+        meta = self._meta()
+        current = int(meta.get("generation", 0))
+        if gen != current + 1:
+            raise RuntimeError(f"generation {gen} cannot follow {current}: another writer?")
+        put = list(put)
+        leaving = sorted({*drop, *(e.doc_id for e in put)})
+        old: list[tuple[str, DocEntry]] = []
+        for i in range(0, len(leaving), self.step):
+            clause = {"doc_id": {"$in": leaving[i : i + self.step]}}
+            old.extend((rid, _entry(m)) for rid, m in self._rows(self._visible(current, clause)))
+        for i in range(0, len(put), self.step):
+            part = put[i : i + self.step]
+            self.collection.upsert(
+                ids=[f"{e.doc_id}@{e.gen}" for e in part],
+                embeddings=[[0.0]] * len(part),
+                metadatas=[{**asdict(e), "row": "doc", "dead": NEVER} for e in part],
+            )
+        for i in range(0, len(old), self.step):
+            part = [rid for rid, _ in old[i : i + self.step]]
+            self.collection.update(ids=part, metadatas=[{"dead": gen}] * len(part))
+        documents = int(meta.get("documents", 0)) + len(put) - len(old)
+        chunks = int(meta.get("chunks", 0)) + sum(e.chunks for e in put)
+        chunks -= sum(e.chunks for _, e in old)
+        self._put_meta(generation=gen, documents=documents, chunks=chunks)  # the commit point
+        delete_where(self.collection, {"dead": {"$lte": gen - 1}}, self.step)
+
+    def relocate(self, doc_id: str, origin: str, original: str) -> None:
+        rows = list(self._rows(self._visible(self.generation, {"doc_id": doc_id})))
+        if rows:
+            self.collection.update(
+                ids=[rows[0][0]], metadatas=[{"origin": origin, "original": original}]
+            )
+
+    def clear(self) -> None:
+        """Forget every document (for --rebuild): a generation with none."""
+        gen = self.generation + 1
+        rows = [rid for rid, _ in self._rows(self._visible(gen - 1))]
+        for i in range(0, len(rows), self.step):
+            part = rows[i : i + self.step]
+            self.collection.update(ids=part, metadatas=[{"dead": gen}] * len(part))
+        self._put_meta(generation=gen, documents=0, chunks=0)
+
+
+def _entry(meta: dict) -> DocEntry:
+    return DocEntry(**{f.name: meta.get(f.name, f.default) for f in fields(DocEntry)})

@@ -49,6 +49,32 @@ def visible(gen: int) -> dict:
     return {"$and": [{"gen": {"$lte": gen}}, {"dead": {"$gt": gen}}]}
 
 
+def delete_where(collection, where: dict, step: int) -> None:
+    while True:
+        ids = collection.get(where=where, include=[], limit=step)["ids"]
+        if not ids:
+            return
+        collection.delete(ids=ids)
+
+
+def recover(collection, gen: int, step: int) -> None:
+    """Undo what an interrupted writer left in a collection of versioned rows: rows of
+    unpublished generations go, rows it had marked dead come back, rows dead before `gen`
+    go (those that died with `gen` stay a generation longer, for readers still at the one
+    before)."""
+    delete_where(collection, {"gen": {"$gt": gen}}, step)
+    while True:
+        ids = collection.get(
+            where={"$and": [{"dead": {"$gt": gen}}, {"dead": {"$lt": NEVER}}]},
+            include=[],
+            limit=step,
+        )["ids"]
+        if not ids:
+            break
+        collection.update(ids=ids, metadatas=[{"dead": NEVER}] * len(ids))
+    delete_where(collection, {"dead": {"$lte": gen - 1}}, step)
+
+
 def date_int(iso: str) -> int:
     return int(iso.replace("-", "")) if iso else 0
 
@@ -171,31 +197,21 @@ class Store:
             self.collection.delete(ids=list(ids[i : i + step]))
 
     def delete_where(self, where: dict) -> None:
-        while True:
-            ids = self.collection.get(where=where, include=[], limit=self.max_batch)["ids"]
-            if not ids:
-                return
-            self.collection.delete(ids=ids)
+        delete_where(self.collection, where, self.max_batch)
 
     def recover(self, gen: int) -> None:
-        """Undo what an interrupted writer left behind: rows of unpublished generations
-        go, rows it had marked dead come back, rows dead before `gen` go (those that died
-        with `gen` stay a generation longer, for readers still at the one before)."""
-        self.delete_where({"gen": {"$gt": gen}})
-        while True:
-            ids = self.collection.get(
-                where={"$and": [{"dead": {"$gt": gen}}, {"dead": {"$lt": NEVER}}]},
-                include=[],
-                limit=self.max_batch,
-            )["ids"]
-            if not ids:
-                break
-            self.collection.update(ids=ids, metadatas=[{"dead": NEVER}] * len(ids))
-        self.collect(gen - 1)
+        """Undo what an interrupted writer left behind (`recover`)."""
+        recover(self.collection, gen, self.max_batch)
 
     def collect(self, gen: int) -> None:
         """Delete rows no reader at generation `gen` or later can see."""
-        self.delete_where({"dead": {"$lte": gen}})
+        delete_where(self.collection, {"dead": {"$lte": gen}}, self.max_batch)
+
+    def companion(self, suffix: str):
+        """A raw Chroma collection beside this one, on the same client (the manifest's,
+        when Chroma is a server: every replica reads it there)."""
+        client = self.vectorstore._client
+        return client.get_or_create_collection(f"{self.name}-{suffix}", embedding_function=None)
 
     def reset(self) -> None:
         self.vectorstore.reset_collection()

@@ -86,3 +86,73 @@ def test_a_server_and_rag_ingest_write_one_index_through_a_chroma_server(
         proc.terminate()
         proc.wait(60)
     assert "Traceback" not in proc.log_path.read_text()
+
+
+def ask(server: str, question: str, **body) -> dict:
+    reply = httpx.post(f"{server}/api/ask", json={"question": question, **body}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_two_replicas_share_one_index_through_the_chroma_server(
+    chroma_url, tmp_path, e5_dir, corpus_copy
+):
+    """Two `rag serve` replicas, each with a data dir of its own (nothing shared but the
+    Chroma server): a document uploaded to one is answered by the other on its next
+    request, without a restart, and its removal is followed too. The follower reads
+    only what changed, not the whole index again."""
+    env = {
+        "RAG_CHROMA_URL": chroma_url,
+        "RAG_EMBEDDING_MODEL": str(e5_dir),
+        "RAG_COLLECTION": "replicas",
+    }
+    first = run_rag("ingest", str(corpus_copy), env={**env, "RAG_DATA_DIR": str(tmp_path / "a")})
+    assert first.returncode == 0, first.stderr
+    servers, procs = [], []
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            (tmp_path / name).mkdir(exist_ok=True)
+            procs.append(start_server(tmp_path / name, port, env))
+            servers.append(f"http://127.0.0.1:{port}")
+        for server, proc in zip(servers, procs, strict=True):
+            wait_healthy(f"{server}/readyz", proc)
+        writer, follower = servers
+        before = ask(follower, "莱芜区上半年实际使用外资多少？")
+        assert "3227万美元" in before["answer"]  # B answers from what was ingested through A's dir
+        assert "九百九十九万元" not in ask(follower, "独角兽企业奖励多少？")["answer"]
+
+        files = {"files": ("new.md", NEW_FACT.encode())}
+        reply = httpx.post(f"{writer}/api/documents", files=files, data={"kb": "新区"}, timeout=60)
+        assert reply.status_code == 202, reply.text
+        (job,) = reply.json()["jobs"]
+        deadline = time.monotonic() + 180
+        while (state := httpx.get(f"{writer}/api/jobs/{job['id']}").json())["status"] != "indexed":
+            assert state["status"] not in ("failed", "no_text", "cancelled"), state
+            assert time.monotonic() < deadline, state
+            time.sleep(0.5)
+
+        after = ask(follower, "独角兽企业奖励多少？", kb="新区")
+        assert "九百九十九万元" in after["answer"]
+        assert after["generation"] > before["generation"]
+        assert [c["doc_id"] for c in after["citations"]] == ["新区/new.md"]
+        listed = httpx.get(f"{follower}/api/documents", params={"kb": "新区"}).json()
+        assert [d["doc_id"] for d in listed] == ["新区/new.md"]
+
+        removed = httpx.delete(f"{writer}/api/documents/新区/new.md", timeout=60)
+        assert removed.status_code == 202, removed.text
+        deadline = time.monotonic() + 120
+        while httpx.get(f"{writer}/api/documents", params={"kb": "新区"}).json():
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        gone = ask(follower, "独角兽企业奖励多少？")
+        assert "九百九十九万元" not in gone["answer"]
+        assert gone["generation"] > after["generation"]
+        assert "3227万美元" in ask(follower, "莱芜区上半年实际使用外资多少？")["answer"]
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(60)
+    follower_log = procs[1].log_path.read_text()
+    assert "Traceback" not in follower_log and "Traceback" not in procs[0].log_path.read_text()
+    assert "1 documents written since" in follower_log  # followed, not rebuilt
