@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from rag.lexical import LexicalIndex, LexicalRow, bigram_tokens, jaccard
 
@@ -75,3 +76,70 @@ def test_the_next_generation_drops_replaced_documents_and_adds_new_rows():
     assert index.record_ids == ["a#0@1", "b#0@1", "c#0@1"]  # the old one is untouched
     assert derived.top(derived.scores("奖励70%"), 1)[0][0] == "b#0"
     assert derived.fields["kb"].tolist() == ["楼宇", "新闻", "飞地"]
+
+
+CLAUSES = [
+    "第七条 飞地项目投产后，前5年税收按6:4分成，第6年起按5:5分成。",
+    "第八条 对新引进的世界500强企业区域总部，给予一次性奖励500万元。",
+    "楼宇经济 首年按实际租金的50%给予补贴，次年按30%给予补贴。",
+    "外资到账3227万美元，同比增长88.6%。外资到账奖励按到账金额的1%给予。",
+    "",  # a chunk with no indexable text
+    "RCEP生效后，飞地园区出口企业享受关税减让。",
+]
+
+
+def rows_of(texts, doc_prefix="d"):
+    return [
+        LexicalRow(
+            f"{doc_prefix}{i}#0@1",
+            f"{doc_prefix}{i}#0",
+            t,
+            {**METAS[0], "doc_id": f"{doc_prefix}{i}"},
+        )
+        for i, t in enumerate(texts)
+    ]
+
+
+def test_scores_are_bm25s_lucene_scores_over_the_same_bigrams():
+    """The matrix is built here (vectorised) instead of by bm25s: it must score as
+    bm25s does, repeated query bigrams included."""
+    import bm25s
+
+    index = LexicalIndex.build(rows_of(CLAUSES))
+    reference = bm25s.BM25()  # method lucene, k1 1.5, b 0.75
+    reference.index([bigram_tokens(t) for t in CLAUSES], show_progress=False)
+    for query in ["飞地项目税收怎么分成", "外资到账奖励", "补贴补贴50%", "RCEP 关税", "无关的问题"]:
+        tokens = [t for t in bigram_tokens(query) if t in reference.vocab_dict]
+        expected = reference.get_scores(tokens) if tokens else np.zeros(len(CLAUSES))
+        np.testing.assert_allclose(index.scores(query), expected, rtol=1e-5, atol=1e-6)
+        assert index.idf("飞地") == pytest.approx(np.log(1 + (6 - 2 + 0.5) / (2 + 0.5)))
+
+
+def test_an_incremental_update_scores_as_a_build_of_the_same_rows():
+    """`derive` tokenises only the new rows and keeps the old rows' token ids: the result
+    must be the index a full build of the same rows gives (same scores, coverage, idf)."""
+    first = LexicalIndex.build(rows_of(CLAUSES[:4]))
+    added = rows_of(CLAUSES[4:], doc_prefix="n")
+    derived = first.derive({"d1", "d3"}, added)
+    rebuilt = LexicalIndex.build(
+        [r for r in rows_of(CLAUSES[:4]) if r.fields["doc_id"] not in {"d1", "d3"}] + added
+    )
+    assert derived.chunk_ids == rebuilt.chunk_ids == ["d0#0", "d2#0", "n0#0", "n1#0"]
+    for query in ["飞地项目税收怎么分成", "世界500强总部奖励", "租金补贴", "RCEP关税"]:
+        np.testing.assert_allclose(derived.scores(query), rebuilt.scores(query), rtol=1e-6)
+        np.testing.assert_allclose(derived.coverage(query), rebuilt.coverage(query), rtol=1e-6)
+    assert derived.idf("飞地") == pytest.approx(rebuilt.idf("飞地"))
+    assert derived.top(derived.scores("世界500强"), 3) == []  # its only row was dropped
+    assert first.top(first.scores("世界500强"), 1)[0][0] == "d1#0"  # the old index is intact
+
+
+def test_a_saved_index_is_mapped_not_read(tmp_path):
+    index = LexicalIndex.build(rows_of(CLAUSES))
+    index.save(tmp_path / "g1")
+    loaded = LexicalIndex.load(tmp_path / "g1")
+    assert isinstance(loaded.data, np.memmap) and isinstance(loaded.indices, np.memmap)
+    np.testing.assert_allclose(loaded.scores("飞地税收分成"), index.scores("飞地税收分成"))
+    grown = loaded.derive({"d0"}, rows_of(["第九条 新的条款：飞地税收另行约定。"], doc_prefix="x"))
+    assert grown.top(grown.scores("飞地税收另行约定"), 1)[0][0] == "x0#0"
+    (tmp_path / "g1" / "lexical.json").write_text('{"tokens": "bigram-v2", "rows": []}')
+    assert LexicalIndex.load(tmp_path / "g1") is None  # another format: rebuilt, not misread
