@@ -83,6 +83,27 @@ def test_every_backend_gives_torchs_vectors(
     assert float(sentences[0][0] @ sentences[0][1]) < 0.99
 
 
+def test_a_servers_reader_and_writer_share_one_compiled_model(e5_dir, embeddings, tmp_path):
+    """A server holds two models (answers never wait behind an ingest batch): on OpenVINO
+    they share the compiled weights (~600 MiB each otherwise) through an infer request
+    each, and running both at once gives each its own, right, vectors."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    writer = LazyEmbeddings(str(e5_dir), tmp_path / "writer-data")
+    writer.embed_query("预热"), embeddings.embed_query("预热")
+    reader_encoder, writer_encoder = embeddings._model(), writer._model()
+    assert reader_encoder is not writer_encoder
+    assert reader_encoder.compiled is writer_encoder.compiled
+    assert reader_encoder.request is not writer_encoder.request
+    alone = embeddings.embed_documents(TEXTS)
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(3):
+            asked = pool.submit(embeddings.embed_documents, TEXTS)
+            written = pool.submit(writer.embed_chunks, TEXTS[::-1], SPANS[::-1])
+            np.testing.assert_allclose(asked.result(), alone, atol=1e-6)
+            np.testing.assert_allclose(written.result()[0][::-1], alone, atol=1e-6)
+
+
 def test_the_export_is_made_once_and_reused(e5_dir, embeddings, tmp_path):
     embeddings.embed_query("预热")
     graph = e5_dir / "rag-onnx" / "model.onnx"
