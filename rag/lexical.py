@@ -16,7 +16,7 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,7 +27,7 @@ _TOKEN = re.compile(rf"[{_CJK}]+|[a-z0-9]+(?:[.%][0-9]+%?)*")
 
 
 # Saved with the index: a saved index made with other tokens is rebuilt, not misread.
-TOKENS = "bigram-v3"  # v3: token ids and BM25 columns in .npy files
+TOKENS = "bigram-v3"  # v3: token ids, BM25 columns in .npy files
 
 
 def _normalise(text: str) -> str:
@@ -77,13 +77,15 @@ class LexicalRow:
 class LexicalIndex:
     """BM25 over the chunk texts of one generation; row `i` is `rows[i]`.
 
-    Kept as token ids, not strings: each row's distinct bigram ids and counts (a sparse
-    row matrix), and BM25's scores as a column per token listing the rows that hold it —
-    what a question reads. Both are numpy arrays, saved as .npy files and loaded with
-    mmap, so a big index costs little memory until it is read. BM25 is Lucene's variant,
-    as bm25s computes it (bm25s's tokenizer assigns the ids); the matrix is built here,
-    vectorised, because bm25s builds it one document at a time in Python, and an
-    incremental update (`derive`) needs it rebuilt from the row matrix in seconds.
+    Kept as token ids, not strings: a column per token listing the rows that hold it, with
+    the token's count in each row and its BM25 score there — what a question reads
+    (`indptr`, `indices`, `counts`, `data`, as bm25s lays out its scores). numpy arrays,
+    saved as .npy files and mapped on load, so a big index costs little memory until it
+    is read. BM25 is Lucene's variant, as bm25s computes it, and bm25s's tokenizer assigns
+    the ids; the columns are built here, vectorised, because bm25s builds them one
+    document at a time in Python and from scratch, and a one-document change must not
+    cost a rebuild: `derive` tokenises only the new rows and merges them into the kept
+    columns without sorting them again.
 
     Immutable: a new generation gets a new index (`derive`), saved in a folder of its own,
     so a reader keeps using the one it started with while a writer publishes the next.
@@ -91,14 +93,14 @@ class LexicalIndex:
 
     K1, B = 1.5, 0.75  # bm25s's defaults
 
-    def __init__(self, rows: Sequence[LexicalRow], vocab: dict[str, int], row_matrix, scores):
+    def __init__(self, rows: Sequence[LexicalRow], vocab: dict[str, int], columns, data=None):
         self.rows = list(rows)
         self.chunk_ids = [r.chunk_id for r in self.rows]
         self.record_ids = [r.record_id for r in self.rows]
         self.row = {cid: i for i, cid in enumerate(self.chunk_ids)}
-        self.vocab = vocab  # bigram → token id; only grows, shared with derived indexes
-        self.row_ptr, self.row_tokens, self.row_counts = row_matrix
-        self.indptr, self.indices, self.data = scores
+        self.vocab = vocab  # bigram → token id; only grows along derived indexes
+        self.indptr, self.indices, self.counts = columns
+        self.data = _bm25(len(self.rows), *columns) if data is None else data
         self.fields = {
             name: np.asarray([r.fields.get(name, "") for r in self.rows]) for name in FILTER_FIELDS
         }
@@ -130,52 +132,65 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, rows: Sequence[LexicalRow]) -> LexicalIndex:
-        empty = np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
-        return cls.assemble(list(rows), {}, empty, list(rows))
+        empty = cls([], {}, (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)))
+        return empty.derive(set(), rows)
 
     def derive(self, drop_docs: set[str], new_rows: Sequence[LexicalRow]) -> LexicalIndex:
         """The next generation's index: these documents' rows gone, `new_rows` added.
-        Only the new rows are tokenised; the rest is array work over the kept rows."""
-        keep = ~np.isin(self.fields["doc_id"], list(drop_docs)) if drop_docs else None
-        if keep is None:
-            kept_rows, kept_matrix = self.rows, (self.row_ptr, self.row_tokens, self.row_counts)
-        else:
-            kept_rows = [r for r, k in zip(self.rows, keep, strict=True) if k]
-            lengths = np.diff(self.row_ptr)
-            entries = np.repeat(keep, lengths)
-            kept_matrix = (
-                np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64),
-                np.asarray(self.row_tokens)[entries],
-                np.asarray(self.row_counts)[entries],
-            )
-        return LexicalIndex.assemble(
-            [*kept_rows, *new_rows], dict(self.vocab), kept_matrix, list(new_rows)
-        )
-
-    @classmethod
-    def assemble(cls, rows, vocab, kept_matrix, new_rows) -> LexicalIndex:
-        """An index of `rows`: the first ones already in `kept_matrix`, then `new_rows`,
-        tokenised here into `vocab` (which grows)."""
+        Only the new rows are tokenised; the kept rows' columns are filtered and the new
+        entries merged in, each column's old entries first (array work, no sort of the
+        old entries)."""
         from bm25s.tokenization import Tokenizer
 
+        keep = ~np.isin(self.fields["doc_id"], list(drop_docs))
+        renumber = np.cumsum(keep, dtype=np.int64) - 1  # old row → kept row
+        old_df = np.diff(self.indptr)
+        token_of = np.repeat(np.arange(len(old_df), dtype=np.int32), old_df)
+        kept = keep[self.indices] if len(self.indices) else np.zeros(0, bool)
+        kept_tokens = token_of[kept]
+        kept_rows = [r for r, k in zip(self.rows, keep, strict=True) if k]
+
+        vocab = dict(self.vocab)
         tokenizer = Tokenizer(lower=False, splitter=bigram_tokens, stopwords=None)
-        tokenizer.word_to_id = vocab
-        ptr, tokens, counts = [kept_matrix[0]], [kept_matrix[1]], [kept_matrix[2]]
-        end = int(kept_matrix[0][-1])
-        for ids in tokenizer.streaming_tokenize(
-            [r.text for r in new_rows], update_vocab=True, allow_empty=False
+        tokenizer.word_to_id = vocab  # grows with the new rows' bigrams
+        new_tokens, new_rows_of, new_counts = [], [], []
+        for n, ids in enumerate(
+            tokenizer.streaming_tokenize(
+                [r.text for r in new_rows], update_vocab=True, allow_empty=False
+            ),
+            start=len(kept_rows),
         ):
             distinct, count = np.unique(np.asarray(ids, dtype=np.int32), return_counts=True)
-            tokens.append(distinct)
-            counts.append(count.astype(np.int32))
-            end += len(distinct)
-            ptr.append(np.asarray([end], dtype=np.int64))
-        row_matrix = (
-            np.concatenate(ptr).astype(np.int64),
-            np.concatenate(tokens).astype(np.int32),
-            np.concatenate(counts).astype(np.int32),
+            new_tokens.append(distinct)
+            new_counts.append(count)
+            new_rows_of.append(np.full(len(distinct), n, dtype=np.int32))
+        n_tokens = len(vocab)
+        add_tokens = np.concatenate([np.zeros(0, np.int32), *new_tokens])
+        order = np.argsort(add_tokens, kind="stable")  # by token, rows ascending within
+        add_tokens = add_tokens[order]
+        add_rows = np.concatenate([np.zeros(0, np.int32), *new_rows_of])[order]
+        add_counts = np.concatenate([np.zeros(0, np.int64), *new_counts])[order]
+
+        kept_df = np.bincount(kept_tokens, minlength=n_tokens)
+        add_df = np.bincount(add_tokens, minlength=n_tokens)
+        indptr = np.concatenate([[0], np.cumsum(kept_df + add_df)]).astype(np.int64)
+        # A kept entry moves down by the new entries of the tokens before its own; a new
+        # entry goes after its column's kept entries, in row order.
+        added_before = np.concatenate([[0], np.cumsum(add_df)[:-1]]).astype(np.int64)
+        kept_at = np.arange(len(kept_tokens), dtype=np.int64) + added_before[kept_tokens]
+        first_of_token = np.searchsorted(add_tokens, add_tokens, side="left")
+        add_at = (
+            indptr[add_tokens]
+            + kept_df[add_tokens]
+            + (np.arange(len(add_tokens), dtype=np.int64) - first_of_token)
         )
-        return cls(rows, vocab, row_matrix, _bm25_columns(row_matrix, len(vocab)))
+        indices = np.empty(int(indptr[-1]), dtype=np.int32)
+        counts = np.empty(int(indptr[-1]), dtype=np.int32)
+        indices[kept_at] = renumber[self.indices[kept]]
+        counts[kept_at] = np.asarray(self.counts)[kept]
+        indices[add_at] = add_rows
+        counts[add_at] = add_counts
+        return LexicalIndex([*kept_rows, *new_rows], vocab, (indptr, indices, counts))
 
     def scores(self, query: str, mask: np.ndarray | None = None) -> np.ndarray:
         """BM25 score of every row for `query` (zeros where `mask` is False); a bigram the
@@ -213,7 +228,7 @@ class LexicalIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(self.chunk_ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
-    _ARRAYS = ("row_ptr", "row_tokens", "row_counts", "indptr", "indices", "data")
+    _ARRAYS = ("indptr", "indices", "counts", "data")
 
     def save(self, folder: Path) -> None:
         """Write into `folder` (a new one per generation) through a temporary name, so a
@@ -225,9 +240,10 @@ class LexicalIndex:
             np.save(work / f"{name}.npy", np.asarray(getattr(self, name)))
         vocab = sorted(self.vocab, key=self.vocab.__getitem__)
         (work / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), "utf-8")
-        with open(work / "rows.jsonl", "w", encoding="utf-8") as out:
-            for row in self.rows:
-                out.write(json.dumps(astuple(row), ensure_ascii=False) + "\n")
+        rows = [
+            (r.record_id, r.chunk_id, r.text, r.fields) for r in self.rows
+        ]  # not astuple: it deep-copies
+        (work / "rows.json").write_text(json.dumps(rows, ensure_ascii=False), "utf-8")
         meta = {"tokens": TOKENS, "rows": len(self.rows)}  # written last: the folder is whole
         (work / "lexical.json").write_text(json.dumps(meta), "utf-8")
         shutil.rmtree(folder, ignore_errors=True)
@@ -244,10 +260,11 @@ class LexicalIndex:
         if meta.get("tokens") != TOKENS:
             return None
         vocab = json.loads((folder / "vocab.json").read_text("utf-8"))
-        with open(folder / "rows.jsonl", encoding="utf-8") as lines:
-            rows = [LexicalRow(*json.loads(line)) for line in lines]
-        arrays = [np.load(folder / f"{name}.npy", mmap_mode="r") for name in cls._ARRAYS]
-        return cls(rows, {t: i for i, t in enumerate(vocab)}, tuple(arrays[:3]), tuple(arrays[3:]))
+        rows = [LexicalRow(*row) for row in json.loads((folder / "rows.json").read_text("utf-8"))]
+        indptr, indices, counts, data = (
+            np.load(folder / f"{name}.npy", mmap_mode="r") for name in cls._ARRAYS
+        )
+        return cls(rows, {t: i for i, t in enumerate(vocab)}, (indptr, indices, counts), data)
 
 
 def _idf(n_rows: int, df):
@@ -255,19 +272,16 @@ def _idf(n_rows: int, df):
     return np.log(1 + (n_rows - df + 0.5) / (df + 0.5))
 
 
-def _bm25_columns(row_matrix, n_tokens: int):
-    """BM25 (Lucene: idf × tf / (tf + k1 × (1 − b + b × len / avg len))) of every (row,
-    token) pair, regrouped by token: (indptr, row indices, scores), as bm25s stores it."""
-    row_ptr, tokens, counts = row_matrix
-    n_rows = len(row_ptr) - 1
-    lengths = np.diff(row_ptr)
-    row_of = np.repeat(np.arange(n_rows, dtype=np.int32), lengths)
-    doc_len = np.bincount(row_of, weights=counts, minlength=n_rows) if n_rows else np.zeros(0)
-    avg_len = float(doc_len.mean()) if n_rows and doc_len.sum() else 1.0
-    df = np.bincount(tokens, minlength=n_tokens)
-    tf = counts.astype(np.float32)
-    norm = LexicalIndex.K1 * (1 - LexicalIndex.B + LexicalIndex.B * doc_len[row_of] / avg_len)
-    scores = (_idf(n_rows, df)[tokens] * tf / (tf + norm)).astype(np.float32)
-    order = np.argsort(tokens, kind="stable")  # rows stay in order within a token
-    indptr = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
-    return indptr, row_of[order], scores[order]
+def _bm25(n_rows: int, indptr, indices, counts) -> np.ndarray:
+    """BM25 (Lucene: idf × tf / (tf + k1 × (1 − b + b × len / avg len))) of every entry of
+    the columns, as bm25s computes it."""
+    df = np.diff(indptr)
+    if not n_rows or not len(indices):
+        return np.zeros(len(indices), dtype=np.float32)
+    tf = np.asarray(counts, dtype=np.float32)
+    doc_len = np.bincount(indices, weights=tf, minlength=n_rows).astype(np.float32)
+    avg_len = float(doc_len.mean()) or 1.0
+    k1, b = LexicalIndex.K1, LexicalIndex.B
+    norm = (k1 * (1 - b) + (k1 * b / avg_len) * doc_len)[indices]
+    idf = np.repeat(_idf(n_rows, df).astype(np.float32), df)
+    return idf * tf / (tf + norm)
