@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SHARED ?= ../shared
 
-.PHONY: install run test bundle eval-gate eval-baseline lint fmt bench bench-ingest bench-quality clean
+.PHONY: install run test bundle eval-gate eval-baseline lint fmt bench bench-ingest bench-scale bench-quality clean
 
 install: $(STAMP)
 
@@ -64,6 +64,11 @@ bench: bench-ingest bench-quality
 
 bench-ingest: install
 	$(BIN)/python bench/ingest_throughput.py $(SHARED)/benchmarks/crud-news/docs.jsonl.gz --records 2000
+
+# Index size, server memory, answer latency and one-document ingest at 10k and 100k chunks
+# (most of them synthetic: real vectors + noise; data dirs in /tmp/scale-bench; ~20 min).
+bench-scale: install
+	$(BIN)/python bench/scale.py --benchmarks $(SHARED)/benchmarks --sizes 10000,100000
 
 # Retrieval/answer table, refusal trade-off and latency on rgb-dev (first run ~12 min).
 bench-quality: install
