@@ -298,12 +298,7 @@ class Index:
             )
             rows = []
             for i in range(0, len(changed), self.store.max_batch):
-                where = {
-                    "$and": [
-                        *visible(gen)["$and"],
-                        {"doc_id": {"$in": changed[i : i + self.store.max_batch]}},
-                    ]
-                }
+                where = visible(gen, {"doc_id": {"$in": changed[i : i + self.store.max_batch]}})
                 rows.extend(
                     lexical_row(rid, text, meta) for rid, text, meta in self.store.iter_rows(where)
                 )

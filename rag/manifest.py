@@ -18,7 +18,7 @@ from dataclasses import asdict, astuple, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rag.store import NEVER, delete_where, recover, visible
+from rag.store import NEVER, collect, pages, recover, visible
 
 FORMAT = 2  # bump when rows or metadata change shape: old indexes must be rebuilt
 
@@ -288,18 +288,11 @@ class ChromaManifest:
         self._put_meta(model=model, embed_backend=backend)
 
     def _rows(self, where: dict) -> Iterator[tuple[str, dict]]:
-        offset = 0
-        while True:
-            page = self.collection.get(
-                where=where, include=["metadatas"], limit=self.step, offset=offset
-            )
+        for page in pages(self.collection, where, ["metadatas"], self.step):
             yield from zip(page["ids"], page["metadatas"], strict=True)
-            if len(page["ids"]) < self.step:
-                return
-            offset += len(page["ids"])
 
     def _visible(self, gen: int, *clauses: dict) -> dict:
-        return {"$and": [*visible(gen)["$and"], {"row": "doc"}, *clauses]}
+        return visible(gen, {"row": "doc"}, *clauses)
 
     def docs(self, kb: str | None = None, gen: int | None = None) -> dict[str, DocEntry]:
         """The documents of generation `gen` (the current one by default)."""
@@ -364,7 +357,7 @@ class ChromaManifest:
         chunks = int(meta.get("chunks", 0)) + sum(e.chunks for e in put)
         chunks -= sum(e.chunks for _, e in old)
         self._put_meta(generation=gen, documents=documents, chunks=chunks)  # the commit point
-        delete_where(self.collection, {"dead": {"$lte": gen - 1}}, self.step)
+        collect(self.collection, gen - 1, self.step)
 
     def relocate(self, doc_id: str, origin: str, original: str) -> None:
         rows = list(self._rows(self._visible(self.generation, {"doc_id": doc_id})))

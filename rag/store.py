@@ -44,9 +44,10 @@ def record_id(chunk_id: str, gen: int) -> str:
     return f"{chunk_id}@{gen}"
 
 
-def visible(gen: int) -> dict:
-    """The rows a reader at generation `gen` may see."""
-    return {"$and": [{"gen": {"$lte": gen}}, {"dead": {"$gt": gen}}]}
+def visible(gen: int, *clauses: dict) -> dict:
+    """The rows a reader at generation `gen` may see (those of them that also match
+    every one of `clauses`)."""
+    return {"$and": [{"gen": {"$lte": gen}}, {"dead": {"$gt": gen}}, *clauses]}
 
 
 def delete_where(collection, where: dict, step: int) -> None:
@@ -72,7 +73,23 @@ def recover(collection, gen: int, step: int) -> None:
         if not ids:
             break
         collection.update(ids=ids, metadatas=[{"dead": NEVER}] * len(ids))
-    delete_where(collection, {"dead": {"$lte": gen - 1}}, step)
+    collect(collection, gen - 1, step)
+
+
+def collect(collection, gen: int, step: int) -> None:
+    """Delete versioned rows no reader at generation `gen` or later can see."""
+    delete_where(collection, {"dead": {"$lte": gen}}, step)
+
+
+def pages(collection, where: dict, include: list[str], step: int) -> Iterator[dict]:
+    """Every record matching `where`, `step` at a time, to bound memory on big collections."""
+    offset = 0
+    while True:
+        page = collection.get(where=where, include=include, limit=step, offset=offset)
+        yield page
+        if len(page["ids"]) < step:
+            return
+        offset += len(page["ids"])
 
 
 def date_int(iso: str) -> int:
@@ -196,16 +213,13 @@ class Store:
         for i in range(0, len(ids), step):
             self.collection.delete(ids=list(ids[i : i + step]))
 
-    def delete_where(self, where: dict) -> None:
-        delete_where(self.collection, where, self.max_batch)
-
     def recover(self, gen: int) -> None:
         """Undo what an interrupted writer left behind (`recover`)."""
         recover(self.collection, gen, self.max_batch)
 
     def collect(self, gen: int) -> None:
         """Delete rows no reader at generation `gen` or later can see."""
-        delete_where(self.collection, {"dead": {"$lte": gen}}, self.max_batch)
+        collect(self.collection, gen, self.max_batch)
 
     def companion(self, suffix: str):
         """A raw Chroma collection beside this one, on the same client (the manifest's,
@@ -220,18 +234,11 @@ class Store:
 
     def iter_rows(self, where: dict) -> Iterator[tuple[str, str, dict]]:
         """(record id, text, metadata) of every row matching `where`, a page at a time."""
-        offset = 0
-        while True:
-            page = self.collection.get(
-                where=where, include=["documents", "metadatas"], limit=_GET_PAGE, offset=offset
-            )
+        for page in pages(self.collection, where, ["documents", "metadatas"], _GET_PAGE):
             for rid, text, meta in zip(
                 page["ids"], page["documents"], page["metadatas"], strict=True
             ):
                 yield rid, text or "", meta or {}
-            if len(page["ids"]) < _GET_PAGE:
-                return
-            offset += len(page["ids"])
 
     def get(self, ids: Sequence[str], query_vector: np.ndarray | None = None) -> list[Stored]:
         """Rows by record id (ids no longer there are left out), scored against
