@@ -52,8 +52,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -63,11 +61,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import concurrency  # bench/concurrency.py: its `rag serve` plumbing is reused here
 import httpx
 import numpy as np
+from concurrency import HOST, rag_command
 
 REPO = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
 SAMPLE_VERSION = 1  # bump when the sample's selection or layout changes
 TARGETS = {"p95_ms": 300.0, "server_rss_mib": 3 * 1024, "ingest_seconds": 10.0}
 _DIGITS = re.compile(r"\d+")
@@ -778,16 +777,6 @@ def lexical_one_doc_change(folder: Path) -> dict:
 # ----------------------------------------------------------------------------- measuring
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def rag_command() -> str:
-    return str(Path(sys.executable).with_name("rag"))
-
-
 def run_child(cmd: list[str], env: dict, cwd: Path, timeout: float, out_path: Path) -> dict:
     """Run to the end: wall seconds, exit code, and the child's peak RSS, read from its
     /proc VmHWM every 50 ms. (Not wait4's ru_maxrss: exec carries the high-water mark of
@@ -911,43 +900,27 @@ def write_new_doc(folder: Path, name: str, doc: dict) -> Path:
     return path
 
 
-class Server:
-    def __init__(self, run_dir: Path, env: dict):
-        self.run_dir = run_dir
-        self.env = env
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
-        self.log_path = run_dir / "serve.log"
+class Server(concurrency.Server):
+    """bench/concurrency.py's `rag serve` on `run_dir`/data (the same environment as
+    `clean_env`), waited for until it is ready, not only healthy, and its memory read."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(run_dir, log)
 
     def start(self, timeout: float = 900) -> dict:
-        port = free_port()
-        self.url = f"http://{HOST}:{port}"
         started = time.perf_counter()
-        with self.log_path.open("w") as out:
-            self.proc = subprocess.Popen(
-                [rag_command(), "serve", "--host", HOST, "--port", str(port)],
-                env=self.env,
-                cwd=self.run_dir,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        healthy = None
+        healthy = super().start(timeout)
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=5, trust_env=False) as http:
             while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"rag serve exited: {self.tail()}")
                 with contextlib.suppress(httpx.HTTPError, ValueError):
                     r = http.get(f"{self.url}/healthz")
-                    if r.status_code == 200:
-                        healthy = healthy or time.perf_counter() - started
-                        if r.json().get("ready"):
-                            return {
-                                "healthz_seconds": round(healthy, 1),
-                                "ready_seconds": round(time.perf_counter() - started, 1),
-                                "health": r.json(),
-                            }
+                    if r.status_code == 200 and r.json().get("ready"):
+                        return {
+                            "healthz_seconds": round(healthy, 1),
+                            "ready_seconds": round(time.perf_counter() - started, 1),
+                            "health": r.json(),
+                        }
                 time.sleep(0.25)
         raise RuntimeError(f"rag serve not ready within {timeout:.0f} s: {self.tail()}")
 
@@ -962,24 +935,6 @@ class Server:
         if children:
             own["children_rss_mib"] = round(sum(rss_mib(c).get("VmRSS", 0) for c in children), 1)
         return own
-
-    def tail(self) -> str:
-        with contextlib.suppress(OSError):
-            lines = [x for x in self.log_path.read_text("utf-8", "replace").splitlines() if x]
-            return " | ".join(lines[-3:])[:600]
-        return ""
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the group this script started
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
 
 
 def _ppid(proc: Path) -> int:
@@ -1155,7 +1110,7 @@ def measure_size(args, size: int, sample_dir: Path, meta: dict, model_src: Path)
     result["cli_ingest"]["characters"] = len(new[0]["text"])
     log(f"[{size}] rag ingest: {result['cli_ingest']}")
 
-    server = Server(run_dir, env)
+    server = Server(run_dir)
     try:
         log(f"[{size}] starting rag serve")
         result["server_start"] = server.start()
@@ -1220,6 +1175,10 @@ def table(results: list[dict], meta: dict) -> str:
             r = r[p]
         return r
 
+    def rss(r, phase, key):
+        """'VmRSS (VmHWM)' of the server as `phase` recorded it under `key`."""
+        return f"{g(r, phase, key, 'VmRSS')} ({g(r, phase, key, 'VmHWM')})"
+
     rows = [
         (
             "chunks (real + synthetic)",
@@ -1263,21 +1222,15 @@ def table(results: list[dict], meta: dict) -> str:
         ("serve: ready s", lambda r: g(r, "server_start", "ready_seconds")),
         (
             "serve RSS MiB after warm-up (HWM)",
-            lambda r: (
-                f"{g(r, 'ask', 'rss_after_warmup_mib', 'VmRSS')} ({g(r, 'ask', 'rss_after_warmup_mib', 'VmHWM')})"
-            ),
+            lambda r: rss(r, "ask", "rss_after_warmup_mib"),
         ),
         (
             "serve RSS MiB after questions (HWM)  [target < 3072]",
-            lambda r: (
-                f"{g(r, 'ask', 'rss_after_questions_mib', 'VmRSS')} ({g(r, 'ask', 'rss_after_questions_mib', 'VmHWM')})"
-            ),
+            lambda r: rss(r, "ask", "rss_after_questions_mib"),
         ),
         (
             "serve RSS MiB after upload job (HWM)",
-            lambda r: (
-                f"{g(r, 'upload', 'rss_after_upload_mib', 'VmRSS')} ({g(r, 'upload', 'rss_after_upload_mib', 'VmHWM')})"
-            ),
+            lambda r: rss(r, "upload", "rss_after_upload_mib"),
         ),
         ("/api/ask p50 ms", lambda r: g(r, "ask", "p50_ms")),
         ("/api/ask p95 ms  [target < 300]", lambda r: g(r, "ask", "p95_ms")),
