@@ -19,7 +19,7 @@ chunks/s, so 100,000 chunks would take 35–45 minutes a size. Instead:
    Gaussian noise (--noise per dimension, re-normalised); a chunk's vector is the
    length-weighted mean of its sentence vectors plus noise, re-normalised.
 3. Real and synthetic rows go through the product's own writer (rag.index.Index,
-   Writer.put, a commit every RAG_COMMIT_CHUNKS chunks as `rag ingest` does) into the
+   Writer.put, committing when Writer.commit_due says so, as `rag ingest` does) into the
    collection `rag serve` opens by default, in a child process whose peak RSS is its own.
    Its embeddings object hands back the vectors above instead of running the model (it has
    the real model's name, so the server accepts the index): WRITE RATES EXCLUDE THE MODEL.
@@ -689,7 +689,7 @@ def build(config: dict) -> None:
             real += len(chunks) if origin != "bench-scale:synthetic" else 0
             docs += 1
             kbs[kb] = kbs.get(kb, 0) + len(chunks)
-            if writer.pending() >= settings.commit_chunks:
+            if writer.commit_due(settings.commit_chunks):
                 t = time.perf_counter()
                 gen = writer.commit()
                 commits.append(

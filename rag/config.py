@@ -63,8 +63,8 @@ class Settings(BaseSettings):
         ge=1,
         le=1_000_000,
         description="a long ingest publishes what it has every this many chunks (and every "
-        "minute): readers see it sooner, a killed run keeps it; each publish re-builds the "
-        "lexical index",
+        "minute): readers see it sooner, a killed run keeps it; a publish rewrites the "
+        "lexical index, so on a big index publishes are spaced by ten times their cost",
     )
 
     rerank_model: str = Field(

@@ -49,6 +49,13 @@ EMBED_BATCH = 128
 # (seconds apart), so only a writer that died lets it run out.
 LEASE_SECONDS = 120.0
 
+# A long run publishes a generation every COMMIT_CHUNKS chunks (RAG_COMMIT_CHUNKS) or
+# COMMIT_SECONDS, so a killed run loses little, but no sooner than COMMIT_SPACING times
+# the last commit's duration (Writer.commit_due).
+COMMIT_CHUNKS = 2000
+COMMIT_SECONDS = 60.0
+COMMIT_SPACING = 10.0
+
 
 class Cancelled(Exception):
     """A writer was asked to stop; nothing it staged is published."""
@@ -421,9 +428,16 @@ class Writer:
     _drop: set[str] = field(default_factory=set)  # documents whose published rows die
     _rows: list[LexicalRow] = field(default_factory=list)
     _queue: list[_Staged] = field(default_factory=list)  # not yet fully embedded
+    _committed_at: float = field(default_factory=time.monotonic)
+    _commit_seconds: float = 0.0  # what the last commit took
 
     def __post_init__(self) -> None:
         self.gen = self.index.manifest.generation + 1
+
+    def commit_due(self, chunks: int = COMMIT_CHUNKS, seconds: float = COMMIT_SECONDS) -> bool:
+        """Whether a long run should publish what it staged now (`commit_due`)."""
+        since = time.monotonic() - self._committed_at
+        return commit_due(self.pending(), since, self._commit_seconds, chunks, seconds)
 
     @property
     def manifest(self) -> Manifest:
@@ -559,6 +573,7 @@ class Writer:
         self._flush(cancelled=cancelled)
         if not self._drop and not self._put:
             return self.gen - 1
+        started = time.monotonic()
         gen = self.gen
         self.index.renew_lease()
         base = self.index.snapshot()
@@ -591,6 +606,8 @@ class Writer:
                 shutil.rmtree(old, ignore_errors=True)
         self._put, self._drop, self._rows, self._queue = {}, set(), [], []
         self.gen = gen + 1
+        self._committed_at = time.monotonic()
+        self._commit_seconds = self._committed_at - started
         return gen
 
     def abort(self) -> None:
@@ -608,6 +625,18 @@ class Writer:
         self.manifest.clear()
         self.index._adopt(self.manifest.generation, LexicalIndex.build([]))
         self.gen = self.manifest.generation + 1
+
+
+def commit_due(pending: int, since: float, last_cost: float, chunks: int, seconds: float) -> bool:
+    """Whether to publish `pending` staged chunks `since` seconds after the last commit
+    (which took `last_cost`): after `chunks` chunks or `seconds`, but not before
+    COMMIT_SPACING times the last commit's cost. A commit derives and saves the whole
+    lexical index, so its cost grows with the index; spacing commits by their cost keeps
+    them about a tenth of a run, and a run's work linear in its size instead of quadratic
+    (a 1M-chunk ingest would spend hours committing every 2,000 chunks)."""
+    if not pending or since < COMMIT_SPACING * last_cost:
+        return False
+    return pending >= chunks or since >= seconds
 
 
 def lexical_fields(entry: DocEntry) -> dict:

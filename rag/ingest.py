@@ -3,9 +3,9 @@
 An unchanged source (same raw bytes, same chunking) costs a hash and nothing else: it is
 not parsed, not embedded, and the embedding model is not even loaded.
 
-Work is published in generations (rag.index): every `COMMIT_CHUNKS` chunks or
-`COMMIT_SECONDS`, and at the end, so a killed run keeps what it had published and a
-server's readers see new documents while a long run goes on.
+Work is published in generations (rag.index) as it goes (`Writer.commit_due`) and at the
+end, so a killed run keeps what it had published and a server's readers see new
+documents while a long run goes on.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.articles import headings, in_force
-from rag.index import Index, Writer
+from rag.index import COMMIT_CHUNKS, Index, Writer
 from rag.load import LoadFailure, Source, UnreadableError, iter_sources
 from rag.manifest import DocEntry
 from rag.split import chunk_spans
@@ -26,9 +26,6 @@ from rag.types import Chunk, Document
 # Part of every source hash: bump it when loading, cleaning or splitting changes what a
 # file turns into, so the next ingest redoes every document instead of keeping stale chunks.
 PIPELINE_VERSION = 8
-
-COMMIT_CHUNKS = 2000  # publish a generation after this many new chunks (RAG_COMMIT_CHUNKS) …
-COMMIT_SECONDS = 60.0  # … or this long: a killed run loses at most this much work
 
 DEFAULT_KB = "default"
 
@@ -213,7 +210,6 @@ def ingest(
     progress.start(len(pending))
     changing = {source.doc_id for source, *_ in pending}
     known_texts = {e.text_hash: d for d, e in docs.items() if d not in changing}
-    last_commit = clock()
     for source, digest, existed, origin in pending:
         progress.advance()
         try:
@@ -239,9 +235,8 @@ def ingest(
         report.updated += existed
         report.added += not existed
         report.chunks_written += len(chunks)
-        if writer.pending() >= commit_chunks or clock() - last_commit >= COMMIT_SECONDS:
+        if writer.commit_due(commit_chunks):
             writer.commit(cancelled)
-            last_commit = clock()
     writer.commit(cancelled)
     report.seconds = clock() - started
     return report

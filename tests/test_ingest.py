@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rag.embed import LazyEmbeddings
-from rag.index import Filters, Index, IndexBusy, Writer
+from rag.index import Filters, Index, IndexBusy, Writer, commit_due
 from rag.ingest import doc_entry, ingest, make_chunks
 from rag.load import iter_sources
 from rag.store import NEVER, visible
@@ -236,3 +236,18 @@ def test_dense_search_returns_what_chromas_own_filter_returns_while_a_writer_sta
                 got = [s.record_id for s in snapshot.dense_search(vector, k, filters)]
                 assert got == exact(filters, k), (filters, k)
         writer.abort()
+
+
+def test_commits_are_spaced_by_their_cost_so_a_long_run_stays_linear():
+    """A commit rewrites the whole lexical index: on a big index the next one waits ten
+    times as long as the last took, whatever the chunk count says."""
+    # A small index: the chunk count or the minute decides.
+    assert commit_due(2000, since=5.0, last_cost=0.1, chunks=2000, seconds=60.0)
+    assert not commit_due(1999, since=5.0, last_cost=0.1, chunks=2000, seconds=60.0)
+    assert commit_due(10, since=60.0, last_cost=0.1, chunks=2000, seconds=60.0)
+    assert not commit_due(0, since=600.0, last_cost=0.1, chunks=2000, seconds=60.0)
+    # A big one: the last commit took 20 s, so 2,000 chunks 30 s later wait …
+    assert not commit_due(2000, since=30.0, last_cost=20.0, chunks=2000, seconds=60.0)
+    assert not commit_due(9000, since=199.0, last_cost=20.0, chunks=2000, seconds=60.0)
+    # … until ten times that has passed.
+    assert commit_due(9000, since=200.0, last_cost=20.0, chunks=2000, seconds=60.0)
