@@ -139,13 +139,13 @@ def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int
     def choices(request: gr.Request):
         """Sources and knowledge bases as they are now, of those this user may read:
         documents come and go while the server runs, so the page asks on every load."""
-        fields = index.snapshot().lexical.fields
+        lexical = index.snapshot().lexical
         try:
             principal = principal_of(request)
         except Forbidden:
             return gr.Dropdown(choices=[ALL_SOURCES]), gr.Dropdown(choices=[])
-        shown = Filters(readable=principal.readable()).mask(fields)
-        sources = sorted({s for s in fields["source"][shown].tolist() if s})
+        shown = Filters(readable=principal.readable()).mask(lexical)
+        sources = [s for s in lexical.fields["source"].among(shown) if s]
         kbs = [name for name, _, _ in index.manifest.kbs() if principal.may_read(name)]
         return (
             gr.Dropdown(choices=[ALL_SOURCES, *sources], value=ALL_SOURCES),

@@ -759,9 +759,10 @@ def lexical_one_doc_change(folder: Path) -> dict:
     out["load"] = round(time.perf_counter() - t, 2)
     if lexical is None or not len(lexical):
         return out
+    text = "明川区楼宇经济政策对新落户企业给予三年租金补贴，第一年按实际租金的50%给予补贴。"
     new = [
-        LexicalRow(f"bench-new#{i}@0", f"bench-new#{i}", row.text, {**row.fields, "doc_id": "x"})
-        for i, row in enumerate(lexical.rows[:11])
+        LexicalRow(f"bench-new#{i}@0", f"bench-new#{i}", text * 4, {"doc_id": "bench-new"})
+        for i in range(11)
     ]
     t = time.perf_counter()
     derived = lexical.derive(set(), new)

@@ -103,24 +103,24 @@ class Filters:
             clauses.append({"kb": {"$in": sorted(self.readable) or ["/"]}})
         return clauses
 
-    def mask(self, fields: dict[str, np.ndarray]) -> np.ndarray:
-        """Which rows of a lexical index (its per-row metadata `fields`) pass."""
-        dates = fields["date_int"]
+    def mask(self, lexical: LexicalIndex) -> np.ndarray:
+        """Which rows of a lexical index (from its per-row filter fields) pass."""
+        dates, fields = np.asarray(lexical.dates), lexical.fields
         keep = np.ones(len(dates), dtype=bool)
         if self.since:
             keep &= dates >= date_int(self.since)
         if self.until:
             keep &= (dates > 0) & (dates <= date_int(self.until))
         if self.source:
-            keep &= fields["source"] == self.source
+            keep &= fields["source"].isin([self.source])
         if self.doc_type:
-            keep &= fields["doc_type"] == self.doc_type
+            keep &= fields["doc_type"].isin([self.doc_type])
         if self.kbs:
-            keep &= np.isin(fields["kb"], list(self.kbs))
+            keep &= fields["kb"].isin(self.kbs)
         if self.exclude_docs:
-            keep &= ~np.isin(fields["doc_id"], list(self.exclude_docs))
+            keep &= ~fields["doc_id"].isin(self.exclude_docs)
         if self.readable is not None:
-            keep &= np.isin(fields["kb"], list(self.readable))
+            keep &= fields["kb"].isin(self.readable)
         return keep
 
 
@@ -178,17 +178,19 @@ class Snapshot:
             [self.lexical.record_ids[r] for r in rows if r is not None], query_vector
         )
 
+    def document_rows(self, doc_id: str) -> list[LexicalRow]:
+        """A document's chunks as this generation indexed them (title in front), in order."""
+        ids = []
+        while (row := self.lexical.row.get(f"{doc_id}#{len(ids)}")) is not None:
+            ids.append(self.lexical.record_ids[row])
+        return [lexical_row(*row) for row in self.store.rows(ids)]
+
     def document_text(self, doc_id: str) -> str:
-        """A document's chunks as this generation indexed them (title in front), read
-        from the lexical index in memory: no store round trip."""
-        texts = []
-        while (row := self.lexical.row.get(f"{doc_id}#{len(texts)}")) is not None:
-            texts.append(self.lexical.rows[row].text)
-        return "\n".join(texts)
+        return "\n".join(row.text for row in self.document_rows(doc_id))
 
     def lexical_mask(self, filters: Filters | None) -> np.ndarray | None:
         """Rows of the lexical index that pass `filters` (None = all)."""
-        return filters.mask(self.lexical.fields) if filters else None
+        return filters.mask(self.lexical) if filters else None
 
 
 class Index:
@@ -309,7 +311,7 @@ class Index:
                 rows.extend(
                     lexical_row(rid, text, meta) for rid, text, meta in self.store.iter_rows(where)
                 )
-            gone = {d for d in held.lexical.fields["doc_id"].tolist() if d not in present}
+            gone = set(held.lexical.fields["doc_id"].values.tolist()) - present
             return held.lexical.derive(gone | set(changed), rows)
         log.info("building the lexical index of generation %d from the store", gen)
         rows = [
@@ -392,8 +394,12 @@ class Index:
             if not held:
                 raise IndexBusy(f"another process is writing to {self.folder}; wait for it")
             with self._lease(wait):
-                self.manifest.recover()
-                self.store.recover(self.manifest.generation)
+                # Scanning for a dead writer's rows costs a second at 100k chunks: only
+                # when one may have died (the flag each writer sets and clears).
+                if self.manifest.staging:
+                    log.info("a writer stopped before it finished: removing what it staged")
+                    self.manifest.recover()
+                    self.store.recover(self.manifest.generation)
                 writer_model = self.writer_embeddings
                 if (self.manifest.model, self.manifest.embed_backend) != (
                     writer_model.model,
@@ -407,6 +413,7 @@ class Index:
                     writer.abort()
                     raise
                 writer.commit()
+                self.manifest.set_staging(False)
 
 
 @dataclass
@@ -433,6 +440,7 @@ class Writer:
 
     def __post_init__(self) -> None:
         self.gen = self.index.manifest.generation + 1
+        self.manifest.set_staging(True)  # cleared when it ends cleanly
 
     def commit_due(self, chunks: int = COMMIT_CHUNKS, seconds: float = COMMIT_SECONDS) -> bool:
         """Whether a long run should publish what it staged now (`commit_due`)."""
@@ -494,13 +502,13 @@ class Writer:
         new = edited(entry, changes, self.gen)
         meta_changes = {k: getattr(new, k) for k in ("title", "date", "source", "doc_type")}
         self.index.store.copy(entry.record_ids(), self.gen, meta_changes)
-        base = self.index.snapshot().lexical
-        for cid in entry.chunk_ids():
-            row = base.row.get(cid)
-            if row is None:
-                continue
-            text = base.rows[row].text
-            self._rows.append(LexicalRow(record_id(cid, self.gen), cid, text, lexical_fields(new)))
+        for rid, text, meta in self.index.store.rows(entry.record_ids()):
+            old = lexical_row(rid, text, meta)  # framed with the title it was indexed with
+            self._rows.append(
+                LexicalRow(
+                    record_id(old.chunk_id, self.gen), old.chunk_id, old.text, lexical_fields(new)
+                )
+            )
         self._drop.add(doc_id)
         self._put[doc_id] = new
         return new
@@ -615,6 +623,7 @@ class Writer:
         try:
             self.manifest.recover()
             self.index.store.recover(self.manifest.generation)
+            self.manifest.set_staging(False)
         except Exception:  # the caller's exception matters more; the next writer retries
             log.exception("could not remove staged rows; the next writer will")
         self._put, self._drop, self._rows, self._queue = {}, set(), [], []

@@ -14,10 +14,11 @@ import re
 import shutil
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from itertools import compress
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ _TOKEN = re.compile(rf"[{_CJK}]+|[a-z0-9]+(?:[.%][0-9]+%?)*")
 
 
 # Saved with the index: a saved index made with other tokens is rebuilt, not misread.
-TOKENS = "bigram-v3"  # v3: token ids, BM25 columns in .npy files
+TOKENS = "bigram-v4"  # v3: token ids, BM25 columns in .npy files; v4: no texts, fields as codes
 
 
 def _normalise(text: str) -> str:
@@ -62,11 +63,12 @@ def jaccard(a: AbstractSet[str], b: AbstractSet[str]) -> float:
 
 # Chunk metadata kept beside the BM25 matrix so filters need no round trip to Chroma.
 FILTER_FIELDS = ("date_int", "source", "doc_type", "doc_id", "kb")
+CATEGORIES = FILTER_FIELDS[1:]  # the string fields; date_int is a number per row
 
 
 @dataclass(frozen=True)
 class LexicalRow:
-    """One visible chunk as the lexical index keeps it."""
+    """One chunk as the lexical index takes it in: its text is tokenised, not kept."""
 
     record_id: str  # the Chroma row, to fetch what only the vector store holds
     chunk_id: str
@@ -74,8 +76,48 @@ class LexicalRow:
     fields: dict  # FILTER_FIELDS
 
 
+@dataclass(frozen=True)
+class Categories:
+    """A string per row, kept as a code into the column's distinct values: a filter
+    compares the few values and gathers by code, and a row costs 4 bytes instead of a
+    string (1M rows of doc ids would be hundreds of MB as strings)."""
+
+    values: np.ndarray  # distinct strings, sorted, each used by some row
+    codes: np.ndarray  # int32, one per row
+
+    @classmethod
+    def of(cls, strings: Iterable[str]) -> Categories:
+        values, codes = np.unique(np.asarray(list(strings), dtype=str), return_inverse=True)
+        return cls(values, codes.astype(np.int32).reshape(-1))
+
+    def isin(self, wanted: Iterable[str]) -> np.ndarray:
+        """Per row: whether its value is one of `wanted`."""
+        return np.isin(self.values, list(wanted))[self.codes]
+
+    def among(self, rows: np.ndarray) -> list[str]:
+        """The distinct values of the rows where `rows` holds, sorted."""
+        return self.values[np.unique(self.codes[rows])].tolist()
+
+    def tolist(self) -> list[str]:
+        return self.values[self.codes].tolist()
+
+    def keep_and_add(self, keep: np.ndarray, added: Categories) -> Categories:
+        """The rows where `keep` holds, then `added`'s, with values no row uses dropped."""
+        both, inverse = np.unique(np.concatenate([self.values, added.values]), return_inverse=True)
+        inverse = inverse.reshape(-1)
+        codes = np.concatenate(
+            [
+                inverse[: len(self.values)][self.codes[keep]],
+                inverse[len(self.values) :][added.codes],
+            ]
+        )
+        used = np.bincount(codes, minlength=len(both)) > 0
+        renumber = (np.cumsum(used) - 1).astype(np.int32)
+        return Categories(both[used], renumber[codes])
+
+
 class LexicalIndex:
-    """BM25 over the chunk texts of one generation; row `i` is `rows[i]`.
+    """BM25 over the chunk texts of one generation; row `i` is chunk `chunk_ids[i]`.
 
     Kept as token ids, not strings: a column per token listing the rows that hold it, with
     the token's count in each row and its BM25 score there — what a question reads
@@ -87,32 +129,43 @@ class LexicalIndex:
     cost a rebuild: `derive` tokenises only the new rows and merges them into the kept
     columns without sorting them again.
 
+    The texts are tokenised, not kept (the vector store has them): what is loaded is the
+    columns, the ids and the filter fields, so load and memory stay small at 1M rows.
+
     Immutable: a new generation gets a new index (`derive`), saved in a folder of its own,
     so a reader keeps using the one it started with while a writer publishes the next.
     """
 
     K1, B = 1.5, 0.75  # bm25s's defaults
 
-    def __init__(self, rows: Sequence[LexicalRow], vocab: dict[str, int], columns, data=None):
-        self.rows = list(rows)
-        self.chunk_ids = [r.chunk_id for r in self.rows]
-        self.record_ids = [r.record_id for r in self.rows]
-        self.row = {cid: i for i, cid in enumerate(self.chunk_ids)}
+    def __init__(
+        self,
+        record_ids: list[str],
+        chunk_ids: list[str],
+        dates: np.ndarray,
+        fields: dict[str, Categories],
+        vocab: dict[str, int],
+        columns,
+        data=None,
+    ):
+        self.record_ids = record_ids
+        self.chunk_ids = chunk_ids
+        self.dates = dates  # date_int per row (0 = undated)
+        self.fields = fields  # CATEGORIES
         self.vocab = vocab  # bigram → token id; only grows along derived indexes
         self.indptr, self.indices, self.counts = columns
-        self.data = _bm25(len(self.rows), *columns) if data is None else data
-        self.fields = {
-            name: np.asarray([r.fields.get(name, "") for r in self.rows]) for name in FILTER_FIELDS
-        }
-        self.fields["date_int"] = np.asarray(
-            [int(r.fields.get("date_int") or 0) for r in self.rows], dtype=np.int64
-        )
+        self.data = _bm25(len(chunk_ids), *columns) if data is None else data
         # The answerer asks for the same tokens again and again; only the index's own
         # vocabulary is kept, so questions full of unknown bigrams cannot grow it.
         self._idf: dict[str, float] = {}
 
+    @cached_property
+    def row(self) -> dict[str, int]:
+        """chunk id → row."""
+        return {cid: i for i, cid in enumerate(self.chunk_ids)}
+
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.chunk_ids)
 
     def _token_id(self, token: str) -> int | None:
         tid = self.vocab.get(token)
@@ -125,14 +178,21 @@ class LexicalIndex:
             return cached
         tid = self._token_id(token)
         df = int(self.indptr[tid + 1] - self.indptr[tid]) if tid is not None else 0
-        value = float(_idf(len(self.rows), df))
+        value = float(_idf(len(self), df))
         if tid is not None:
             self._idf[token] = value
         return value
 
     @classmethod
     def build(cls, rows: Sequence[LexicalRow]) -> LexicalIndex:
-        empty = cls([], {}, (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)))
+        empty = cls(
+            [],
+            [],
+            np.zeros(0, np.int64),
+            {name: Categories.of([]) for name in CATEGORIES},
+            {},
+            (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)),
+        )
         return empty.derive(set(), rows)
 
     def derive(self, drop_docs: set[str], new_rows: Sequence[LexicalRow]) -> LexicalIndex:
@@ -142,13 +202,13 @@ class LexicalIndex:
         old entries)."""
         from bm25s.tokenization import Tokenizer
 
-        keep = ~np.isin(self.fields["doc_id"], list(drop_docs))
+        keep = ~self.fields["doc_id"].isin(drop_docs)
+        kept_count = int(keep.sum())
         renumber = np.cumsum(keep, dtype=np.int64) - 1  # old row → kept row
         old_df = np.diff(self.indptr)
         token_of = np.repeat(np.arange(len(old_df), dtype=np.int32), old_df)
         kept = keep[self.indices] if len(self.indices) else np.zeros(0, bool)
         kept_tokens = token_of[kept]
-        kept_rows = [r for r, k in zip(self.rows, keep, strict=True) if k]
 
         vocab = dict(self.vocab)
         tokenizer = Tokenizer(lower=False, splitter=bigram_tokens, stopwords=None)
@@ -158,7 +218,7 @@ class LexicalIndex:
             tokenizer.streaming_tokenize(
                 [r.text for r in new_rows], update_vocab=True, allow_empty=False
             ),
-            start=len(kept_rows),
+            start=kept_count,
         ):
             distinct, count = np.unique(np.asarray(ids, dtype=np.int32), return_counts=True)
             new_tokens.append(distinct)
@@ -190,12 +250,29 @@ class LexicalIndex:
         counts[kept_at] = np.asarray(self.counts)[kept]
         indices[add_at] = add_rows
         counts[add_at] = add_counts
-        return LexicalIndex([*kept_rows, *new_rows], vocab, (indptr, indices, counts))
+        return LexicalIndex(
+            [*compress(self.record_ids, keep), *(r.record_id for r in new_rows)],
+            [*compress(self.chunk_ids, keep), *(r.chunk_id for r in new_rows)],
+            np.concatenate(
+                [
+                    np.asarray(self.dates)[keep],
+                    np.asarray([int(r.fields.get("date_int") or 0) for r in new_rows], np.int64),
+                ]
+            ),
+            {
+                name: self.fields[name].keep_and_add(
+                    keep, Categories.of(str(r.fields.get(name, "")) for r in new_rows)
+                )
+                for name in CATEGORIES
+            },
+            vocab,
+            (indptr, indices, counts),
+        )
 
     def scores(self, query: str, mask: np.ndarray | None = None) -> np.ndarray:
         """BM25 score of every row for `query` (zeros where `mask` is False); a bigram the
         query repeats counts as often as it is repeated, as in bm25s."""
-        scores = np.zeros(len(self.rows), dtype=np.float32)
+        scores = np.zeros(len(self), dtype=np.float32)
         for token in bigram_tokens(query):
             tid = self._token_id(token)
             if tid is not None:
@@ -208,10 +285,10 @@ class LexicalIndex:
 
         Read from the BM25 columns (the rows that hold each bigram), so it costs what
         BM25 costs instead of a bigram set per candidate."""
-        covered = np.zeros(len(self.rows), dtype=np.float32)
+        covered = np.zeros(len(self), dtype=np.float32)
         tokens = bigram_set(query)
         mass = sum(self.idf(t) for t in tokens)
-        if not self.rows or mass <= 0:
+        if not len(self) or mass <= 0:
             return covered
         for token in tokens:
             tid = self._token_id(token)
@@ -228,7 +305,7 @@ class LexicalIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(self.chunk_ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
-    _ARRAYS = ("indptr", "indices", "counts", "data")
+    _ARRAYS = ("indptr", "indices", "counts", "data", "dates")
 
     def save(self, folder: Path) -> None:
         """Write into `folder` (a new one per generation) through a temporary name, so a
@@ -238,13 +315,17 @@ class LexicalIndex:
         work.mkdir(parents=True)
         for name in self._ARRAYS:
             np.save(work / f"{name}.npy", np.asarray(getattr(self, name)))
+        for name, column in self.fields.items():
+            np.save(work / f"{name}.npy", column.codes)
         vocab = sorted(self.vocab, key=self.vocab.__getitem__)
         (work / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), "utf-8")
-        rows = [
-            (r.record_id, r.chunk_id, r.text, r.fields) for r in self.rows
-        ]  # not astuple: it deep-copies
-        (work / "rows.json").write_text(json.dumps(rows, ensure_ascii=False), "utf-8")
-        meta = {"tokens": TOKENS, "rows": len(self.rows)}  # written last: the folder is whole
+        ids = {
+            "record_ids": self.record_ids,
+            "chunk_ids": self.chunk_ids,
+            "values": {name: column.values.tolist() for name, column in self.fields.items()},
+        }
+        (work / "ids.json").write_text(json.dumps(ids, ensure_ascii=False), "utf-8")
+        meta = {"tokens": TOKENS, "rows": len(self)}  # written last: the folder is whole
         (work / "lexical.json").write_text(json.dumps(meta), "utf-8")
         shutil.rmtree(folder, ignore_errors=True)
         work.rename(folder)
@@ -260,11 +341,25 @@ class LexicalIndex:
         if meta.get("tokens") != TOKENS:
             return None
         vocab = json.loads((folder / "vocab.json").read_text("utf-8"))
-        rows = [LexicalRow(*row) for row in json.loads((folder / "rows.json").read_text("utf-8"))]
-        indptr, indices, counts, data = (
+        ids = json.loads((folder / "ids.json").read_text("utf-8"))
+        indptr, indices, counts, data, dates = (
             np.load(folder / f"{name}.npy", mmap_mode="r") for name in cls._ARRAYS
         )
-        return cls(rows, {t: i for i, t in enumerate(vocab)}, (indptr, indices, counts), data)
+        fields = {
+            name: Categories(
+                np.asarray(values, dtype=str), np.load(folder / f"{name}.npy", mmap_mode="r")
+            )
+            for name, values in ids["values"].items()
+        }
+        return cls(
+            ids["record_ids"],
+            ids["chunk_ids"],
+            dates,
+            fields,
+            {t: i for i, t in enumerate(vocab)},
+            (indptr, indices, counts),
+            data,
+        )
 
 
 def _idf(n_rows: int, df):

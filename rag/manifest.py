@@ -145,6 +145,15 @@ class Manifest:
                 [("model", model), ("embed_backend", backend)],
             )
 
+    @property
+    def staging(self) -> bool:
+        """Whether a writer may have left rows of an unpublished generation behind."""
+        return self._meta("staging") != "0"  # unknown (an older version's index): maybe
+
+    def set_staging(self, staging: bool) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('staging', ?)", (str(int(staging)),))
+
     def docs(self, kb: str | None = None) -> dict[str, DocEntry]:
         sql, args = "SELECT * FROM docs", ()
         if kb is not None:
@@ -286,6 +295,13 @@ class ChromaManifest:
 
     def set_model(self, model: str, backend: str) -> None:
         self._put_meta(model=model, embed_backend=backend)
+
+    @property
+    def staging(self) -> bool:
+        return bool(self._meta().get("staging", 1))
+
+    def set_staging(self, staging: bool) -> None:
+        self._put_meta(staging=int(staging))
 
     def _rows(self, where: dict) -> Iterator[tuple[str, dict]]:
         for page in pages(self.collection, where, ["metadatas"], self.step):

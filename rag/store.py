@@ -240,6 +240,21 @@ class Store:
             ):
                 yield rid, text or "", meta or {}
 
+    def rows(self, ids: Sequence[str]) -> list[tuple[str, str, dict]]:
+        """(record id, text, metadata) of rows by record id, in the order asked (ids no
+        longer there are left out)."""
+        found: dict[str, tuple[str, str, dict]] = {}
+        for i in range(0, len(ids), _GET_PAGE):
+            page = self.collection.get(
+                ids=list(ids[i : i + _GET_PAGE]), include=["documents", "metadatas"]
+            )
+            for rid, text, meta in zip(
+                page["ids"], page["documents"], page["metadatas"], strict=True
+            ):
+                if meta:
+                    found[rid] = (rid, text or "", meta)
+        return [found[rid] for rid in ids if rid in found]
+
     def get(self, ids: Sequence[str], query_vector: np.ndarray | None = None) -> list[Stored]:
         """Rows by record id (ids no longer there are left out), scored against
         `query_vector` if given."""

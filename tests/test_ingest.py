@@ -130,12 +130,14 @@ def test_what_a_killed_writer_staged_is_removed_and_what_it_published_stays(inde
     killed.put(doc.__class__("new.txt", "default", "x", "h", "t", 0, 0), staged)
     killed._flush()
     assert index.manifest.generation == gen and chroma_state(index) == published
+    assert index.manifest.staging  # what tells the next writer to look for leftovers
 
     reopened = Index(index.data_dir, "test", index.embeddings)
     report = run(reopened, corpus_copy)
     assert (report.added, report.updated, report.unchanged) == (0, 0, 7)
     assert chroma_state(reopened) == published
     assert_consistent(reopened)
+    assert not reopened.manifest.staging  # a clean run: the next one skips the scan
 
 
 def test_a_second_writer_is_refused(index):

@@ -57,6 +57,8 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.chunk_ids == index.chunk_ids and loaded.record_ids == index.record_ids
     np.testing.assert_allclose(loaded.scores("外资美元"), index.scores("外资美元"))
     assert loaded.fields["source"].tolist() == ["明川区", "明川区", "大众日报"]
+    assert loaded.fields["source"].among(np.array([False, True, True])) == ["大众日报", "明川区"]
+    assert loaded.fields["kb"].isin(["飞地", "新闻"]).tolist() == [False, True, True]
     assert LexicalIndex.load(tmp_path / "nothing") is None
 
 

@@ -6,6 +6,7 @@ from langchain_core.documents import Document
 
 from rag.index import Filters
 from rag.ingest import ingest
+from rag.lexical import LexicalIndex, LexicalRow
 from rag.retrieve import (
     FusionWeights,
     HybridRetriever,
@@ -101,12 +102,20 @@ def test_it_is_a_langchain_retriever(corpus_index):
 
 def test_date_filters_treat_undated_documents_alike_in_both_retrievers():
     """Lexical mask and Chroma `where` must agree, undated chunks included."""
-    fields = {
-        "date_int": np.array([0, 20220804, 20240315]),
-        "source": np.array(["", "大众日报", "明川区"]),
-        "doc_type": np.array(["", "news", "policy"]),
-        "doc_id": np.array(["a", "b", "c"]),
-    }
+    fields = LexicalIndex.build(
+        [
+            LexicalRow(f"{doc_id}#0@1", f"{doc_id}#0", "正文", meta | {"doc_id": doc_id})
+            for doc_id, meta in zip(
+                "abc",
+                [
+                    {"date_int": 0, "source": "", "doc_type": ""},
+                    {"date_int": 20220804, "source": "大众日报", "doc_type": "news"},
+                    {"date_int": 20240315, "source": "明川区", "doc_type": "policy"},
+                ],
+                strict=True,
+            )
+        ]
+    )
     until = Filters(until="2023-12-31")
     assert until.mask(fields).tolist() == [False, True, False]
     assert {"date_int": {"$gt": 0}} in until.chroma_clauses()

@@ -271,10 +271,7 @@ def documents_router(
     @router.get("/api/documents/{doc_id:path}/chunks")
     def document_chunks(doc_id: str, request: Request) -> list[dict]:
         entry = entry_or_404(doc_id, request)
-        lexical = index.snapshot().lexical
-        rows = [
-            lexical.rows[i] for cid in entry.chunk_ids() if (i := lexical.row.get(cid)) is not None
-        ]
+        rows = index.snapshot().document_rows(entry.doc_id)
         return [{"chunk_id": r.chunk_id, "n": n, "text": r.text} for n, r in enumerate(rows)]
 
     @router.get("/api/documents/{doc_id:path}/original")
