@@ -28,7 +28,9 @@ _TOKEN = re.compile(rf"[{_CJK}]+|[a-z0-9]+(?:[.%][0-9]+%?)*")
 
 
 # Saved with the index: a saved index made with other tokens is rebuilt, not misread.
-TOKENS = "bigram-v4"  # v3: token ids, BM25 columns in .npy files; v4: no texts, fields as codes
+# v3: token ids, BM25 columns in .npy files; v4: no texts, fields as codes; v5: scores
+# computed per question from counts and row lengths
+TOKENS = "bigram-v5"
 
 
 def _normalise(text: str) -> str:
@@ -119,14 +121,14 @@ class Categories:
 class LexicalIndex:
     """BM25 over the chunk texts of one generation; row `i` is chunk `chunk_ids[i]`.
 
-    Kept as token ids, not strings: a column per token listing the rows that hold it, with
-    the token's count in each row and its BM25 score there — what a question reads
-    (`indptr`, `indices`, `counts`, `data`, as bm25s lays out its scores). numpy arrays,
-    saved as .npy files and mapped on load, so a big index costs little memory until it
-    is read. BM25 is Lucene's variant, as bm25s computes it, and bm25s's tokenizer assigns
-    the ids; the columns are built here, vectorised, because bm25s builds them one
-    document at a time in Python and from scratch, and a one-document change must not
-    cost a rebuild: `derive` tokenises only the new rows and merges them into the kept
+    Kept as token ids, not strings: a column per token listing the rows that hold it and
+    the token's count in each (`indptr`, `indices`, `counts`, laid out as bm25s lays out
+    its scores), and each row's length; a question scores only its tokens' columns.
+    numpy arrays, saved as .npy files and mapped on load, so a big index costs little
+    memory until it is read. BM25 is Lucene's variant, as bm25s computes it, and bm25s's
+    tokenizer assigns the ids; the columns are built here, vectorised, because bm25s builds
+    them one document at a time in Python and from scratch, and a one-document change must
+    not cost a rebuild: `derive` tokenises only the new rows and merges them into the kept
     columns without sorting them again.
 
     The texts are tokenised, not kept (the vector store has them): what is loaded is the
@@ -146,7 +148,7 @@ class LexicalIndex:
         fields: dict[str, Categories],
         vocab: dict[str, int],
         columns,
-        data=None,
+        lengths: np.ndarray,
     ):
         self.record_ids = record_ids
         self.chunk_ids = chunk_ids
@@ -154,7 +156,17 @@ class LexicalIndex:
         self.fields = fields  # CATEGORIES
         self.vocab = vocab  # bigram → token id; only grows along derived indexes
         self.indptr, self.indices, self.counts = columns
-        self.data = _bm25(len(chunk_ids), *columns) if data is None else data
+        self.lengths = lengths  # tokens per row
+        # BM25's length normaliser of each row, k1 × (1 − b + b × len / avg len): with the
+        # idf, all a question's score needs besides the counts. Scores are not stored per
+        # entry: they change with every row added (idf, avg len), and recomputing them for
+        # every entry made each one-document commit cost a pass over the whole index.
+        n = len(lengths)
+        avg_len = float(np.mean(lengths)) if n else 1.0
+        k1, b = self.K1, self.B
+        self.norm = (k1 * (1 - b) + (k1 * b / (avg_len or 1.0)) * np.asarray(lengths)).astype(
+            np.float32
+        )
         # The answerer asks for the same tokens again and again; only the index's own
         # vocabulary is kept, so questions full of unknown bigrams cannot grow it.
         self._idf: dict[str, float] = {}
@@ -192,6 +204,7 @@ class LexicalIndex:
             {name: Categories.of([]) for name in CATEGORIES},
             {},
             (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)),
+            np.zeros(0, np.int32),
         )
         return empty.derive(set(), rows)
 
@@ -213,7 +226,7 @@ class LexicalIndex:
         vocab = dict(self.vocab)
         tokenizer = Tokenizer(lower=False, splitter=bigram_tokens, stopwords=None)
         tokenizer.word_to_id = vocab  # grows with the new rows' bigrams
-        new_tokens, new_rows_of, new_counts = [], [], []
+        new_tokens, new_rows_of, new_counts, new_lengths = [], [], [], []
         for n, ids in enumerate(
             tokenizer.streaming_tokenize(
                 [r.text for r in new_rows], update_vocab=True, allow_empty=False
@@ -223,6 +236,7 @@ class LexicalIndex:
             distinct, count = np.unique(np.asarray(ids, dtype=np.int32), return_counts=True)
             new_tokens.append(distinct)
             new_counts.append(count)
+            new_lengths.append(len(ids))
             new_rows_of.append(np.full(len(distinct), n, dtype=np.int32))
         n_tokens = len(vocab)
         add_tokens = np.concatenate([np.zeros(0, np.int32), *new_tokens])
@@ -267,6 +281,7 @@ class LexicalIndex:
             },
             vocab,
             (indptr, indices, counts),
+            np.concatenate([np.asarray(self.lengths)[keep], np.asarray(new_lengths, np.int32)]),
         )
 
     def scores(self, query: str, mask: np.ndarray | None = None) -> np.ndarray:
@@ -277,7 +292,10 @@ class LexicalIndex:
             tid = self._token_id(token)
             if tid is not None:
                 a, b = self.indptr[tid], self.indptr[tid + 1]
-                scores[self.indices[a:b]] += self.data[a:b]  # a row appears once per column
+                rows = self.indices[a:b]
+                tf = self.counts[a:b].astype(np.float32)
+                # Lucene BM25, as bm25s: idf × tf / (tf + k1 × (1 − b + b × len / avg len))
+                scores[rows] += np.float32(self.idf(token)) * tf / (tf + self.norm[rows])
         return scores * mask if mask is not None else scores
 
     def coverage(self, query: str) -> np.ndarray:
@@ -305,7 +323,7 @@ class LexicalIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(self.chunk_ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
-    _ARRAYS = ("indptr", "indices", "counts", "data", "dates")
+    _ARRAYS = ("indptr", "indices", "counts", "lengths", "dates")
 
     def save(self, folder: Path) -> None:
         """Write into `folder` (a new one per generation) through a temporary name, so a
@@ -342,7 +360,7 @@ class LexicalIndex:
             return None
         vocab = json.loads((folder / "vocab.json").read_text("utf-8"))
         ids = json.loads((folder / "ids.json").read_text("utf-8"))
-        indptr, indices, counts, data, dates = (
+        indptr, indices, counts, lengths, dates = (
             np.load(folder / f"{name}.npy", mmap_mode="r") for name in cls._ARRAYS
         )
         fields = {
@@ -358,25 +376,10 @@ class LexicalIndex:
             fields,
             {t: i for i, t in enumerate(vocab)},
             (indptr, indices, counts),
-            data,
+            lengths,
         )
 
 
 def _idf(n_rows: int, df):
     """Lucene's BM25 idf, as bm25s has it."""
     return np.log(1 + (n_rows - df + 0.5) / (df + 0.5))
-
-
-def _bm25(n_rows: int, indptr, indices, counts) -> np.ndarray:
-    """BM25 (Lucene: idf × tf / (tf + k1 × (1 − b + b × len / avg len))) of every entry of
-    the columns, as bm25s computes it."""
-    df = np.diff(indptr)
-    if not n_rows or not len(indices):
-        return np.zeros(len(indices), dtype=np.float32)
-    tf = np.asarray(counts, dtype=np.float32)
-    doc_len = np.bincount(indices, weights=tf, minlength=n_rows).astype(np.float32)
-    avg_len = float(doc_len.mean()) or 1.0
-    k1, b = LexicalIndex.K1, LexicalIndex.B
-    norm = (k1 * (1 - b) + (k1 * b / avg_len) * doc_len)[indices]
-    idf = np.repeat(_idf(n_rows, df).astype(np.float32), df)
-    return idf * tf / (tf + norm)
