@@ -210,18 +210,22 @@ class LexicalIndex:
 
     def derive(self, drop_docs: set[str], new_rows: Sequence[LexicalRow]) -> LexicalIndex:
         """The next generation's index: these documents' rows gone, `new_rows` added.
-        Only the new rows are tokenised; the kept rows' columns are filtered and the new
-        entries merged in, each column's old entries first (array work, no sort of the
-        old entries)."""
+        Only the new rows are tokenised; the kept rows' columns are filtered (when rows
+        go) and the new entries inserted after each column's kept ones, in one pass over
+        the columns (no sort of the old entries)."""
         from bm25s.tokenization import Tokenizer
 
         keep = ~self.fields["doc_id"].isin(drop_docs)
         kept_count = int(keep.sum())
-        renumber = np.cumsum(keep, dtype=np.int64) - 1  # old row → kept row
-        old_df = np.diff(self.indptr)
-        token_of = np.repeat(np.arange(len(old_df), dtype=np.int32), old_df)
-        kept = keep[self.indices] if len(self.indices) else np.zeros(0, bool)
-        kept_tokens = token_of[kept]
+        if kept_count == len(self):  # only additions, as a one-document ingest
+            kept_ptr = np.asarray(self.indptr)
+            kept_indices, kept_counts = self.indices, self.counts
+        else:
+            kept = keep[self.indices]
+            kept_ptr = np.concatenate([[0], np.cumsum(kept)])[self.indptr]
+            renumber = (np.cumsum(keep) - 1).astype(np.int32)  # old row → kept row
+            kept_indices = renumber[self.indices[kept]]
+            kept_counts = np.asarray(self.counts)[kept]
 
         vocab = dict(self.vocab)
         tokenizer = Tokenizer(lower=False, splitter=bigram_tokens, stopwords=None)
@@ -243,27 +247,17 @@ class LexicalIndex:
         order = np.argsort(add_tokens, kind="stable")  # by token, rows ascending within
         add_tokens = add_tokens[order]
         add_rows = np.concatenate([np.zeros(0, np.int32), *new_rows_of])[order]
-        add_counts = np.concatenate([np.zeros(0, np.int64), *new_counts])[order]
+        add_counts = np.concatenate([np.zeros(0, np.int32), *new_counts])[order]
 
-        kept_df = np.bincount(kept_tokens, minlength=n_tokens)
+        # Columns of tokens new to this index start empty, after all the others.
+        kept_ptr = np.concatenate(
+            [kept_ptr, np.full(n_tokens + 1 - len(kept_ptr), kept_ptr[-1])]
+        ).astype(np.int64)
+        at = kept_ptr[add_tokens + 1]  # the end of its column's kept entries
+        indices = np.insert(kept_indices, at, add_rows)  # equal positions keep their order
+        counts = np.insert(kept_counts, at, add_counts)
         add_df = np.bincount(add_tokens, minlength=n_tokens)
-        indptr = np.concatenate([[0], np.cumsum(kept_df + add_df)]).astype(np.int64)
-        # A kept entry moves down by the new entries of the tokens before its own; a new
-        # entry goes after its column's kept entries, in row order.
-        added_before = np.concatenate([[0], np.cumsum(add_df)[:-1]]).astype(np.int64)
-        kept_at = np.arange(len(kept_tokens), dtype=np.int64) + added_before[kept_tokens]
-        first_of_token = np.searchsorted(add_tokens, add_tokens, side="left")
-        add_at = (
-            indptr[add_tokens]
-            + kept_df[add_tokens]
-            + (np.arange(len(add_tokens), dtype=np.int64) - first_of_token)
-        )
-        indices = np.empty(int(indptr[-1]), dtype=np.int32)
-        counts = np.empty(int(indptr[-1]), dtype=np.int32)
-        indices[kept_at] = renumber[self.indices[kept]]
-        counts[kept_at] = np.asarray(self.counts)[kept]
-        indices[add_at] = add_rows
-        counts[add_at] = add_counts
+        indptr = kept_ptr + np.concatenate([[0], np.cumsum(add_df)])
         return LexicalIndex(
             [*compress(self.record_ids, keep), *(r.record_id for r in new_rows)],
             [*compress(self.chunk_ids, keep), *(r.chunk_id for r in new_rows)],
