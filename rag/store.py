@@ -82,14 +82,16 @@ def collect(collection, gen: int, step: int) -> None:
 
 
 def pages(collection, where: dict, include: list[str], step: int) -> Iterator[dict]:
-    """Every record matching `where`, `step` at a time, to bound memory on big collections."""
-    offset = 0
-    while True:
-        page = collection.get(where=where, include=include, limit=step, offset=offset)
-        yield page
-        if len(page["ids"]) < step:
-            return
-        offset += len(page["ids"])
+    """Every record matching `where`, `step` at a time, to bound memory on big collections.
+
+    The matching ids are read first, in one query, then the records by id. Paging with
+    limit/offset under a `where` grew with the square of the rows: reading back 100k
+    chunks took ~70 s (15 s this way), and 1M had not finished after 20 minutes."""
+    ids = collection.get(where=where, include=[])["ids"]
+    for i in range(0, len(ids), step):
+        page = collection.get(ids=ids[i : i + step], include=include)
+        if page["ids"]:  # rows deleted since the first query are left out
+            yield page
 
 
 def date_int(iso: str) -> int:
