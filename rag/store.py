@@ -87,10 +87,14 @@ def pages(collection, where: dict, include: list[str], step: int) -> Iterator[di
     The matching ids are read first, in one query, then the records by id. Paging with
     limit/offset under a `where` grew with the square of the rows: reading back 100k
     chunks took 39 s (15 s this way), and 1M had not finished after 20 minutes."""
-    ids = collection.get(where=where, include=[])["ids"]
+    yield from by_id(collection, collection.get(where=where, include=[])["ids"], include, step)
+
+
+def by_id(collection, ids: Sequence[str], include: list[str], step: int) -> Iterator[dict]:
+    """The records `ids`, `step` at a time (those no longer there are left out)."""
     for i in range(0, len(ids), step):
-        page = collection.get(ids=ids[i : i + step], include=include)
-        if page["ids"]:  # rows deleted since the first query are left out
+        page = collection.get(ids=list(ids[i : i + step]), include=include)
+        if page["ids"]:
             yield page
 
 
@@ -188,11 +192,8 @@ class Store:
     def copy(self, ids: Sequence[str], gen: int, changes: dict) -> None:
         """Write new rows of generation `gen` that repeat rows `ids` (same vectors) with
         `changes` applied to their metadata: a metadata edit needs no embedding."""
-        step = min(self.max_batch, _GET_PAGE)
-        for i in range(0, len(ids), step):
-            page = self.collection.get(
-                ids=list(ids[i : i + step]), include=["documents", "metadatas", "embeddings"]
-            )
+        include = ["documents", "metadatas", "embeddings"]
+        for page in by_id(self.collection, ids, include, min(self.max_batch, _GET_PAGE)):
             metas = [{**m, **changes, "gen": gen, "dead": NEVER} for m in page["metadatas"]]
             for meta in metas:
                 meta["date_int"] = date_int(meta.get("date", ""))
@@ -246,10 +247,7 @@ class Store:
         """(record id, text, metadata) of rows by record id, in the order asked (ids no
         longer there are left out)."""
         found: dict[str, tuple[str, str, dict]] = {}
-        for i in range(0, len(ids), _GET_PAGE):
-            page = self.collection.get(
-                ids=list(ids[i : i + _GET_PAGE]), include=["documents", "metadatas"]
-            )
+        for page in by_id(self.collection, ids, ["documents", "metadatas"], _GET_PAGE):
             for rid, text, meta in zip(
                 page["ids"], page["documents"], page["metadatas"], strict=True
             ):
