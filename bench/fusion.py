@@ -69,12 +69,11 @@ def pools_of(eval_set: Path, size: int) -> list[Pool]:
         q_tokens = bigram_set(q.question)
         idf_mass = sum(lexical.idf(t) for t in q_tokens)
         chunk = np.array([stored[c].similarity for c in ids], np.float32)
+        sentence_vectors = snapshot.sentence_vectors([stored[c] for c in ids])
         sentence = np.array(
             [
-                float((stored[c].sentence_vectors @ vector).max())
-                if stored[c].sentence_vectors.size
-                else stored[c].similarity
-                for c in ids
+                float((v @ vector).max()) if v.size else stored[c].similarity
+                for c, v in zip(ids, sentence_vectors, strict=True)
             ],
             np.float32,
         )

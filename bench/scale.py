@@ -1097,6 +1097,7 @@ def measure_size(args, size: int, sample_dir: Path, meta: dict, model_src: Path)
         "chroma_sqlite": disk_mib(data_dir / "chroma" / "chroma.sqlite3"),
         "lexical": disk_mib(folder / "lexical"),
         "manifest": round(sum(disk_mib(p) for p in folder.glob("manifest.sqlite*")), 1),
+        "sentences": round(sum(disk_mib(p) for p in folder.glob("sentences.sqlite*")), 1),
         "index_total": round(disk_mib(data_dir) - disk_mib(data_dir / "models"), 1),
         "model_copy": disk_mib(data_dir / "models"),
     }
@@ -1215,9 +1216,9 @@ def table(results: list[dict], meta: dict) -> str:
             ),
         ),
         (
-            "disk MiB: total (chroma / lexical / manifest)",
+            "disk MiB: total (chroma / lexical / manifest / sentence vectors)",
             lambda r: (
-                f"{g(r, 'disk_mib', 'index_total')} ({g(r, 'disk_mib', 'chroma')} / {g(r, 'disk_mib', 'lexical')} / {g(r, 'disk_mib', 'manifest')})"
+                f"{g(r, 'disk_mib', 'index_total')} ({g(r, 'disk_mib', 'chroma')} / {g(r, 'disk_mib', 'lexical')} / {g(r, 'disk_mib', 'manifest')} / {g(r, 'disk_mib', 'sentences')})"
             ),
         ),
         ("serve: ready s", lambda r: g(r, "server_start", "ready_seconds")),

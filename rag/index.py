@@ -33,6 +33,7 @@ import numpy as np
 from rag.embed import LazyEmbeddings, model_slug
 from rag.lexical import FILTER_FIELDS, LexicalIndex, LexicalRow
 from rag.manifest import FORMAT, ChromaManifest, DocEntry, Manifest, edited, now
+from rag.sentences import SentenceVectors, framed, sentence_key
 from rag.split import sentence_spans, with_title
 from rag.store import Store, Stored, date_int, record_id, visible
 from rag.types import Chunk
@@ -138,6 +139,7 @@ class Snapshot:
     generation: int
     lexical: LexicalIndex
     store: Store
+    sentences: SentenceVectors
     documents: int
     chunks: int
 
@@ -187,6 +189,10 @@ class Snapshot:
 
     def document_text(self, doc_id: str) -> str:
         return "\n".join(row.text for row in self.document_rows(doc_id))
+
+    def sentence_vectors(self, stored: Sequence[Stored]) -> list[np.ndarray]:
+        """Each row's in-context sentence vectors (`rag.sentences`)."""
+        return self.sentences.of(stored)
 
     def lexical_mask(self, filters: Filters | None) -> np.ndarray | None:
         """Rows of the lexical index that pass `filters` (None = all)."""
@@ -242,6 +248,8 @@ class Index:
                 f"{self.manifest.model!r}, not {embeddings.model!r}; use the same model, "
                 "another RAG_COLLECTION, or `rag ingest --rebuild`"
             )
+        # Kept in the data dir also with a Chroma server: a replica computes what it lacks.
+        self.sentences = SentenceVectors(self.folder / "sentences.sqlite", embeddings)
         self.lease_owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()
@@ -290,7 +298,7 @@ class Index:
                 if held and self.manifest.generation == gen:
                     lexical.save(self.lexical_dir(gen))
         documents, chunks = self.manifest.totals()
-        return Snapshot(gen, lexical, self.store, documents, chunks)
+        return Snapshot(gen, lexical, self.store, self.sentences, documents, chunks)
 
     def _derive_lexical(self, gen: int) -> LexicalIndex:
         """Generation `gen`'s lexical index, from the store. A replica that holds an
@@ -323,7 +331,7 @@ class Index:
         """A writer in this process published `gen`: no need to load it again."""
         documents, chunks = self.manifest.totals()
         with self._snapshot_lock:
-            self._snapshot = Snapshot(gen, lexical, self.store, documents, chunks)
+            self._snapshot = Snapshot(gen, lexical, self.store, self.sentences, documents, chunks)
 
     @property
     def current(self) -> Snapshot | None:
@@ -552,14 +560,14 @@ class Writer:
         owners = [staged.entry for staged, take in batch for _ in take]
         chunks = [c for _, take in batch for c in take]
         spans = [[(s.start, s.end) for s in sentence_spans(c.text)] for c in chunks]
-        framed = [with_title(c.text, c.meta.get("title", "")) for c in chunks]
+        inputs = [framed(c, chunk_spans) for c, chunk_spans in zip(chunks, spans, strict=True)]
         vectors, sentence_vectors = self.index.writer_embeddings.embed_chunks(
-            [text for text, _ in framed],
-            [
-                [(a + at, b + at) for a, b in chunk_spans]
-                for chunk_spans, (_, at) in zip(spans, framed, strict=True)
-            ],
+            [text for text, _ in inputs], [spans for _, spans in inputs]
         )
+        keys = [sentence_key(text, spans) for text, spans in inputs]
+        # Before the rows: a row is never without its vectors (a killed writer leaves
+        # vectors no row names, which cost only disk).
+        self.index.sentences.put(keys, sentence_vectors)
         self.index.store.add(
             chunks,
             self.gen,
@@ -567,9 +575,9 @@ class Writer:
             [e.text_hash for e in owners],
             vectors,
             spans,
-            sentence_vectors,
+            keys,
         )
-        for chunk, entry, (text, _) in zip(chunks, owners, framed, strict=True):
+        for chunk, entry, (text, _) in zip(chunks, owners, inputs, strict=True):
             self._rows.append(
                 LexicalRow(
                     record_id(chunk.chunk_id, self.gen), chunk.chunk_id, text, lexical_fields(entry)
@@ -631,6 +639,7 @@ class Writer:
     def reset(self) -> None:
         """Forget every document (for --rebuild), published at once."""
         self.index.store.reset()
+        self.index.sentences.clear()
         self.manifest.clear()
         self.index._adopt(self.manifest.generation, LexicalIndex.build([]))
         self.gen = self.manifest.generation + 1
@@ -661,7 +670,7 @@ def lexical_fields(entry: DocEntry) -> dict:
 
 def lexical_row(rid: str, text: str, meta: dict) -> LexicalRow:
     """A stored chunk's BM25 row: what the writer indexed, its title in front."""
-    framed, _ = with_title(text, str(meta.get("title", "")))
+    indexed, _ = with_title(text, str(meta.get("title", "")))
     return LexicalRow(
-        rid, str(meta.get("chunk_id", "")), framed, {k: meta.get(k, "") for k in FILTER_FIELDS}
+        rid, str(meta.get("chunk_id", "")), indexed, {k: meta.get(k, "") for k in FILTER_FIELDS}
     )

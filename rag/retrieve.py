@@ -159,8 +159,8 @@ class HybridRetriever(BaseRetriever):
         ids = list(pool)
         stored = [pool[cid] for cid in ids]
         sentence_sims = [
-            s.sentence_vectors @ query_vector if s.sentence_vectors.size else np.zeros(0)
-            for s in stored
+            vectors @ query_vector if vectors.size else np.zeros(0)
+            for vectors in snapshot.sentence_vectors(stored)
         ]
         chunk_sim = np.array([s.similarity for s in stored], dtype=np.float32)
         best_sentence = np.array(

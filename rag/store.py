@@ -31,13 +31,15 @@ _GET_PAGE = 2000  # rows per `get`, to bound memory on big collections
 @dataclass(frozen=True)
 class Stored:
     """A chunk as the index holds it: its vector's similarity to the query, and its
-    sentences (offsets within the chunk) with their in-context vectors."""
+    sentences (offsets within the chunk) with the name of their in-context vectors
+    (`rag.sentences`). A row an older version wrote has the vectors themselves."""
 
     chunk: Chunk
     similarity: float
     sentence_spans: tuple[tuple[int, int], ...]
     sentence_vectors: np.ndarray
     record_id: str = ""
+    sentence_key: str = ""
 
 
 def record_id(chunk_id: str, gen: int) -> str:
@@ -165,7 +167,7 @@ class Store:
         text_hashes: Sequence[str],
         vectors: np.ndarray,
         spans: Sequence[Sequence[tuple[int, int]]],
-        sentence_vectors: Sequence[np.ndarray],
+        sentence_keys: Sequence[str],
     ) -> None:
         """Write `chunks` (each with its document's knowledge base and text hash) as rows
         of generation `gen`, invisible until it is published; one upsert per max batch."""
@@ -177,13 +179,13 @@ class Store:
                 embeddings=np.asarray(vectors[part], dtype=np.float32),
                 documents=[c.text for c in chunks[part]],
                 metadatas=[
-                    chunk_metadata(c, gen, kb, h, sp, sv)
-                    for c, kb, h, sp, sv in zip(
+                    chunk_metadata(c, gen, kb, h, sp, key)
+                    for c, kb, h, sp, key in zip(
                         chunks[part],
                         kbs[part],
                         text_hashes[part],
                         spans[part],
-                        sentence_vectors[part],
+                        sentence_keys[part],
                         strict=True,
                     )
                 ],
@@ -297,10 +299,10 @@ def chunk_metadata(
     kb: str,
     text_hash: str,
     spans: Sequence[tuple[int, int]],
-    sentence_vectors: np.ndarray,
+    sentence_key: str,
 ) -> dict:
-    """Chroma metadata holds scalars only: sentence offsets go in as JSON, their vectors
-    as base64 float16 (768 bytes a sentence), so they are written atomically with the chunk."""
+    """Chroma metadata holds scalars only: sentence offsets go in as JSON; their vectors
+    are kept apart (`rag.sentences`), under `sentence_key`."""
     meta = {k: chunk.meta.get(k, "") for k in (*META_FIELDS, *CHUNK_FIELDS)}
     meta.update(
         chunk_id=chunk.chunk_id,
@@ -314,20 +316,23 @@ def chunk_metadata(
         text_hash=text_hash,
         date_int=date_int(meta["date"]),
         sentences=json.dumps([list(s) for s in spans]),
-        sentence_vectors=base64.b64encode(sentence_vectors.astype("<f2").tobytes()).decode(),
+        sentence_key=sentence_key,
     )
     return meta
 
 
 def _stored(rid: str, text: str | None, meta: dict, similarity: float) -> Stored:
     spans = tuple(tuple(s) for s in json.loads(meta.get("sentences") or "[]"))
+    # Rows written before the vectors moved out of Chroma's metadata still carry them.
     raw = base64.b64decode(meta.get("sentence_vectors") or "")
     vectors = np.frombuffer(raw, dtype="<f2").astype(np.float32)
     # A chunk without sentences (none found) has no vectors: (0, 0), not a reshape error.
     vectors = (
         vectors.reshape(len(spans), -1) if spans and vectors.size else np.zeros((0, 0), np.float32)
     )
-    return Stored(to_chunk(text or "", meta), similarity, spans, vectors, rid)
+    return Stored(
+        to_chunk(text or "", meta), similarity, spans, vectors, rid, meta.get("sentence_key", "")
+    )
 
 
 def to_chunk(text: str, meta: dict) -> Chunk:

@@ -120,6 +120,12 @@ def test_two_replicas_share_one_index_through_the_chroma_server(
         writer, follower = servers
         before = ask(follower, "莱芜区上半年实际使用外资多少？")
         assert "3227万美元" in before["answer"]  # B answers from what was ingested through A's dir
+        # B computed the sentence vectors A's data dir holds, and ranks and quotes alike.
+        same = ask(writer, "莱芜区上半年实际使用外资多少？")
+        assert same["answer"] == before["answer"]
+        assert [(c["chunk_id"], c["quotes"]) for c in same["citations"]] == [
+            (c["chunk_id"], c["quotes"]) for c in before["citations"]
+        ]
         assert "九百九十九万元" not in ask(follower, "独角兽企业奖励多少？")["answer"]
 
         files = {"files": ("new.md", NEW_FACT.encode())}
@@ -156,3 +162,4 @@ def test_two_replicas_share_one_index_through_the_chroma_server(
     follower_log = procs[1].log_path.read_text()
     assert "Traceback" not in follower_log and "Traceback" not in procs[0].log_path.read_text()
     assert "1 documents written since" in follower_log  # followed, not rebuilt
+    assert "computed the sentence vectors of" in follower_log

@@ -1,0 +1,151 @@
+"""Sentence vectors, kept in a SQLite file beside the index instead of in Chroma's metadata.
+
+Every chunk carries one in-context vector per sentence (`LazyEmbeddings.embed_chunks`).
+As base64 strings in Chroma's metadata they were about three quarters of Chroma's disk
+(185 of 248 MiB at 10k chunks): Chroma's SQLite keeps every string value twice (the row
+and an index over it), and every query and every read-back carried them. Here they are
+raw float16 blobs, 768 bytes a sentence, read by key for the few chunks a question ranks.
+
+A row's `sentence_key` (a hash of the text its vectors were computed from and the
+sentence offsets) names its vectors, so the store is a cache of a pure function: a row
+a metadata edit copies keeps its key, and a replica on a Chroma server, whose data dir
+holds only what it can derive again, computes what it lacks once and keeps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rag.split import with_title
+from rag.store import Stored
+from rag.types import Chunk
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, data BLOB NOT NULL)"
+_READ_STEP = 500  # keys per SELECT: SQLite allows 32,766 variables; small pages stay fast
+
+
+def framed(chunk: Chunk, spans: Sequence[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
+    """The text embedded for `chunk` (its title in front, `with_title`) and its sentences'
+    offsets (`spans`, within the chunk's own text) moved into that text."""
+    text, at = with_title(chunk.text, chunk.meta.get("title", ""))
+    return text, [(a + at, b + at) for a, b in spans]
+
+
+def sentence_key(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """The name of the vectors of sentences `spans` of embedded `text`."""
+    raw = json.dumps([text, [list(s) for s in spans]], ensure_ascii=False).encode()
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+class SentenceVectors:
+    """Sentence vectors by `sentence_key`; safe to share between threads and processes.
+
+    `embeddings` computes the ones asked for and not held (`LazyEmbeddings`)."""
+
+    def __init__(self, path: Path, embeddings):
+        self.path = path
+        self.embeddings = embeddings
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._db().execute(_SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        """One connection per thread: sqlite3 connections must not be shared."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        return db
+
+    def put(self, keys: Sequence[str], vectors: Sequence[np.ndarray]) -> None:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                [
+                    (key, np.asarray(v, dtype="<f2").tobytes())
+                    for key, v in zip(keys, vectors, strict=True)
+                ],
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors held of `keys`, flat float32 (a row's sentences one after another)."""
+        found: dict[str, np.ndarray] = {}
+        for part in _pages(list(dict.fromkeys(keys)), _READ_STEP):
+            marks = ",".join("?" * len(part))
+            for key, data in self._db().execute(
+                f"SELECT key, data FROM vectors WHERE key IN ({marks})", part
+            ):
+                found[key] = np.frombuffer(data, dtype="<f2").astype(np.float32)
+        return found
+
+    def count(self) -> int:
+        return self._db().execute("SELECT count(*) FROM vectors").fetchone()[0]
+
+    def clear(self) -> None:
+        self._db().execute("DELETE FROM vectors")
+
+    def of(self, stored: Sequence[Stored]) -> list[np.ndarray]:
+        """Each row's sentence vectors, one row per sentence of its `sentence_spans`.
+
+        A row an older version wrote brings its own (in its metadata). The others are read
+        here; a row whose vectors this store does not hold (a replica's first question
+        about it, or a file removed) has them computed now, logged, and kept."""
+        keys = [key_of(s) for s in stored]
+        wanted = {k: s for k, s in zip(keys, stored, strict=True) if _needs(s)}
+        found = self.get(list(wanted)) if wanted else {}
+        missing = [s for k, s in wanted.items() if k not in found]
+        if missing:
+            found.update(self._compute(missing))
+            log.info(
+                "computed the sentence vectors of %d chunks this data dir did not hold",
+                len(missing),
+            )
+        return [
+            found[k].reshape(len(s.sentence_spans), -1) if _needs(s) else s.sentence_vectors
+            for k, s in zip(keys, stored, strict=True)
+        ]
+
+    def _compute(self, stored: Sequence[Stored]) -> dict[str, np.ndarray]:
+        inputs = [framed(s.chunk, s.sentence_spans) for s in stored]
+        _, vectors = self.embeddings.embed_chunks(
+            [text for text, _ in inputs], [spans for _, spans in inputs]
+        )
+        # As stored: float16, so that a computed vector equals the one read back later.
+        flat = [np.asarray(v, dtype="<f2").astype(np.float32).ravel() for v in vectors]
+        keys = [key_of(s) for s in stored]
+        self.put(keys, flat)
+        return dict(zip(keys, flat, strict=True))
+
+
+def key_of(stored: Stored) -> str:
+    """A row's `sentence_key`, as written with it or (a row without one) from its text."""
+    return stored.sentence_key or sentence_key(*framed(stored.chunk, stored.sentence_spans))
+
+
+def _needs(stored: Stored) -> bool:
+    """Whether a row's sentence vectors are to be read here (it has sentences, and its
+    metadata did not bring their vectors)."""
+    return bool(stored.sentence_spans) and not stored.sentence_vectors.size
+
+
+def _pages(items: list, step: int) -> Iterator[list]:
+    for i in range(0, len(items), step):
+        yield items[i : i + step]
