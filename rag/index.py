@@ -349,6 +349,15 @@ class Index:
         """Chunks of the current generation."""
         return self.manifest.totals()[1]
 
+    def collect(self, gen: int) -> None:
+        """Delete the rows no reader at generation `gen` or later can see, and the sentence
+        vectors that only they named (a document replaced with most chunks unchanged keeps
+        those chunks' vectors: the new rows name them too)."""
+        keys = self.store.sentence_keys({"dead": {"$lte": gen}})
+        self.store.collect(gen)
+        if keys:
+            self.sentences.delete(keys - self.store.sentence_keys_in(keys))
+
     def lexical_dir(self, gen: int) -> Path:
         return self.folder / "lexical" / f"g{gen:09d}"
 
@@ -616,7 +625,7 @@ class Writer:
             len(self._rows),
         )
         # Rows that died a generation ago: only a reader older than that could want them.
-        self.index.store.collect(gen - 1)
+        self.index.collect(gen - 1)
         for old in sorted((self.index.folder / "lexical").glob("g*")):
             if old.name < f"g{gen - 1:09d}":
                 shutil.rmtree(old, ignore_errors=True)

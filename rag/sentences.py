@@ -96,6 +96,12 @@ class SentenceVectors:
                 found[key] = np.frombuffer(data, dtype="<f2").astype(np.float32)
         return found
 
+    def delete(self, keys: set[str]) -> None:
+        wanted = sorted(keys)
+        db = self._db()
+        for part in _pages(wanted, _READ_STEP):
+            db.execute(f"DELETE FROM vectors WHERE key IN ({','.join('?' * len(part))})", part)
+
     def count(self) -> int:
         return self._db().execute("SELECT count(*) FROM vectors").fetchone()[0]
 

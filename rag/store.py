@@ -245,6 +245,25 @@ class Store:
             ):
                 yield rid, text or "", meta or {}
 
+    def sentence_keys(self, where: dict) -> set[str]:
+        """The `sentence_key`s of the rows matching `where` (rows an older version wrote
+        have none)."""
+        return {
+            key
+            for page in pages(self.collection, where, ["metadatas"], _GET_PAGE)
+            for meta in page["metadatas"]
+            if meta and (key := meta.get("sentence_key"))
+        }
+
+    def sentence_keys_in(self, keys: set[str]) -> set[str]:
+        """Which of `keys` some row (of any generation) still names."""
+        wanted = sorted(keys)
+        return {
+            key
+            for i in range(0, len(wanted), _GET_PAGE)
+            for key in self.sentence_keys({"sentence_key": {"$in": wanted[i : i + _GET_PAGE]}})
+        }
+
     def rows(self, ids: Sequence[str]) -> list[tuple[str, str, dict]]:
         """(record id, text, metadata) of rows by record id, in the order asked (ids no
         longer there are left out)."""

@@ -91,3 +91,24 @@ def test_a_metadata_edit_keeps_the_vectors_of_its_rows(indexed, caplog):
     assert any("修订" in h.chunk.meta["title"] for h in hits)
     assert "computed" not in caplog.text
     assert indexed.sentences.count() == len(keys)
+
+
+def test_vectors_go_with_the_last_row_that_names_them(indexed):
+    docs = indexed.manifest.docs()
+    enclave = next(d for d in docs if d.endswith("enclave.txt"))
+    tower = next(d for d in docs if d.endswith("tower.txt"))
+
+    def keys(doc_id: str) -> set[str]:
+        metas = indexed.store.collection.get(where={"doc_id": doc_id}, include=["metadatas"])
+        return {m["sentence_key"] for m in metas["metadatas"]}
+
+    removed, edited = keys(enclave), keys(tower)
+    assert removed and edited and not removed & edited
+    with indexed.writer() as writer:
+        writer.remove([enclave])
+        writer.commit()
+    assert set(indexed.sentences.get(list(removed))) == removed  # readers may still be at it
+    with indexed.writer() as writer:  # the next commit collects the removed document's rows
+        writer.edit(tower, {"title": "明川区楼宇经济扶持办法（修订）"})
+        writer.commit()
+    assert set(indexed.sentences.get(list(removed | edited))) == edited
