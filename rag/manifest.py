@@ -9,15 +9,13 @@ one transaction here. A reader asks for the generation (a cheap query) on each r
 from __future__ import annotations
 
 import re
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, astuple, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rag.db import PerThread
 from rag.store import NEVER, collect, pages, recover, visible
 
 FORMAT = 2  # bump when rows or metadata change shape: old indexes must be rebuilt
@@ -89,33 +87,12 @@ class Manifest:
 
     def __init__(self, path: Path):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        self._db = PerThread(path)
+        self._tx = self._db.transaction
         self._db().executescript(_SCHEMA)  # runs its own transaction
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (str(FORMAT),))
-
-    def _db(self) -> sqlite3.Connection:
-        """One connection per thread: sqlite3 connections must not be shared."""
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return db
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     def _meta(self, key: str) -> str | None:
         row = self._db().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

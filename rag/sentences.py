@@ -17,13 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from rag.db import PerThread
 from rag.split import with_title
 from rag.store import Stored
 from rag.types import Chunk
@@ -55,24 +54,11 @@ class SentenceVectors:
     def __init__(self, path: Path, embeddings):
         self.path = path
         self.embeddings = embeddings
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        self._db = PerThread(path)
         self._db().execute(_SCHEMA)
 
-    def _db(self) -> sqlite3.Connection:
-        """One connection per thread: sqlite3 connections must not be shared."""
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return db
-
     def put(self, keys: Sequence[str], vectors: Sequence[np.ndarray]) -> None:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._db.transaction() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
                 [
@@ -80,10 +66,6 @@ class SentenceVectors:
                     for key, v in zip(keys, vectors, strict=True)
                 ],
             )
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """The vectors held of `keys`, flat float32 (a row's sentences one after another)."""
