@@ -33,7 +33,7 @@ import numpy as np
 from rag.embed import LazyEmbeddings, model_slug
 from rag.lexical import FILTER_FIELDS, LexicalIndex, LexicalRow
 from rag.manifest import FORMAT, ChromaManifest, DocEntry, Manifest, edited, now
-from rag.sentences import SentenceVectors, framed, sentence_key
+from rag.sentences import SentenceVectors, SharedSentences, framed, sentence_key
 from rag.split import sentence_spans, with_title
 from rag.store import Store, Stored, date_int, record_id, visible
 from rag.types import Chunk
@@ -248,8 +248,13 @@ class Index:
                 f"{self.manifest.model!r}, not {embeddings.model!r}; use the same model, "
                 "another RAG_COLLECTION, or `rag ingest --rebuild`"
             )
-        # Kept in the data dir also with a Chroma server: a replica computes what it lacks.
-        self.sentences = SentenceVectors(self.folder / "sentences.sqlite", embeddings)
+        self.sentences = SentenceVectors(
+            self.folder / "sentences.sqlite",
+            embeddings,
+            SharedSentences(self.store.companion("sentences"), self.store.max_batch)
+            if chroma_url
+            else None,
+        )
         self.lease_owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()

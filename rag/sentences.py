@@ -7,13 +7,15 @@ and an index over it), and every query and every read-back carried them. Here th
 raw float16 blobs, 768 bytes a sentence, read by key for the few chunks a question ranks.
 
 A row's `sentence_key` (a hash of the text its vectors were computed from and the
-sentence offsets) names its vectors, so the store is a cache of a pure function: a row
-a metadata edit copies keeps its key, and a replica on a Chroma server, whose data dir
-holds only what it can derive again, computes what it lacks once and keeps it.
+sentence offsets) names its vectors, so what is kept is a cache of a pure function: a
+row a metadata edit copies keeps its key, a replica on a Chroma server reads what the
+writer put there (`SharedSentences`) and keeps a copy, and vectors found nowhere (a file
+removed) are computed again, once.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -46,40 +48,89 @@ def sentence_key(text: str, spans: Sequence[tuple[int, int]]) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
+class SharedSentences:
+    """Sentence vectors on the Chroma server (RAG_CHROMA_URL), in a collection beside the
+    chunks (`<index>-sentences`), so that a replica reads what the writer computed: one
+    record per key, the vectors as base64 float16 in its metadata, as they used to be in the
+    chunks' own rows. The server's disk pays for them as before; the chunks' rows, which
+    every question reads, stay small. Chroma wants a vector for every record: one of
+    length 1."""
+
+    def __init__(self, collection, step: int):
+        self.collection = collection
+        self.step = step
+
+    def get(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for part in _pages(list(keys), self.step):
+            page = self.collection.get(ids=part, include=["metadatas"])
+            for key, meta in zip(page["ids"], page["metadatas"], strict=True):
+                if meta and meta.get("vectors"):
+                    found[key] = base64.b64decode(meta["vectors"])
+        return found
+
+    def put(self, rows: Sequence[tuple[str, bytes]]) -> None:
+        for part in _pages(list(rows), self.step):
+            self.collection.upsert(
+                ids=[key for key, _ in part],
+                embeddings=[[0.0]] * len(part),
+                metadatas=[{"vectors": base64.b64encode(data).decode()} for _, data in part],
+            )
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for part in _pages(list(keys), self.step):
+            self.collection.delete(ids=part)
+
+    def clear(self) -> None:
+        self.delete(self.collection.get(include=[])["ids"])
+
+
 class SentenceVectors:
     """Sentence vectors by `sentence_key`; safe to share between threads and processes.
 
-    `embeddings` computes the ones asked for and not held (`LazyEmbeddings`)."""
+    Kept in a SQLite file of the data dir; with a Chroma server, also there (`shared`), and
+    the file is this replica's copy of what it has read. `embeddings` computes the ones
+    asked for and held nowhere (`LazyEmbeddings`)."""
 
-    def __init__(self, path: Path, embeddings):
+    def __init__(self, path: Path, embeddings, shared: SharedSentences | None = None):
         self.path = path
         self.embeddings = embeddings
+        self.shared = shared
         self._db = PerThread(path)
         self._db().execute(_SCHEMA)
 
     def put(self, keys: Sequence[str], vectors: Sequence[np.ndarray]) -> None:
+        rows = [
+            (key, np.asarray(v, dtype="<f2").tobytes())
+            for key, v in zip(keys, vectors, strict=True)
+        ]
+        if self.shared is not None:
+            self.shared.put(rows)
+        self._keep(rows)
+
+    def _keep(self, rows: Sequence[tuple[str, bytes]]) -> None:
         with self._db.transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                [
-                    (key, np.asarray(v, dtype="<f2").tobytes())
-                    for key, v in zip(keys, vectors, strict=True)
-                ],
-            )
+            db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
 
     def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """The vectors held of `keys`, flat float32 (a row's sentences one after another)."""
-        found: dict[str, np.ndarray] = {}
-        for part in _pages(list(dict.fromkeys(keys)), _READ_STEP):
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, bytes] = {}
+        for part in _pages(wanted, _READ_STEP):
             marks = ",".join("?" * len(part))
-            for key, data in self._db().execute(
-                f"SELECT key, data FROM vectors WHERE key IN ({marks})", part
-            ):
-                found[key] = np.frombuffer(data, dtype="<f2").astype(np.float32)
-        return found
+            found.update(
+                self._db().execute(f"SELECT key, data FROM vectors WHERE key IN ({marks})", part)
+            )
+        if self.shared is not None and len(found) < len(wanted):
+            fetched = self.shared.get([k for k in wanted if k not in found])
+            self._keep(list(fetched.items()))
+            found.update(fetched)
+        return {k: np.frombuffer(v, dtype="<f2").astype(np.float32) for k, v in found.items()}
 
     def delete(self, keys: set[str]) -> None:
         wanted = sorted(keys)
+        if self.shared is not None:
+            self.shared.delete(wanted)
         db = self._db()
         for part in _pages(wanted, _READ_STEP):
             db.execute(f"DELETE FROM vectors WHERE key IN ({','.join('?' * len(part))})", part)
@@ -88,14 +139,16 @@ class SentenceVectors:
         return self._db().execute("SELECT count(*) FROM vectors").fetchone()[0]
 
     def clear(self) -> None:
+        if self.shared is not None:
+            self.shared.clear()
         self._db().execute("DELETE FROM vectors")
 
     def of(self, stored: Sequence[Stored]) -> list[np.ndarray]:
         """Each row's sentence vectors, one row per sentence of its `sentence_spans`.
 
         A row an older version wrote brings its own (in its metadata). The others are read
-        here; a row whose vectors this store does not hold (a replica's first question
-        about it, or a file removed) has them computed now, logged, and kept."""
+        here; a row whose vectors are kept nowhere (their file was lost or removed) has
+        them computed now, logged, and kept."""
         keys = [key_of(s) for s in stored]
         wanted = {k: s for k, s in zip(keys, stored, strict=True) if _needs(s)}
         found = self.get(list(wanted)) if wanted else {}
@@ -103,7 +156,7 @@ class SentenceVectors:
         if missing:
             found.update(self._compute(missing))
             log.info(
-                "computed the sentence vectors of %d chunks this data dir did not hold",
+                "computed the sentence vectors of %d chunks they were not kept for",
                 len(missing),
             )
         return [

@@ -9,7 +9,7 @@ import pytest
 from rag.index import Filters
 from rag.ingest import ingest
 from rag.retrieve import HybridRetriever
-from rag.sentences import framed, sentence_key
+from rag.sentences import SentenceVectors, SharedSentences, framed, sentence_key
 
 QUESTION = "楼宇租金补贴多少"
 
@@ -112,3 +112,25 @@ def test_vectors_go_with_the_last_row_that_names_them(indexed):
         writer.edit(tower, {"title": "明川区楼宇经济扶持办法（修订）"})
         writer.commit()
     assert set(indexed.sentences.get(list(removed | edited))) == edited
+
+
+def test_with_a_chroma_server_a_replica_reads_what_the_writer_put_there(indexed, tmp_path, caplog):
+    """Two data dirs (two replicas) sharing one Chroma collection of vectors; here an
+    embedded Chroma collection stands in for the server's (tests/test_chroma_server.py
+    runs the real `chroma run`)."""
+    shared = SharedSentences(indexed.store.companion("shared-sentences"), step=2)
+    writer = SentenceVectors(tmp_path / "a" / "sentences.sqlite", indexed.embeddings, shared)
+    replica = SentenceVectors(tmp_path / "b" / "sentences.sqlite", indexed.embeddings, shared)
+    stored = indexed.store.get(indexed.snapshot().lexical.record_ids)
+    written = indexed.sentences.of(stored)
+    writer.put([s.sentence_key for s in stored], written)
+
+    with caplog.at_level(logging.INFO, logger="rag.sentences"):
+        read = replica.of(stored)
+    assert "computed" not in caplog.text
+    for a, b in zip(read, written, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert replica.count() == writer.count() == len({s.sentence_key for s in stored})
+
+    writer.delete({stored[0].sentence_key})
+    assert stored[0].sentence_key not in shared.get([stored[0].sentence_key])
