@@ -6,7 +6,8 @@ shows them exactly that generation's rows in the vector store. Checking for a ne
 generation costs one SQLite query, so a running server follows every ingest.
 
 One `Writer` at a time (a file lock): it stages new rows under the next generation
-(invisible to readers), then publishes in order — lexical index saved in its own folder,
+(invisible to readers; each batch's sentence vectors are kept first, `rag.sentences`),
+then publishes in order — lexical index saved in its own folder,
 replaced rows marked dead, manifest transaction (the commit point), old rows collected.
 A writer killed at any point leaves the published generation intact; the next writer
 removes what it had staged.
@@ -356,10 +357,19 @@ class Index:
 
     def collect(self, gen: int) -> None:
         """Delete the rows no reader at generation `gen` or later can see, and the sentence
-        vectors that only they named (a document replaced with most chunks unchanged keeps
-        those chunks' vectors: the new rows name them too)."""
-        keys = self.store.sentence_keys({"dead": {"$lte": gen}})
-        self.store.collect(gen)
+        vectors only they named."""
+        self._forget(self.store.collect(gen))
+
+    def recover(self) -> None:
+        """Remove what a writer staged and did not publish: its documents, its rows, and
+        the sentence vectors only they named."""
+        self.manifest.recover()
+        self._forget(self.store.recover(self.manifest.generation))
+
+    def _forget(self, keys: set[str]) -> None:
+        """Delete the sentence vectors of `keys` that no row names any more (a document
+        replaced with most chunks unchanged keeps those chunks' vectors: its new rows name
+        them too)."""
         if keys:
             self.sentences.delete(keys - self.store.sentence_keys_in(keys))
 
@@ -420,8 +430,7 @@ class Index:
                 # when one may have died (the flag each writer sets and clears).
                 if self.manifest.staging:
                     log.info("a writer stopped before it finished: removing what it staged")
-                    self.manifest.recover()
-                    self.store.recover(self.manifest.generation)
+                    self.recover()
                 writer_model = self.writer_embeddings
                 if (self.manifest.model, self.manifest.embed_backend) != (
                     writer_model.model,
@@ -579,8 +588,8 @@ class Writer:
             [text for text, _ in inputs], [spans for _, spans in inputs]
         )
         keys = [sentence_key(text, spans) for text, spans in inputs]
-        # Before the rows: a row is never without its vectors (a killed writer leaves
-        # vectors no row names, which cost only disk).
+        # Before the rows, so that no row is written without its vectors; a killed
+        # writer's are removed with its rows (`Index.recover`).
         self.index.sentences.put(keys, sentence_vectors)
         self.index.store.add(
             chunks,
@@ -643,8 +652,7 @@ class Writer:
     def abort(self) -> None:
         """Throw away what was staged since the last commit."""
         try:
-            self.manifest.recover()
-            self.index.store.recover(self.manifest.generation)
+            self.index.recover()
             self.manifest.set_staging(False)
         except Exception:  # the caller's exception matters more; the next writer retries
             log.exception("could not remove staged rows; the next writer will")

@@ -4,7 +4,8 @@ Every chunk carries one in-context vector per sentence (`LazyEmbeddings.embed_ch
 As base64 strings in Chroma's metadata they were about three quarters of Chroma's disk
 (185 of 248 MiB at 10k chunks): Chroma's SQLite keeps every string value twice (the row
 and an index over it), and every query and every read-back carried them. Here they are
-raw float16 blobs, 768 bytes a sentence, read by key for the few chunks a question ranks.
+raw float16 blobs (768 bytes a sentence of e5-small's 384 dimensions), read by key for
+the few chunks a question ranks.
 
 A row's `sentence_key` (a hash of the text its vectors were computed from and the
 sentence offsets) names its vectors, so what is kept is a cache of a pure function: a
@@ -19,6 +20,7 @@ import base64
 import hashlib
 import json
 import logging
+import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -73,7 +75,9 @@ class SharedSentences:
         for part in _pages(list(rows), self.step):
             self.collection.upsert(
                 ids=[key for key, _ in part],
-                embeddings=[[0.0]] * len(part),
+                # Spread out, not all equal: HNSW inserts identical points more slowly
+                # (100k records: 12.7 s all [0.0], 11.2 s spread; measured embedded).
+                embeddings=[[int(key[:8], 16) / 2**32] for key, _ in part],
                 metadatas=[{"vectors": base64.b64encode(data).decode()} for _, data in part],
             )
 
@@ -109,6 +113,8 @@ class SentenceVectors:
         self._keep(rows)
 
     def _keep(self, rows: Sequence[tuple[str, bytes]]) -> None:
+        if not rows:
+            return
         with self._db.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
 
@@ -123,7 +129,12 @@ class SentenceVectors:
             )
         if self.shared is not None and len(found) < len(wanted):
             fetched = self.shared.get([k for k in wanted if k not in found])
-            self._keep(list(fetched.items()))
+            try:
+                self._keep(list(fetched.items()))
+            except sqlite3.Error:  # the question has them; the copy only saves a later read
+                log.warning(
+                    "could not keep a copy of %d sentence vectors", len(fetched), exc_info=True
+                )
             found.update(fetched)
         return {k: np.frombuffer(v, dtype="<f2").astype(np.float32) for k, v in found.items()}
 
@@ -147,20 +158,16 @@ class SentenceVectors:
         """Each row's sentence vectors, one row per sentence of its `sentence_spans`.
 
         A row an older version wrote brings its own (in its metadata). The others are read
-        here; a row whose vectors are kept nowhere (their file was lost or removed) has
-        them computed now, logged, and kept."""
+        here; a row whose vectors are kept nowhere (their file was lost or removed), or
+        whose blob is damaged, has them computed now, logged, and kept."""
         keys = [key_of(s) for s in stored]
         wanted = {k: s for k, s in zip(keys, stored, strict=True) if _needs(s)}
         found = self.get(list(wanted)) if wanted else {}
-        missing = [s for k, s in wanted.items() if k not in found]
+        missing = [s for k, s in wanted.items() if k not in found or not _fits(found[k], s)]
         if missing:
             found.update(self._compute(missing))
-            log.info(
-                "computed the sentence vectors of %d chunks they were not kept for",
-                len(missing),
-            )
         return [
-            found[k].reshape(len(s.sentence_spans), -1) if _needs(s) else s.sentence_vectors
+            found[k].reshape(len(s.sentence_spans), -1) if _needs(s) else s.legacy_vectors
             for k, s in zip(keys, stored, strict=True)
         ]
 
@@ -170,10 +177,28 @@ class SentenceVectors:
             [text for text, _ in inputs], [spans for _, spans in inputs]
         )
         # As stored: float16, so that a computed vector equals the one read back later.
-        flat = [np.asarray(v, dtype="<f2").astype(np.float32).ravel() for v in vectors]
-        keys = [key_of(s) for s in stored]
-        self.put(keys, flat)
-        return dict(zip(keys, flat, strict=True))
+        computed = {
+            key_of(s): np.asarray(v, dtype="<f2").astype(np.float32).ravel()
+            for s, v in zip(stored, vectors, strict=True)
+        }
+        # Kept only under a key that names the text they were computed from: after a title
+        # edit (`Store.copy` keeps the key) it does not, and they serve this question alone.
+        keep = [
+            k
+            for k, (text, spans) in zip(computed, inputs, strict=True)
+            if k == sentence_key(text, spans)
+        ]
+        log.warning(
+            "computed the sentence vectors of %d chunks they were not kept for (%d of them "
+            "edited since: not kept this time either)",
+            len(computed),
+            len(computed) - len(keep),
+        )
+        try:
+            self.put(keep, [computed[k] for k in keep])
+        except Exception:  # the question has them; keeping them only saves the next one
+            log.warning("could not keep %d computed sentence vectors", len(keep), exc_info=True)
+        return computed
 
 
 def key_of(stored: Stored) -> str:
@@ -184,7 +209,13 @@ def key_of(stored: Stored) -> str:
 def _needs(stored: Stored) -> bool:
     """Whether a row's sentence vectors are to be read here (it has sentences, and its
     metadata did not bring their vectors)."""
-    return bool(stored.sentence_spans) and not stored.sentence_vectors.size
+    return bool(stored.sentence_spans) and not stored.legacy_vectors.size
+
+
+def _fits(flat: np.ndarray, stored: Stored) -> bool:
+    """Whether a blob holds a whole vector for each of the row's sentences (a damaged one
+    does not, and would fail the question at its reshape)."""
+    return flat.size > 0 and flat.size % len(stored.sentence_spans) == 0
 
 
 def _pages(items: list, step: int) -> Iterator[list]:

@@ -31,13 +31,14 @@ _GET_PAGE = 2000  # rows per `get`, to bound memory on big collections
 @dataclass(frozen=True)
 class Stored:
     """A chunk as the index holds it: its vector's similarity to the query, and its
-    sentences (offsets within the chunk) with the name of their in-context vectors
-    (`rag.sentences`). A row an older version wrote has the vectors themselves."""
+    sentences (offsets within the chunk) with the name of their in-context vectors, which
+    are kept apart (`rag.sentences`). A row an older version wrote carries the vectors
+    themselves in its metadata (`legacy_vectors`; (0, 0) for any other row)."""
 
     chunk: Chunk
     similarity: float
     sentence_spans: tuple[tuple[int, int], ...]
-    sentence_vectors: np.ndarray
+    legacy_vectors: np.ndarray
     record_id: str = ""
     sentence_key: str = ""
 
@@ -52,20 +53,23 @@ def visible(gen: int, *clauses: dict) -> dict:
     return {"$and": [{"gen": {"$lte": gen}}, {"dead": {"$gt": gen}}, *clauses]}
 
 
-def delete_where(collection, where: dict, step: int) -> None:
+def delete_where(collection, where: dict, step: int) -> set[str]:
+    """Delete the rows matching `where`; returns the `sentence_key`s they named."""
+    keys: set[str] = set()
     while True:
-        ids = collection.get(where=where, include=[], limit=step)["ids"]
-        if not ids:
-            return
-        collection.delete(ids=ids)
+        page = collection.get(where=where, include=["metadatas"], limit=step)
+        if not page["ids"]:
+            return keys
+        keys.update(k for meta in page["metadatas"] if meta and (k := meta.get("sentence_key")))
+        collection.delete(ids=page["ids"])
 
 
-def recover(collection, gen: int, step: int) -> None:
+def recover(collection, gen: int, step: int) -> set[str]:
     """Undo what an interrupted writer left in a collection of versioned rows: rows of
     unpublished generations go, rows it had marked dead come back, rows dead before `gen`
     go (those that died with `gen` stay a generation longer, for readers still at the one
-    before)."""
-    delete_where(collection, {"gen": {"$gt": gen}}, step)
+    before). Returns the `sentence_key`s of the rows deleted."""
+    keys = delete_where(collection, {"gen": {"$gt": gen}}, step)
     while True:
         ids = collection.get(
             where={"$and": [{"dead": {"$gt": gen}}, {"dead": {"$lt": NEVER}}]},
@@ -75,12 +79,13 @@ def recover(collection, gen: int, step: int) -> None:
         if not ids:
             break
         collection.update(ids=ids, metadatas=[{"dead": NEVER}] * len(ids))
-    collect(collection, gen - 1, step)
+    return keys | collect(collection, gen - 1, step)
 
 
-def collect(collection, gen: int, step: int) -> None:
-    """Delete versioned rows no reader at generation `gen` or later can see."""
-    delete_where(collection, {"dead": {"$lte": gen}}, step)
+def collect(collection, gen: int, step: int) -> set[str]:
+    """Delete versioned rows no reader at generation `gen` or later can see; returns the
+    `sentence_key`s they named."""
+    return delete_where(collection, {"dead": {"$lte": gen}}, step)
 
 
 def pages(collection, where: dict, include: list[str], step: int) -> Iterator[dict]:
@@ -218,13 +223,15 @@ class Store:
         for i in range(0, len(ids), step):
             self.collection.delete(ids=list(ids[i : i + step]))
 
-    def recover(self, gen: int) -> None:
-        """Undo what an interrupted writer left behind (`recover`)."""
-        recover(self.collection, gen, self.max_batch)
+    def recover(self, gen: int) -> set[str]:
+        """Undo what an interrupted writer left behind (`recover`); returns the
+        `sentence_key`s of the rows deleted."""
+        return recover(self.collection, gen, self.max_batch)
 
-    def collect(self, gen: int) -> None:
-        """Delete rows no reader at generation `gen` or later can see."""
-        collect(self.collection, gen, self.max_batch)
+    def collect(self, gen: int) -> set[str]:
+        """Delete rows no reader at generation `gen` or later can see; returns the
+        `sentence_key`s they named."""
+        return collect(self.collection, gen, self.max_batch)
 
     def companion(self, suffix: str):
         """A raw Chroma collection beside this one, on the same client (the manifest's,
@@ -245,23 +252,20 @@ class Store:
             ):
                 yield rid, text or "", meta or {}
 
-    def sentence_keys(self, where: dict) -> set[str]:
-        """The `sentence_key`s of the rows matching `where` (rows an older version wrote
-        have none)."""
-        return {
-            key
-            for page in pages(self.collection, where, ["metadatas"], _GET_PAGE)
-            for meta in page["metadatas"]
-            if meta and (key := meta.get("sentence_key"))
-        }
-
     def sentence_keys_in(self, keys: set[str]) -> set[str]:
         """Which of `keys` some row (of any generation) still names."""
         wanted = sorted(keys)
         return {
             key
             for i in range(0, len(wanted), _GET_PAGE)
-            for key in self.sentence_keys({"sentence_key": {"$in": wanted[i : i + _GET_PAGE]}})
+            for page in pages(
+                self.collection,
+                {"sentence_key": {"$in": wanted[i : i + _GET_PAGE]}},
+                ["metadatas"],
+                _GET_PAGE,
+            )
+            for meta in page["metadatas"]
+            if meta and (key := meta.get("sentence_key"))
         }
 
     def rows(self, ids: Sequence[str]) -> list[tuple[str, str, dict]]:

@@ -118,6 +118,7 @@ def test_what_a_killed_writer_staged_is_removed_and_what_it_published_stays(inde
     """A kill leaves rows of an unpublished generation and rows marked dead by it."""
     run(index, corpus_copy)
     published = chroma_state(index)
+    vectors_kept = index.sentences.count()
     gen = index.manifest.generation
     doc = index.manifest.get("policies/enclave-economy.md")
     killed = Writer(index)  # as if its process died: neither commit nor abort runs
@@ -131,11 +132,13 @@ def test_what_a_killed_writer_staged_is_removed_and_what_it_published_stays(inde
     killed._flush()
     assert index.manifest.generation == gen and chroma_state(index) == published
     assert index.manifest.staging  # what tells the next writer to look for leftovers
+    assert index.sentences.count() > vectors_kept  # the staged chunk's, kept before its row
 
     reopened = Index(index.data_dir, "test", index.embeddings)
     report = run(reopened, corpus_copy)
     assert (report.added, report.updated, report.unchanged) == (0, 0, 7)
     assert chroma_state(reopened) == published
+    assert reopened.sentences.count() == vectors_kept
     assert_consistent(reopened)
     assert not reopened.manifest.staging  # a clean run: the next one skips the scan
 

@@ -78,40 +78,48 @@ def test_a_data_dir_without_them_computes_them_once_and_ranks_alike(indexed, cap
     assert "computed" not in caplog.text  # kept the first time
 
 
-def test_a_metadata_edit_keeps_the_vectors_of_its_rows(indexed, caplog):
-    doc_id = next(d for d in indexed.manifest.docs() if d.endswith("tower.txt"))
-    keys = {
-        m["sentence_key"] for m in indexed.store.collection.get(include=["metadatas"])["metadatas"]
-    }
-    with indexed.writer() as writer:
-        writer.edit(doc_id, {"title": "明川区楼宇经济扶持办法（修订）"})
-        writer.commit()
-    with caplog.at_level(logging.INFO, logger="rag.sentences"):
-        hits = HybridRetriever(index=indexed).search(QUESTION, 3)
-    assert any("修订" in h.chunk.meta["title"] for h in hits)
-    assert "computed" not in caplog.text
-    assert indexed.sentences.count() == len(keys)
-
-
-def test_vectors_go_with_the_last_row_that_names_them(indexed):
+def test_vectors_go_with_the_last_row_that_names_them(indexed, caplog):
     docs = indexed.manifest.docs()
     enclave = next(d for d in docs if d.endswith("enclave.txt"))
     tower = next(d for d in docs if d.endswith("tower.txt"))
-
-    def keys(doc_id: str) -> set[str]:
-        metas = indexed.store.collection.get(where={"doc_id": doc_id}, include=["metadatas"])
-        return {m["sentence_key"] for m in metas["metadatas"]}
-
-    removed, edited = keys(enclave), keys(tower)
+    removed, edited = keys_of(indexed, enclave), keys_of(indexed, tower)
     assert removed and edited and not removed & edited
+
+    def commit(change) -> None:
+        with indexed.writer() as writer:
+            change(writer)
+            writer.commit()
+
+    commit(lambda w: w.edit(tower, {"title": "明川区楼宇经济扶持办法（修订）"}))
+    commit(lambda w: w.remove([enclave]))  # collects the edited document's old rows
+    held = set(indexed.sentences.get(list(removed | edited)))
+    assert held == removed | edited  # the edited copies name them; readers may be at the removed
+    commit(lambda w: w.edit(tower, {"title": "明川区楼宇经济扶持办法（再修订）"}))
+    assert set(indexed.sentences.get(list(removed | edited))) == edited  # the removed ones went
+
+    with caplog.at_level(logging.INFO, logger="rag.sentences"):
+        hits = HybridRetriever(index=indexed).search(QUESTION, 3)
+    assert hits and "computed" not in caplog.text
+
+
+def test_vectors_computed_after_an_edit_are_not_kept_under_the_old_text_s_key(indexed, caplog):
+    """An edited title changes the text a chunk is read with, but its rows keep the key of
+    the text the writer embedded: vectors computed now would not be that text's."""
+    tower = next(d for d in indexed.manifest.docs() if d.endswith("tower.txt"))
     with indexed.writer() as writer:
-        writer.remove([enclave])
-        writer.commit()
-    assert set(indexed.sentences.get(list(removed))) == removed  # readers may still be at it
-    with indexed.writer() as writer:  # the next commit collects the removed document's rows
         writer.edit(tower, {"title": "明川区楼宇经济扶持办法（修订）"})
-        writer.commit()
-    assert set(indexed.sentences.get(list(removed | edited))) == edited
+    indexed.sentences.clear()  # the file lost
+
+    with caplog.at_level(logging.INFO, logger="rag.sentences"):
+        hits = HybridRetriever(index=indexed).search(QUESTION, 3)
+    assert any(h.chunk.doc_id == tower and h.sentence_scores for h in hits)
+    assert "edited since" in caplog.text
+    assert not indexed.sentences.get(list(keys_of(indexed, tower)))
+
+
+def keys_of(index, doc_id: str) -> set[str]:
+    metas = index.store.collection.get(where={"doc_id": doc_id}, include=["metadatas"])
+    return {m["sentence_key"] for m in metas["metadatas"]}
 
 
 def test_with_a_chroma_server_a_replica_reads_what_the_writer_put_there(indexed, tmp_path, caplog):
