@@ -532,8 +532,7 @@ class Writer:
         self._unstage(doc_id)
         new = edited(entry, changes, self.gen)
         meta_changes = {k: getattr(new, k) for k in ("title", "date", "source", "doc_type")}
-        self.index.store.copy(entry.record_ids(), self.gen, meta_changes)
-        for rid, text, meta in self.index.store.rows(entry.record_ids()):
+        for rid, text, meta in self.index.store.copy(entry.record_ids(), self.gen, meta_changes):
             old = lexical_row(rid, text, meta)  # framed with the title it was indexed with
             self._rows.append(
                 LexicalRow(

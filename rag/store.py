@@ -196,11 +196,17 @@ class Store:
                 ],
             )
 
-    def copy(self, ids: Sequence[str], gen: int, changes: dict) -> None:
+    def copy(self, ids: Sequence[str], gen: int, changes: dict) -> list[tuple[str, str, dict]]:
         """Write new rows of generation `gen` that repeat rows `ids` (same vectors) with
-        `changes` applied to their metadata: a metadata edit needs no embedding."""
+        `changes` applied to their metadata: a metadata edit needs no embedding. Returns
+        the rows copied as they were (record id, text, metadata), as `rows` would."""
         include = ["documents", "metadatas", "embeddings"]
+        copied: dict[str, tuple[str, str, dict]] = {}
         for page in by_id(self.collection, ids, include, min(self.max_batch, _GET_PAGE)):
+            for rid, text, meta in zip(
+                page["ids"], page["documents"], page["metadatas"], strict=True
+            ):
+                copied[rid] = (rid, text or "", dict(meta))
             metas = [{**m, **changes, "gen": gen, "dead": NEVER} for m in page["metadatas"]]
             for meta in metas:
                 meta["date_int"] = date_int(meta.get("date", ""))
@@ -210,6 +216,7 @@ class Store:
                 documents=page["documents"],
                 metadatas=metas,
             )
+        return [copied[rid] for rid in ids if rid in copied]
 
     def mark_dead(self, ids: Sequence[str], gen: int) -> None:
         """Rows `ids` stop being visible from generation `gen` on."""
