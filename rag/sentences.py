@@ -160,26 +160,27 @@ class SentenceVectors:
         A row an older version wrote brings its own (in its metadata). The others are read
         here; a row whose vectors are kept nowhere (their file was lost or removed), or
         whose blob is damaged, has them computed now, logged, and kept."""
-        keys = [key_of(s) for s in stored]
-        wanted = {k: s for k, s in zip(keys, stored, strict=True) if _needs(s)}
+        keys = [key_of(s) if _needs(s) else "" for s in stored]
+        wanted = {k: s for k, s in zip(keys, stored, strict=True) if k}
         found = self.get(list(wanted)) if wanted else {}
-        missing = [s for k, s in wanted.items() if k not in found or not _fits(found[k], s)]
+        missing = {k: s for k, s in wanted.items() if k not in found or not _fits(found[k], s)}
         if missing:
             found.update(self._compute(missing))
         return [
-            found[k].reshape(len(s.sentence_spans), -1) if _needs(s) else s.legacy_vectors
+            found[k].reshape(len(s.sentence_spans), -1) if k else s.legacy_vectors
             for k, s in zip(keys, stored, strict=True)
         ]
 
-    def _compute(self, stored: Sequence[Stored]) -> dict[str, np.ndarray]:
-        inputs = [framed(s.chunk, s.sentence_spans) for s in stored]
+    def _compute(self, stored: dict[str, Stored]) -> dict[str, np.ndarray]:
+        """The vectors of rows `stored` (by key), from the model."""
+        inputs = [framed(s.chunk, s.sentence_spans) for s in stored.values()]
         _, vectors = self.embeddings.embed_chunks(
             [text for text, _ in inputs], [spans for _, spans in inputs]
         )
         # As stored: float16, so that a computed vector equals the one read back later.
         computed = {
-            key_of(s): np.asarray(v, dtype="<f2").astype(np.float32).ravel()
-            for s, v in zip(stored, vectors, strict=True)
+            k: np.asarray(v, dtype="<f2").astype(np.float32).ravel()
+            for k, v in zip(stored, vectors, strict=True)
         }
         # Kept only under a key that names the text they were computed from: after a title
         # edit (`Store.copy` keeps the key) it does not, and they serve this question alone.

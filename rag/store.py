@@ -60,8 +60,13 @@ def delete_where(collection, where: dict, step: int) -> set[str]:
         page = collection.get(where=where, include=["metadatas"], limit=step)
         if not page["ids"]:
             return keys
-        keys.update(k for meta in page["metadatas"] if meta and (k := meta.get("sentence_key")))
+        keys |= sentence_keys(page["metadatas"])
         collection.delete(ids=page["ids"])
+
+
+def sentence_keys(metadatas: Sequence[dict | None]) -> set[str]:
+    """The `sentence_key`s rows name (rows an older version wrote name none)."""
+    return {k for meta in metadatas if meta and (k := meta.get("sentence_key"))}
 
 
 def recover(collection, gen: int, step: int) -> set[str]:
@@ -262,18 +267,12 @@ class Store:
     def sentence_keys_in(self, keys: set[str]) -> set[str]:
         """Which of `keys` some row (of any generation) still names."""
         wanted = sorted(keys)
-        return {
-            key
-            for i in range(0, len(wanted), _GET_PAGE)
-            for page in pages(
-                self.collection,
-                {"sentence_key": {"$in": wanted[i : i + _GET_PAGE]}},
-                ["metadatas"],
-                _GET_PAGE,
-            )
-            for meta in page["metadatas"]
-            if meta and (key := meta.get("sentence_key"))
-        }
+        named: set[str] = set()
+        for i in range(0, len(wanted), _GET_PAGE):
+            where = {"sentence_key": {"$in": wanted[i : i + _GET_PAGE]}}
+            for page in pages(self.collection, where, ["metadatas"], _GET_PAGE):
+                named |= sentence_keys(page["metadatas"])
+        return named
 
     def rows(self, ids: Sequence[str]) -> list[tuple[str, str, dict]]:
         """(record id, text, metadata) of rows by record id, in the order asked (ids no
