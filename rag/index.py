@@ -36,7 +36,7 @@ from rag.lexical import FILTER_FIELDS, LexicalIndex, LexicalRow
 from rag.manifest import FORMAT, ChromaManifest, DocEntry, Manifest, edited, now
 from rag.sentences import SentenceVectors, SharedSentences, framed, sentence_key
 from rag.split import sentence_spans, with_title
-from rag.store import Store, Stored, date_int, record_id, visible
+from rag.store import Store, Stored, date_int, record_id, sentence_keys, visible
 from rag.types import Chunk
 
 log = logging.getLogger("rag.index")
@@ -505,10 +505,18 @@ class Writer:
         self._flush(progress, cancelled, full_only=True)
 
     def _unstage(self, doc_id: str) -> None:
-        """Forget a version of `doc_id` staged earlier in this generation."""
+        """Forget a version of `doc_id` staged earlier in this generation, whether written
+        or still queued (two in one batch would write one record id twice), and the
+        sentence vectors only it named."""
         staged = self._put.pop(doc_id, None)
-        if staged is not None:
-            self.index.store.delete([record_id(cid, self.gen) for cid in staged.chunk_ids()])
+        written = [record_id(cid, self.gen) for cid in staged.chunk_ids()] if staged else []
+        for queued in [s for s in self._queue if s.entry.doc_id == doc_id]:
+            self._queue.remove(queued)
+            written += [record_id(c.chunk_id, self.gen) for c in queued.chunks[: queued.done]]
+        if written:
+            keys = sentence_keys([meta for _, _, meta in self.index.store.rows(written)])
+            self.index.store.delete(written)
+            self.index._forget(keys)
             self._rows = [r for r in self._rows if r.fields.get("doc_id") != doc_id]
 
     def remove(self, doc_ids: Sequence[str]) -> int:

@@ -381,8 +381,13 @@ class JobQueue:
         texts = {e.text_hash: d for d, e in known.items() if e.kb == job.kb}
         total = 0
         planned = []
+        seen: set[str] = set()
         notes: list[str] = []
         for doc, doc_digest in docs:
+            if doc.doc_id in seen:  # as `rag ingest` does: the first record is kept
+                skipped.append(f"{doc.doc_id}: duplicate id")
+                continue
+            seen.add(doc.doc_id)
             entry = known.get(doc.doc_id)
             if entry is not None and entry.kb != job.kb:
                 # A record's id is the uploader's to choose (JSONL "id"): it must not

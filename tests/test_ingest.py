@@ -256,3 +256,30 @@ def test_commits_are_spaced_by_their_cost_so_a_long_run_stays_linear():
     assert not commit_due(9000, since=199.0, last_cost=20.0, chunks=2000, seconds=60.0)
     # … until ten times that has passed.
     assert commit_due(9000, since=200.0, last_cost=20.0, chunks=2000, seconds=60.0)
+
+
+def test_a_document_staged_twice_in_one_generation_is_its_last_version(index):
+    """A writer may be handed one document twice before it commits: still queued (both
+    versions would fall in one embedding batch and write one record id twice) or already
+    written. The last version is what readers see, and the earlier one's rows and sentence
+    vectors go."""
+    first = Document("twice.txt", "第一条 首版条款：补贴七十七万元。" * 12, {"title": "试行办法"})
+    second = Document("twice.txt", "第一条 二版条款：补贴八十八万元。", {"title": "试行办法"})
+    third = Document("twice.txt", "第一条 三版条款：补贴九十九万元。", {"title": "试行办法"})
+
+    def stage(writer, doc):
+        writer.put(doc_entry(doc, "default", "o", doc.content_hash, ""), make_chunks(doc, 60, 0))
+
+    with index.writer() as writer:
+        stage(writer, first)
+        stage(writer, second)  # the first is still queued
+        writer._flush()
+        stage(writer, third)  # the second is written
+        writer.commit()
+    rows = index.store.collection.get(include=["documents", "metadatas"])
+    assert len(rows["ids"]) == index.manifest.get("twice.txt").chunks == 1
+    assert "九十九万元" in rows["documents"][0]
+    assert index.sentences.count() == 1  # the first two versions' went with their rows
+    snapshot = index.snapshot()
+    assert [c for c in snapshot.lexical.row if c.startswith("twice.txt#")] == ["twice.txt#0"]
+    assert "九十九万元" in snapshot.document_text("twice.txt")

@@ -349,3 +349,22 @@ def test_an_upload_never_replaces_or_names_a_document_of_another_knowledge_base(
     assert copied["status"] == "indexed" and laiwu not in (copied["error"] or "")
     r = live.delete("/api/documents/其他/copy.txt")
     wait(live, r.json()["jobs"][0]["id"])
+
+
+def test_a_jsonl_upload_that_repeats_an_id_keeps_the_first_record_and_says_so(live):
+    """Two records with one "id" are one document twice: the first is indexed, the second
+    is skipped and named in the job (as `rag ingest` reports it), never a failed job."""
+    records = [
+        {"id": "twice.txt", "text": "第一条 重复编号测试：首个记录的补贴为七十七万元。"},
+        {"id": "twice.txt", "text": "第一条 重复编号测试：第二个记录的补贴为八十八万元。"},
+    ]
+    data = "\n".join(json.dumps(r, ensure_ascii=False) for r in records).encode()
+    (job,) = upload(live, {"twice.jsonl": data}, kb="dup")
+    done = wait(live, job["id"])
+    assert done["status"] == "indexed", done
+    assert "twice.txt" in done["error"] and "duplicate id" in done["error"]
+    chunks = live.get("/api/documents/dup/twice.txt/chunks").json()
+    texts = " ".join(c["text"] for c in chunks)
+    assert "七十七万元" in texts and "八十八万元" not in texts
+    r = live.delete("/api/documents/dup/twice.txt")
+    wait(live, r.json()["jobs"][0]["id"])
