@@ -54,6 +54,8 @@ CSS = """
 .rag-source:target{border-color:#0969da;background:#eef6ff}
 .rag-source-title{font-weight:600}.rag-source-meta{color:#656d76;font-size:12.5px}
 .rag-source-text mark{background:#fff3b0;padding:0 1px}
+.rag-related{margin:4px 0 12px 0;font-size:14px}.rag-related summary{cursor:pointer;color:#0969da}
+.rag-related ol{padding-left:20px}.rag-related-item{margin:6px 0}
 .rag-empty{background:#fff8e1;border:1px solid #f0c36d;border-radius:6px;padding:12px}
 .rag-idle{color:#656d76}
 """

@@ -23,7 +23,7 @@ from rag.articles import article_at, asked_article
 from rag.figures import DATE
 from rag.grounding import MARKER
 from rag.lexical import bigram_set, jaccard
-from rag.types import Answer, Citation, Hit
+from rag.types import Answer, Citation, Hit, Related
 
 if TYPE_CHECKING:
     from rag.history import Message
@@ -401,6 +401,36 @@ def select(
     return chosen
 
 
+RELATED_CLAUSES = 3  # 相关条款 offered, collapsed, under an answer
+# A sentence sharing this much of its bigrams with one already shown adds nothing (a
+# measure restated in the next clause, or a republished copy of the quoted one).
+REPEATS = 0.6
+
+
+def related(
+    pool: Sequence[Candidate],
+    shown: Sequence[Candidate],
+    relative_cutoff: float,
+    limit: int = RELATED_CLAUSES,
+) -> list[Candidate]:
+    """The relevant sentences the answer left out (相关条款): best first, within
+    `relative_cutoff` of the pool's best, none repeating a sentence already shown."""
+    if not pool or not shown:
+        return []
+    best = max(c.score for c in pool)
+    taken = {(c.hit, c.start) for c in shown}
+    seen = [c.tokens for c in shown]
+    out: list[Candidate] = []
+    for cand in sorted(pool, key=lambda c: -c.score):
+        if len(out) == limit or cand.score < best - relative_cutoff:
+            break
+        if (cand.hit, cand.start) in taken or any(jaccard(cand.tokens, t) > REPEATS for t in seen):
+            continue
+        out.append(cand)
+        seen.append(cand.tokens)
+    return out
+
+
 def plain_brackets(text: str) -> str:
     """A quoted "[2]" (a footnote in the source) must not read as one of our citation
     markers: write it with full-width brackets."""
@@ -489,22 +519,23 @@ class ExtractiveAnswerer:
         k: int,
         max_chars: int,
         whole_within: int | None = None,
-    ) -> list[Candidate]:
-        """The sentences that answer `question` from the first `k` hits; none when the
-        evidence is too weak to answer. When only the start of the best sentence fits in
-        `max_chars` and `whole_within` is given, they are chosen again within that."""
+    ) -> tuple[list[Candidate], list[Candidate]]:
+        """The sentences that answer `question` from the first `k` hits (none when the
+        evidence is too weak to answer), and those they were chosen from. When only the
+        start of the best sentence fits in `max_chars` and `whole_within` is given, they
+        are chosen again within that."""
         question_tokens = bigram_set(question)  # the same set score_sentences reads
         # Only the question's tokens are ever weighed: look each up once, not per sentence.
         idf = {t: self.idf(t) for t in question_tokens}.__getitem__
         candidates = score_sentences(question, hits, idf, k, self.weights)
         if not candidates or self.evidence(candidates) < self.refusal_threshold:
-            return []
+            return [], []
         named = named_document(question, hits[:k], self.idf)  # a name's words are its own
         if named is not None:
             candidates = [c for c in candidates if hits[c.hit].chunk.doc_id == named] or candidates
         in_article = in_asked_article(question, hits, candidates)
         if in_article is not candidates:  # the question names an article: it is the answer
-            return article_text(in_article, hits, max_chars)
+            return article_text(in_article, hits, max_chars), candidates
         budgets = [max_chars] if whole_within is None else [max_chars, whole_within]
         for budget in budgets:
             chosen = select(
@@ -518,7 +549,7 @@ class ExtractiveAnswerer:
             )
             if not (len(chosen) == 1 and len(chosen[0].text) >= budget):
                 break
-        return chosen
+        return chosen, candidates
 
     def condense(self, history: Sequence[Message], question: str) -> str:
         return ""  # the rule-based standalone question is all there is without a model
@@ -538,10 +569,12 @@ class ExtractiveAnswerer:
         )
 
     def answer(self, question: str, hits: Sequence[Hit], k: int) -> Answer:
-        chosen = self.choose(question, hits, k, self.max_chars)
+        chosen, pool = self.choose(question, hits, k, self.max_chars)
         if not chosen:
             return Answer(question=question, answer=REFUSAL, refused=True)
-        return compose(question, hits, chosen, attribute=wants_attribution(question))
+        answer = compose(question, hits, chosen, attribute=wants_attribution(question))
+        answer.related = related_of(hits, related(pool, chosen, self.relative_cutoff))
+        return answer
 
     def answer_parts(
         self, question: str, parts: Sequence[tuple[str, Sequence[Hit]]], hits: Sequence[Hit], k: int
@@ -556,15 +589,20 @@ class ExtractiveAnswerer:
         position = {hit.chunk.chunk_id: i for i, hit in enumerate(hits)}
         budget = self.max_chars // len(parts)
         chosen: list[Candidate] = []
+        pools: list[list[Candidate]] = []
         missing: list[str] = []
         for part, part_hits in parts:
             # A best sentence longer than the part's share is quoted whole, not cut before
             # its figure, even if the answer then runs over the budget.
-            found = self.choose(part, part_hits, k, budget, whole_within=self.max_chars)
+            found, pool = self.choose(part, part_hits, k, budget, whole_within=self.max_chars)
             if not found:
                 missing.append(part)
+            found, pool = (
+                [replace(c, hit=position[part_hits[c.hit].chunk.chunk_id]) for c in cands]
+                for cands in (found, pool)
+            )
+            pools.append(pool if found else [])
             for cand in found:
-                cand = replace(cand, hit=position[part_hits[cand.hit].chunk.chunk_id])
                 if all((cand.hit, cand.start) != (c.hit, c.start) for c in chosen):
                     chosen.append(cand)
         if not chosen:
@@ -573,4 +611,12 @@ class ExtractiveAnswerer:
             question, hits, chosen, attribute=wants_attribution(question), best_first=False
         )
         answer.notice = "".join(f"知识库中没有找到与“{part}”相关的内容。" for part in missing)
+        extra: list[Candidate] = []
+        for pool in pools:  # each item's own, as its scores are on its own scale
+            extra += related(pool, chosen + extra, self.relative_cutoff)
+        answer.related = related_of(hits, extra[:RELATED_CLAUSES])
         return answer
+
+
+def related_of(hits: Sequence[Hit], clauses: Sequence[Candidate]) -> list[Related]:
+    return [Related.of(hits[c.hit], plain_brackets(c.text), c.start) for c in clauses]

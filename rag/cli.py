@@ -255,6 +255,11 @@ def ask(
         )
         for quote in c["quotes"]:
             out.print(f"    “{quote}”", markup=False)
+    if answer.get("related"):  # a server of an older version sends none
+        out.print("\n相关条款：", markup=False)
+    for r in answer.get("related", []):
+        where = "，".join(x for x in (r["title"] or r["doc_id"], r["article"]) if x)
+        out.print(f"- {r['text']}（{where}）", markup=False)
 
 
 def _ask_server(data_dir: Path, question, k, filters, history, kbs, key="") -> dict | None:

@@ -97,7 +97,27 @@ def sources_html(answer: dict | None) -> str:
             f'<div class="rag-source-meta">{meta}{_original_link(c)}</div>'
             f'<div class="rag-source-text">{highlight(c["text"], c.get("quotes", []))}</div></li>'
         )
-    return f'<ol class="rag-sources">{"".join(items)}</ol>'
+    return f'<ol class="rag-sources">{"".join(items)}</ol>{related_html(answer)}'
+
+
+def related_html(answer: dict) -> str:
+    """The 相关条款 the answer left out, collapsed until the reader opens them."""
+    related = answer.get("related") or []
+    if not related:
+        return ""
+    items = "".join(
+        f'<li class="rag-related-item"><div class="rag-related-text">{escape(r["text"])}</div>'
+        f'<div class="rag-source-meta">{" · ".join(escape(x) for x in _place(r) if x)}</div></li>'
+        for r in related
+    )
+    return (
+        f'<details class="rag-related"><summary>相关条款（{len(related)}）</summary>'
+        f"<ol>{items}</ol></details>"
+    )
+
+
+def _place(related: dict) -> tuple[str, str]:
+    return related.get("title") or related["doc_id"], related.get("article") or ""
 
 
 def unverified_text(answer: dict) -> str:

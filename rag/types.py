@@ -129,6 +129,29 @@ class Citation:
         )
 
 
+@dataclass(frozen=True)
+class Related:
+    """A relevant clause the answer did not quote (相关条款), shown collapsed below it."""
+
+    text: str
+    doc_id: str
+    chunk_id: str
+    title: str
+    article: str | None = None
+
+    @classmethod
+    def of(cls, hit: Hit, text: str, start: int) -> Related:
+        """The sentence `text` at offset `start` of passage `hit`."""
+        meta = hit.chunk.meta
+        return cls(
+            text=text,
+            doc_id=hit.chunk.doc_id,
+            chunk_id=hit.chunk.chunk_id,
+            title=meta.get("title", ""),
+            article=article_at(hit.chunk.text, start, meta.get("article", "")) or None,
+        )
+
+
 @dataclass
 class Answer:
     question: str
@@ -147,6 +170,7 @@ class Answer:
     out_of_scope: list[str] = field(default_factory=list)
     generation: int = 0  # the index generation every citation comes from
     fallback: str = ""  # why an LLM answer was replaced by the extractive one (for the log)
+    related: list[Related] = field(default_factory=list)  # extractive answers only
 
     def to_json(self) -> dict:
         """The `rag ask --json` object fixed by DESIGN.md."""
@@ -178,5 +202,15 @@ class Answer:
             "notice": self.notice,
             "out_of_scope": list(self.out_of_scope),
             "generation": self.generation,
+            "related": [
+                {
+                    "text": r.text,
+                    "doc_id": r.doc_id,
+                    "chunk_id": r.chunk_id,
+                    "title": r.title,
+                    "article": r.article,
+                }
+                for r in self.related
+            ],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }

@@ -12,6 +12,7 @@ from rag.answer import (
     coverage,
     document_names,
     named_document,
+    related,
     select,
     typed_values,
     wants_attribution,
@@ -289,3 +290,42 @@ def test_a_signature_date_answers_when_a_document_was_issued_and_nothing_else():
     assert "2023年6月20日" not in started.answer and "2023年7月1日" in started.answer
     issued = answerer.answer("楼宇政策是什么时间发布的？", [signed], k=1)
     assert "2023年6月20日" in issued.answer
+
+
+def test_related_clauses_are_the_relevant_sentences_the_answer_left_out():
+    """相关条款: best first, within the cutoff of the best, never one the answer quotes or
+    one that restates a sentence already shown."""
+    rent = {"租金", "金补", "补贴"}
+    cands = [
+        Candidate(0, 0, 9, "第一年租金补贴50%。", rent | {"50"}, rent, 0.9, 1.0, 1.0),
+        Candidate(0, 9, 18, "第二年租金补贴30%。", rent | {"30"}, rent, 0.9, 1.0, 0.95),
+        Candidate(1, 0, 9, "第一年租金补贴50%！", rent | {"50"}, rent, 0.9, 1.0, 0.94),
+        Candidate(1, 9, 20, "补贴资金由区财政列支。", {"补贴", "资金"}, set(), 0.8, 0.5, 0.9),
+        Candidate(2, 0, 9, "楼宇业主另有奖励。", {"楼宇"}, set(), 0.5, 0.1, 0.6),
+    ]
+    shown = cands[:1]
+    assert [c.text for c in related(cands, shown, 0.2)] == [
+        "第二年租金补贴30%。",
+        "补贴资金由区财政列支。",
+    ]
+    assert [c.text for c in related(cands, shown, 0.2, limit=1)] == ["第二年租金补贴30%。"]
+    assert related(cands, [], 0.2) == []  # a refusal offers nothing
+
+
+def test_an_answer_over_its_budget_offers_the_rest_as_related_clauses():
+    text = (
+        "第一条 新入驻企业第一年可申请租金奖励，按实际租金的50%给予。"
+        "第二条 第二年租金奖励按30%给予，最高100万元。"
+        "第三条 总部企业购置自用办公用房的，按每平方米1000元给予奖励。"
+        "第四条 楼宇业主引进企业的，按新增税收的5%给予业主奖励。"
+        "第五条 奖励资金由区财政统筹安排，企业租金奖励每年申报一次。"
+    )
+    hits = [hit("policy", text)]
+    answer = ExtractiveAnswerer(flat_idf, max_chars=60, relative_cutoff=9).answer(
+        "入驻企业租金奖励多少？", hits, k=1
+    )
+    assert answer.related and len(answer.related) <= 3
+    for clause in answer.related:
+        assert clause.text not in answer.answer and clause.text in text
+        assert clause.doc_id == "policy" and clause.chunk_id == "policy#0"
+    assert answer.to_json()["related"][0]["text"] == answer.related[0].text

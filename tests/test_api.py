@@ -34,6 +34,7 @@ def test_ask_returns_the_rag_ask_json_object(api):
         "notice",
         "out_of_scope",
         "generation",
+        "related",
     }
     assert "3227万美元" in body["answer"] and body["citations"][0]["doc_id"].startswith("news/")
     assert body["standalone_question"] == body["question"] and body["unverified"] == []

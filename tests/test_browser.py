@@ -35,6 +35,10 @@ source: 测试来源
 防注入测试条款
 第一条 防注入测试条款规定：<script>alert(1)</script>本条款用于检验页面是否转义。
 第二条 防注入测试条款还包括图片标签<img src=x onerror="alert(2)">，它必须原样显示为文字。
+第三条 防注入测试条款规定，页面中的链接标签<a href="javascript:alert(3)">点我</a>也只能作为文字出现，不得变成可点击的链接，并且不得执行任何脚本。
+第四条 防注入测试条款规定，样式标签<style>body{display:none}</style>同样只能作为文字出现，不得改变页面的样式，也不得隐藏页面中的任何内容。
+第五条 防注入测试条款规定，表单标签<form action="https://example.invalid">提交</form>只能作为文字出现，不得向任何外部地址提交数据。
+第六条 防注入测试条款规定，框架标签<iframe src="https://example.invalid"></iframe>只能作为文字出现，不得在页面中嵌入任何外部页面。
 """
 HOSTILE_QUESTION = "防注入测试条款规定了什么？"
 
@@ -213,6 +217,13 @@ def test_hostile_document_is_shown_as_text_and_runs_nothing(page, server, portal
     bot = page.locator("[data-testid='bot']").last
     assert "<script>alert(1)</script>" in bot.inner_text() or "<img" in bot.inner_text()
     assert page.locator("img[src='x']").count() == 0
+    # What the answer left out waits, collapsed, under 相关条款, and is text there too.
+    related = panel.locator("details.rag-related")
+    assert related.count() == 1 and related.get_attribute("open") is None
+    assert not related.locator("ol").is_visible()
+    related.locator("summary").click()
+    assert "防注入测试条款" in related.locator("ol").inner_text()
+    assert "<" in related.inner_text() and related.locator("a, style, form, iframe").count() == 0
 
     page.goto(portal)
     widget = page.locator("[data-policy-rag-widget]")
@@ -222,6 +233,13 @@ def test_hostile_document_is_shown_as_text_and_runs_nothing(page, server, portal
     widget.locator(".sources li").first.wait_for(timeout=60_000)
     assert "<script>alert(1)</script>" in widget.locator(".log").inner_text()
     assert widget.locator("img").count() == 0
+    clauses = widget.locator("details.related")
+    assert clauses.count() == 1 and clauses.get_attribute("open") is None
+    assert not clauses.locator("ol").is_visible()
+    clauses.locator("summary").click()
+    assert "防注入测试条款" in clauses.locator("ol").inner_text()
+    assert "<" in clauses.inner_text()
+    assert clauses.locator("a, style, form, iframe").count() == 0
     page.wait_for_timeout(1000)
     assert page.dialogs == []
 

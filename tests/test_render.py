@@ -73,3 +73,18 @@ def test_a_kept_original_is_linked_at_its_page_and_the_link_is_escaped():
     assert 'href="api/documents/%E6%94%BF%E7%AD%96/%22a%22%20%3Cb%3E.pdf/original#page=2"' in html
     assert ">原文第2页</a>" in html and "<b>" not in html
     assert "rag-source-original" not in sources_html(answer("x[1]", [citation(1, "t")]))
+
+
+def test_related_clauses_are_escaped_and_collapsed_below_the_sources():
+    shown = answer("补贴50%。[1]", [citation(1, "补贴50%。", ["补贴50%。"])])
+    shown["related"] = [
+        {"text": f"第二条 {HOSTILE}", "doc_id": "d2", "chunk_id": "d2#0", "title": "<b>办法</b>",
+         "article": "第二条"},
+    ]  # fmt: skip
+    html = sources_html(shown)
+    details = html[html.index("<details") :]
+    assert details.startswith('<details class="rag-related">')  # not `open`: collapsed
+    assert "<summary>相关条款（1）</summary>" in details
+    assert "<script>" not in html and "<img" not in html and "<b>办法" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in details and "&lt;b&gt;办法" in details
+    assert "<details" not in sources_html(answer("补贴50%。[1]", [citation(1, "补贴50%。")]))

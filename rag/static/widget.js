@@ -64,6 +64,8 @@
     ".quote{background:#fff3b0}",
     ".notice{color:#6b4f00;font-size:12.5px;margin-bottom:4px}",
     ".unverified{color:#9a3412;font-size:12.5px;margin-top:4px}",
+    ".related{margin:0 0 10px 0;font-size:12.5px}.related summary{cursor:pointer;color:#0969da}",
+    ".related ol{margin:4px 0;padding-left:18px}.related li{margin:4px 0}",
     "form{display:flex;gap:6px;padding:8px;border-top:1px solid #d0d7de}",
     "input{flex:1;padding:8px;border:1px solid #d0d7de;border-radius:6px;font:inherit}",
     "form button{padding:8px 14px;border:none;border-radius:6px;background:#c0392b;",
@@ -173,6 +175,22 @@
         list.appendChild(item);
       });
       log.appendChild(list);
+    }
+    // 相关条款: relevant clauses the answer left out, collapsed until opened.
+    var related = answer.related || [];
+    if (related.length) {
+      var details = el("details", "related");
+      details.appendChild(el("summary", "", "相关条款（" + related.length + "）"));
+      var clauses = el("ol");
+      related.forEach(function (r) {
+        var item = el("li");
+        item.appendChild(el("div", "rel-text", r.text));
+        var where = [r.title || r.doc_id, r.article].filter(Boolean).join(" · ");
+        item.appendChild(el("div", "src-meta", where));
+        clauses.appendChild(item);
+      });
+      details.appendChild(clauses);
+      log.appendChild(details);
     }
     log.scrollTop = log.scrollHeight;
   }
