@@ -1,8 +1,12 @@
 """The HTTP API over real HTTP: a uvicorn server on a free port, httpx as the client."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from rag.api import create_app
+from rag.load import FILE_SUFFIXES, RECORD_SUFFIXES
 from tests.conftest import serving, sse_events, streamed_text
 
 PORTAL = "http://portal.example:8080"
@@ -183,3 +187,17 @@ def test_an_oversized_body_gets_413_before_it_is_read_whole(api):
     assert r.status_code == 413
     ok = api.post("/api/ask", json={"question": "莱芜区上半年实际使用外资多少？"})
     assert ok.status_code == 200 and ok.headers["referrer-policy"] == "same-origin"
+
+
+def test_the_openapi_description_is_served_and_no_page_loads_from_a_cdn(api):
+    """FastAPI's Swagger page pulls its script from a CDN: blank on an intranet."""
+    assert api.get("/api/openapi.json").json()["paths"]["/api/ask"]
+    assert api.get("/api/docs").status_code == 404
+
+
+def test_the_admin_file_picker_offers_every_format_the_loaders_read():
+    page = (Path(__file__).parent.parent / "rag" / "static" / "admin.html").read_text("utf-8")
+    offered = set(re.search(r'accept="([^"]+)"', page).group(1).split(","))
+    # A picker matches a name's last suffix: .jsonl.gz is offered as .gz.
+    records = {"." + suffix.rsplit(".", 1)[-1] for suffix in RECORD_SUFFIXES}
+    assert offered == {*FILE_SUFFIXES, *records, ".zip"}

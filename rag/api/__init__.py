@@ -105,7 +105,10 @@ def create_app(
     app = FastAPI(
         title="招商政策问答 API",
         version="1",
-        docs_url="/api/docs",
+        # No Swagger page: FastAPI's loads its script from a CDN (not there on an intranet,
+        # and blocked by our own script-src 'self'). Any OpenAPI viewer reads the JSON.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/api/openapi.json",
         lifespan=lifespan,
     )
