@@ -28,7 +28,13 @@ from rag.manifest import now
 
 log = logging.getLogger("rag.jobs")
 
-MAX_QUEUED = 200  # jobs waiting; beyond it an upload gets 503 + Retry-After
+# Jobs waiting; beyond it a request gets 503 + Retry-After. A waiting job is a row here and
+# its original on disk (already bounded per upload), so the bound can hold "re-index every
+# document" of a large knowledge base, which is queued whole or not at all.
+MAX_QUEUED = 5000
+# A job running when the server stopped runs again at the next start; one that was running
+# at this many stops (a file that takes the server down, say) fails instead.
+MAX_INTERRUPTIONS = 2
 KEEP_FINISHED = 2000  # finished jobs remembered for the page
 # Answers first: before each embedding batch (a short one, ~0.6 s on 2 cores) a job waits
 # up to this long for the questions in flight; under a constant stream of questions it
@@ -127,10 +133,29 @@ class JobQueue:
         self._thread: threading.Thread | None = None
         self._seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
         self.queued_cached = 0  # for /healthz: read without taking the lock
-        # A job that was running when the server stopped runs again from the start.
-        self._db.execute(
-            "UPDATE jobs SET status = 'queued', progress = 0 WHERE status IN ('reading', 'embedding')"
-        )
+        self._resume_interrupted()
+
+    def _resume_interrupted(self) -> None:
+        """Queue again the jobs that were running when the server stopped, from the start;
+        fail those that were running at MAX_INTERRUPTIONS stops."""
+        rows = self._db.execute(
+            "SELECT id, payload FROM jobs WHERE status IN ('reading', 'embedding')"
+        ).fetchall()
+        for job_id, payload in rows:
+            data = json.loads(payload)
+            data["interrupted"] = data.get("interrupted", 0) + 1
+            status, error = Status.QUEUED, ""
+            if data["interrupted"] >= MAX_INTERRUPTIONS:
+                status = Status.FAILED
+                error = (
+                    f"the server stopped {data['interrupted']} times while running this job; "
+                    "retry it once the cause is found"
+                )
+                log.warning("job=%s failed: %s", job_id, error)
+            self._db.execute(
+                "UPDATE jobs SET status = ?, progress = 0, error = ?, payload = ? WHERE id = ?",
+                (status.value, error, json.dumps(data, ensure_ascii=False), job_id),
+            )
 
     # -- the queue ------------------------------------------------------------------------
 
@@ -144,36 +169,71 @@ class JobQueue:
         error: str = "",
         **payload,
     ) -> Job:
+        spec = dict(kind=kind, filename=filename, kb=kb, doc_id=doc_id, status=status, error=error)
+        return self.submit_many([{**spec, **payload}])[0]
+
+    def submit_many(self, specs: list[dict]) -> list[Job]:
+        """Jobs, each given as `submit`'s arguments, queued all together or none: a batch (a
+        zip, "re-index all") that does not fit is refused whole, never half queued."""
         with self._lock:
-            if status == Status.QUEUED and self._count(ACTIVE) >= self.max_queued:
-                raise QueueFull(f"{self.max_queued} jobs are waiting; try again later")
-            self._seq += 1
-            stamp = now()
-            job = Job(
-                id=uuid.uuid4().hex[:16],
-                kind=kind.value,
-                filename=filename,
-                kb=kb,
-                doc_id=doc_id,
-                status=status.value,
-                progress=0.0,
-                error=error,
-                created=stamp,
-                updated=stamp,
-                payload=json.dumps(payload, ensure_ascii=False),
-            )
-            self._db.execute(
-                "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (*_row(job), self._seq)
-            )
+            waiting = sum(spec.get("status", Status.QUEUED) == Status.QUEUED for spec in specs)
+            active = self._count(ACTIVE)
+            if waiting and active + waiting > self.max_queued:
+                raise QueueFull(
+                    f"{active} jobs are waiting (at most {self.max_queued}); try again later"
+                    if len(specs) == 1
+                    else f"{waiting} jobs do not fit: {active} of at most {self.max_queued} are "
+                    "waiting; nothing was queued, try again later or with fewer files"
+                )
+            jobs = [self._insert(**spec) for spec in specs]
             self._prune()
             self.queued_cached = self._count((Status.QUEUED,))
             self._wake.notify_all()
-        log.info("job=%s kind=%s kb=%s doc=%s status=%s", job.id, kind, kb, doc_id, job.status)
+        for job in jobs:
+            log.info(
+                "job=%s kind=%s kb=%s doc=%s status=%s",
+                job.id,
+                job.kind,
+                job.kb,
+                job.doc_id,
+                job.status,
+            )
+        return jobs
+
+    def _insert(
+        self,
+        kind: Kind,
+        filename: str = "",
+        kb: str = DEFAULT_KB,
+        doc_id: str = "",
+        status: Status = Status.QUEUED,
+        error: str = "",
+        **payload,
+    ) -> Job:
+        self._seq += 1
+        stamp = now()
+        job = Job(
+            id=uuid.uuid4().hex[:16],
+            kind=kind.value,
+            filename=filename,
+            kb=kb,
+            doc_id=doc_id,
+            status=status.value,
+            progress=0.0,
+            error=error,
+            created=stamp,
+            updated=stamp,
+            payload=json.dumps(payload, ensure_ascii=False),
+        )
+        self._db.execute(
+            "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (*_row(job), self._seq)
+        )
         return job
 
-    def reject(self, filename: str, kb: str, reason: str) -> Job:
-        """Record an upload refused at the door as a failed job, so the page shows why."""
-        return self.submit(Kind.UPLOAD, filename, kb, "", status=Status.FAILED, error=reason)
+    def has_room(self, waiting: int) -> bool:
+        """Whether `waiting` more jobs fit in the queue now (`submit_many` decides)."""
+        with self._lock:
+            return self._count(ACTIVE) + waiting <= self.max_queued
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -193,7 +253,8 @@ class JobQueue:
 
     def pending_for(self) -> dict[str, str]:
         """{doc_id: status} of documents an active job is about to change."""
-        return {j.doc_id: j.status for j in reversed(self.list(active=True)) if j.doc_id}
+        active = self.list(active=True, limit=self.max_queued)
+        return {j.doc_id: j.status for j in reversed(active) if j.doc_id}
 
     def counts(self) -> dict[str, int]:
         """{status: jobs} over the jobs remembered, every status present."""
@@ -223,7 +284,8 @@ class JobQueue:
             raise JobError(
                 f"job {job_id} is {job.status}; only a finished, unsuccessful job can be retried"
             )
-        return self.submit(Kind(job.kind), job.filename, job.kb, job.doc_id, **job.data)
+        data = {k: v for k, v in job.data.items() if k != "interrupted"}  # a fresh start
+        return self.submit(Kind(job.kind), job.filename, job.kb, job.doc_id, **data)
 
     def _get(self, job_id: str) -> Job:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -298,8 +360,10 @@ class JobQueue:
                     self._update(job, status=Status.CANCELLED)
             except NoTextError as err:
                 self._update(job, status=Status.NO_TEXT, error=str(err))
+                self._discard_upload(job)
             except (UnreadableError, JobError, KeyError) as err:
                 self._update(job, status=Status.FAILED, error=_reason(err))
+                self._discard_upload(job)
             except Exception as err:  # a bug or a broken store: say so on the page and in the log
                 log.exception("job=%s failed", job.id)
                 self._update(
@@ -319,6 +383,12 @@ class JobQueue:
                 json.dumps(job.error, ensure_ascii=False) if job.error else "",
             )
 
+    def _discard_upload(self, job: Job) -> None:
+        """An upload that can never be indexed as it is takes its kept file with it (a
+        cancelled one, or one a bug stopped, keeps it for a retry)."""
+        if job.kind == Kind.UPLOAD:
+            self.discard_original(job.data.get("original", ""))
+
     def _cancelled(self, job: Job) -> Callable[[], bool]:
         return lambda: self._stopping or job.id in self._cancel
 
@@ -326,6 +396,7 @@ class JobQueue:
         cancelled = self._cancelled(job)
         if cancelled():
             raise Cancelled()
+        before = self.index.manifest.get(job.doc_id) if job.doc_id else None
         with self.index.writer(
             wait=True,
             before_batch=lambda: self.index.give_way(GIVE_WAY_SECONDS),
@@ -344,7 +415,27 @@ class JobQueue:
             else:
                 raise JobError(f"unknown job kind {job.kind!r}")
             writer.commit(cancelled)
+        if before is not None:  # the original of the version replaced or removed
+            self.discard_original(before.original)
         self._update(job, status=Status.INDEXED, progress=1.0, error=job.error)
+
+    def discard_original(self, original: str) -> None:
+        """Delete a kept original (under data_dir/originals) that no document names any more.
+        Each upload is kept under its own path (`api.documents.keep`), so this is the only
+        way one goes; a file `rag ingest` read stays where it is."""
+        if not original:
+            return
+        originals = (self.data_dir / "originals").resolve()
+        path = (self.data_dir / original).resolve()
+        if not path.is_relative_to(originals) or any(
+            e.original == original for e in self.index.manifest.docs().values()
+        ):
+            return
+        path.unlink(missing_ok=True)
+        for folder in path.parents:  # the version's folder, and any left empty above it
+            if folder == originals or any(folder.iterdir()):
+                break
+            folder.rmdir()
 
     def _read_and_embed(self, job: Job, writer: Writer, cancelled: Callable[[], bool]) -> None:
         self._update(job, status=Status.READING)
@@ -367,8 +458,8 @@ class JobQueue:
                     if not doc.doc_id.startswith(f"{job.kb}/"):  # as an uploaded file's
                         doc = replace(doc, doc_id=f"{job.kb}/{doc.doc_id}")
                     docs.append((doc, source_hash(item.raw_hash, key)))
-                except UnreadableError as err:
-                    skipped.append(str(err))
+                except UnreadableError as err:  # named by the file's name, not the server's path
+                    skipped.append(str(err).replace(str(original), job.filename))
             if not docs:
                 raise UnreadableError(
                     f"no readable record ({skipped[0] if skipped else 'the file is empty'})"

@@ -18,6 +18,7 @@ import pytest
 from rag.chain import open_index
 from rag.config import Settings
 from rag.ingest import ingest
+from rag.jobs import JobQueue, Kind, QueueFull
 from tests.conftest import CORPUS, serving
 from ui import create_server_app
 
@@ -47,6 +48,7 @@ def live(tmp_path_factory, e5_dir):
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "the server never became ready"
             time.sleep(0.2)
+        client.data_dir = root / "data"  # for the tests that look at the kept originals
         yield client
 
 
@@ -368,3 +370,81 @@ def test_a_jsonl_upload_that_repeats_an_id_keeps_the_first_record_and_says_so(li
     assert "七十七万元" in texts and "八十八万元" not in texts
     r = live.delete("/api/documents/dup/twice.txt")
     wait(live, r.json()["jobs"][0]["id"])
+
+
+def kept_files(live, kb: str) -> list[str]:
+    folder = live.data_dir / "originals" / kb
+    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def test_a_failed_re_upload_leaves_the_served_original_and_replaced_ones_are_removed(live):
+    """Each upload is kept under its own path: an upload that fails never touches the
+    original of the version being served, and the job that replaces or deletes a
+    document removes the original it no longer needs (nothing piles up on disk)."""
+    v1, v2 = CLOUD_V1.encode(), CLOUD_V2.encode()
+    (job,) = upload(live, {"policy.md": v1}, kb="originals")
+    assert wait(live, job["id"])["status"] == "indexed"
+    (job,) = upload(live, {"policy.md": bytes(range(256)) * 8}, kb="originals")
+    assert wait(live, job["id"])["status"] == "failed"
+    doc = "/api/documents/originals/policy.md"
+    assert live.get(f"{doc}/original").content == v1
+    assert kept_files(live, "originals") == ["policy.md"]  # the failed one's file went too
+    (job,) = upload(live, {"policy.md": v2}, kb="originals")
+    assert wait(live, job["id"])["status"] == "indexed"
+    assert live.get(f"{doc}/original").content == v2
+    assert kept_files(live, "originals") == ["policy.md"]
+    (job,) = live.post(f"{doc}/reindex").json()["jobs"]
+    assert wait(live, job["id"])["status"] == "indexed"
+    assert live.get(f"{doc}/original").content == v2
+    (job,) = live.delete(doc).json()["jobs"]
+    assert wait(live, job["id"])["status"] == "indexed"
+    assert kept_files(live, "originals") == []
+
+
+def test_a_file_named_by_a_long_official_title_is_indexed_under_its_whole_name(live):
+    """File systems allow 255 bytes a name: 85 Chinese characters. The stored copy's name
+    is shortened; the document keeps the whole name."""
+    name = "青禾市明川区人民政府办公室关于印发" + "促进楼宇经济高质量发展" * 8 + "的通知.txt"
+    assert len(name.encode()) > 255
+    (job,) = upload(live, {name: "第一条 长标题测试：入驻奖励六十六万元。".encode()}, kb="long")
+    done = wait(live, job["id"])
+    assert done["status"] == "indexed", done
+    original = live.get(f"/api/documents/long/{name}/original")
+    assert original.status_code == 200 and "六十六万元".encode() in original.content
+    (stored,) = kept_files(live, "long")
+    assert len(stored.encode()) <= 200
+    assert stored.startswith("青禾市明川区人民政府") and stored.endswith(".txt")
+    live.delete(f"/api/documents/long/{name}")
+
+
+def test_a_batch_that_does_not_fit_in_the_queue_is_refused_whole(index, tmp_path):
+    """A zip of many files or "re-index all" is queued whole or not at all: a 503 after
+    half of it was queued would leave the rest undoable by retrying."""
+    queue = JobQueue(index, tmp_path, 300, 60, max_queued=3)  # not started: jobs wait
+    queue.submit(Kind.DELETE, "a", doc_id="default/a")
+    specs = [dict(kind=Kind.DELETE, filename=n, doc_id=f"default/{n}") for n in "bcd"]
+    with pytest.raises(QueueFull, match="nothing was queued"):
+        queue.submit_many(specs)
+    assert [j.filename for j in queue.list()] == ["a"]
+    assert not queue.has_room(3) and queue.has_room(2)
+    queue.submit_many(specs[:2])
+    assert queue.counts()["queued"] == 3
+
+
+def test_a_job_running_at_two_stops_fails_instead_of_taking_the_server_down_again(index, tmp_path):
+    """A file that kills the server (out of memory, say) must not kill it at every start:
+    the job runs again after one stop, and fails after the second."""
+    queue = JobQueue(index, tmp_path, 300, 60)
+    job = queue.submit(Kind.DELETE, "a", doc_id="default/a")
+
+    def crash_while_running():
+        queue._db.execute("UPDATE jobs SET status = 'embedding' WHERE id = ?", (job.id,))
+        return JobQueue(index, tmp_path, 300, 60)  # the next start
+
+    queue = crash_while_running()
+    assert queue.get(job.id).status == "queued"
+    queue = crash_while_running()
+    failed = queue.get(job.id)
+    assert failed.status == "failed" and "stopped 2 times" in failed.error
+    retried = queue.retry(job.id)
+    assert retried.status == "queued" and "interrupted" not in retried.data

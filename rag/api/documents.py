@@ -8,6 +8,7 @@ once with the job, and the page polls it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rag.access import Forbidden, Principal
 from rag.chain import Assistant, QuestionError, check_k, granted_filters
 from rag.ingest import DEFAULT_KB
-from rag.jobs import JobError, JobQueue, Kind, QueueFull
+from rag.jobs import JobError, JobQueue, Kind, QueueFull, Status
 from rag.load import MAX_FILE_BYTES, LoadFailure, supported, unpack_zip
 from rag.manifest import check_kb_name
 
@@ -73,6 +74,22 @@ def _accepted(jobs: list) -> JSONResponse:
     return JSONResponse({"jobs": [j.to_json() for j in jobs]}, status_code=202)
 
 
+# Bytes a stored file name may take: file systems allow 255, and ".part" is added while
+# it is written. An official document's title as its name runs past that in 85 characters.
+MAX_NAME_BYTES = 200
+
+
+def fit_name(name: str) -> str:
+    """`name`, its stem cut (at a character) so that it fits in MAX_NAME_BYTES with its
+    suffix; the document keeps the whole name as its id."""
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    path = Path(name)
+    room = MAX_NAME_BYTES - len(path.suffix.encode())
+    stem = path.stem.encode()[:room].decode("utf-8", "ignore")
+    return stem + path.suffix
+
+
 def _safe_name(filename: str) -> str:
     """The file's own name: browsers may send a path, Windows ones with backslashes."""
     return re.split(r"[/\\]", filename or "")[-1].strip()
@@ -111,17 +128,28 @@ def documents_router(
             raise Forbidden(f"{principal.name} may not manage documents")
         return principal
 
+    def queue_full(exc: QueueFull):
+        raise HTTPException(503, str(exc), headers={"Retry-After": "30"}) from None
+
     def queue(kind: Kind, **kw):
+        return queue_many([dict(kind=kind, **kw)])[0]
+
+    def queue_many(specs: list[dict]) -> list:
         try:
-            return jobs.submit(kind, **kw)
+            return jobs.submit_many(specs)
         except QueueFull as exc:
-            raise HTTPException(503, str(exc), headers={"Retry-After": "30"}) from None
+            queue_full(exc)
 
     # -- uploads --------------------------------------------------------------------------
 
     def keep(kb: str, relpath: str, data: bytes) -> str:
-        """Store an uploaded original under the data dir; returns its path there."""
-        target = (originals / kb / relpath).resolve()
+        """Store an uploaded original under the data dir; returns its path there. Each
+        content gets its own folder (named by its hash), so an upload that fails never
+        replaces the original of the version being served; the job that replaces or
+        removes a document deletes the original it no longer needs."""
+        digest = hashlib.blake2b(data, digest_size=8).hexdigest()
+        parts = [fit_name(p) for p in Path(relpath).parts]
+        target = (originals / kb / Path(*parts[:-1]) / digest / parts[-1]).resolve()
         if not target.is_relative_to(originals.resolve()):
             raise JobError(f"{relpath}: not a plain file name")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -130,15 +158,15 @@ def documents_router(
         tmp.replace(target)
         return target.relative_to(data_dir.resolve()).as_posix()
 
-    def admit(kb: str, relpath: str, data: bytes) -> tuple[str, str]:
-        """('', reason) for a file we refuse, else (original path, '')."""
+    def refusal(relpath: str, data: bytes) -> str:
+        """Why a file is refused at the door ("" if it is not)."""
         if not supported(Path(relpath)):
-            return "", f"unsupported format '{Path(relpath).suffix or relpath}'"
+            return f"unsupported format '{Path(relpath).suffix or relpath}'"
         if not data.strip():
-            return "", "empty file"
+            return "empty file"
         if len(data) > MAX_FILE_BYTES:
-            return "", f"larger than {MAX_FILE_BYTES // 2**20} MiB"
-        return keep(kb, relpath, data), ""
+            return f"larger than {MAX_FILE_BYTES // 2**20} MiB"
+        return ""
 
     @router.post("/api/documents", status_code=202)
     async def upload(request: Request) -> JSONResponse:
@@ -175,23 +203,45 @@ def documents_router(
                     refused.append((f"{name}/{member.path}".rstrip("/"), member.reason))
                     continue
                 relpath, content = member
-                original, reason = await run_in_threadpool(admit, kb, relpath, content)
-                if reason:
+                if reason := refusal(relpath, content):
                     too_big |= reason.startswith("larger")
                     refused.append((relpath, reason))
                 else:
-                    accepted.append((relpath, original))
+                    accepted.append((relpath, content))
         if not accepted:
             raise HTTPException(
                 413 if too_big else 400,
                 "; ".join(f"{name}: {reason}" for name, reason in refused),
             )
-        created = [
-            queue(Kind.UPLOAD, filename=relpath, kb=kb, doc_id=f"{kb}/{relpath}", original=original)
-            for relpath, original in accepted
+        if not jobs.has_room(len(accepted)):  # before anything is written
+            queue_full(
+                QueueFull(f"{len(accepted)} files do not fit in the queue now; try again later")
+            )
+        kept = [
+            (relpath, await run_in_threadpool(keep, kb, relpath, content))
+            for relpath, content in accepted
         ]
-        request.state.audit_target = ", ".join(f"{kb}/{relpath}" for relpath, _ in accepted)
-        created += [jobs.reject(name, kb, reason) for name, reason in refused]
+        specs = [
+            dict(
+                kind=Kind.UPLOAD,
+                filename=relpath,
+                kb=kb,
+                doc_id=f"{kb}/{relpath}",
+                original=original,
+            )
+            for relpath, original in kept
+        ]
+        specs += [
+            dict(kind=Kind.UPLOAD, filename=name, kb=kb, status=Status.FAILED, error=reason)
+            for name, reason in refused
+        ]
+        try:
+            created = jobs.submit_many(specs)
+        except QueueFull as exc:  # it filled up meanwhile: leave nothing behind
+            for _, original in kept:
+                jobs.discard_original(original)
+            queue_full(exc)
+        request.state.audit_target = ", ".join(f"{kb}/{relpath}" for relpath, _ in kept)
         return _accepted(created)
 
     # -- jobs -----------------------------------------------------------------------------
@@ -280,7 +330,7 @@ def documents_router(
         path = data_dir / entry.original if entry.original else None
         if path is None or not path.is_file():
             raise HTTPException(404, f"the original of {doc_id!r} is not kept")
-        name = Path(entry.original).name
+        name = Path(entry.doc_id).name  # the name it was uploaded with (kept shortened)
         if name.lower().endswith(".pdf"):  # shown by the browser's viewer, at #page=N
             return FileResponse(
                 path, media_type="application/pdf", filename=name, content_disposition_type="inline"
@@ -307,7 +357,7 @@ def documents_router(
         ]
         if not entries:
             raise HTTPException(409, "no document with an original file to read again")
-        return _accepted([queue(Kind.REINDEX, **_reindex_args(e)) for e in entries])
+        return _accepted(queue_many([dict(kind=Kind.REINDEX, **_reindex_args(e)) for e in entries]))
 
     @router.patch("/api/documents/{doc_id:path}", status_code=202)
     def edit_document(doc_id: str, body: EditIn, request: Request) -> JSONResponse:
@@ -389,7 +439,7 @@ def documents_router(
 
 def _reindex_args(entry) -> dict:
     return {
-        "filename": Path(entry.original).name,
+        "filename": Path(entry.doc_id).name,
         "kb": entry.kb,
         "doc_id": entry.doc_id,
         "original": entry.original,
