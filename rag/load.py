@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime
 import gzip
 import hashlib
 import io
@@ -19,6 +20,7 @@ import stat
 import threading
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ import yaml
 from rag.clean import clean, normalize_whitespace
 from rag.figures import iso_date
 from rag.ofd import OfdError, ofd_pages
-from rag.office import OfficeError, to_docx
+from rag.office import OfficeError, check_unpacked_size, size_text, to_docx
 from rag.tables import row_lines
 from rag.types import META_FIELDS, Document
 
@@ -44,6 +46,17 @@ RECORD_SUFFIXES = (".jsonl", ".jsonl.gz")
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MIN_PAGE_CHARS = 5  # a PDF page with less text than this is taken for a scan (OCR'd)
 TABLE_CELL_CHARS, TABLE_MIN_CELLS = 12, 6  # lines that short, that many: maybe a table
+# Real front matter is a few hundred bytes. PyYAML builds its objects at pure-Python speed
+# and at many times the text's size, so a block of megabytes (a 50 MiB .md may be
+# uploaded) would tie up a worker for nothing.
+MAX_FRONT_MATTER_BYTES = 32 * 1024
+# A JSONL record is one document: as large as a file may be, no larger. A line read with
+# no bound would be held whole, however long (3 GB of "a" from a 3 MB .jsonl.gz).
+MAX_RECORD_BYTES = MAX_FILE_BYTES
+# What a .jsonl.gz may unpack to, as every record is held while it is indexed. JSON text
+# gzips 3-10x, so real records in the largest upload (50 MiB) unpack to less; a gzip
+# bomb (1000x) is stopped here. A larger corpus can be ingested as a plain .jsonl.
+MAX_UNPACKED_RECORDS_BYTES = 10 * MAX_FILE_BYTES
 
 log = logging.getLogger("rag.load")
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
@@ -181,8 +194,8 @@ def load_file(path: Path, doc_id: str, data: bytes) -> Document:
         raise UnreadableError("empty file")
     meta: dict[str, str] = {}
     if suffix in TEXT_SUFFIXES:
-        raw = decode_text(data)
-        raw, meta = split_front_matter(raw)
+        raw, meta, notes = read_front_matter(decode_text(data))
+        return make_document(doc_id, raw, meta, notes=notes)
     elif suffix in (".html", ".htm"):
         raw, meta = html_text(decode_text(data))
     elif suffix == ".pdf":
@@ -194,6 +207,7 @@ def load_file(path: Path, doc_id: str, data: bytes) -> Document:
         except OfficeError as err:
             raise UnreadableError(str(err)) from None
     elif suffix == ".ofd":
+        _refuse_zip_bomb(data)
         try:
             pages, meta = ofd_pages(data)
         except OfdError as err:
@@ -345,21 +359,78 @@ def looks_binary(data: bytes) -> bool:
 
 
 def split_front_matter(text: str) -> tuple[str, dict[str, str]]:
-    """A leading `---` YAML block (title, date, source, doc_type, region, sample_notice …)."""
+    """A leading `---` YAML block (title, date, source, doc_type, region, sample_notice …)
+    and the text after it."""
+    body, meta, _ = read_front_matter(text)
+    return body, meta
+
+
+def read_front_matter(text: str) -> tuple[str, dict[str, str], list[str]]:
+    """The text after a leading `---` YAML block, the block's scalar fields as strings,
+    and notes on metadata fields it gives as lists or mappings, which are left out."""
     text = text.replace("\r\n", "\n")
     m = _FRONT_MATTER.match(text)
     if not m:
-        return text, {}
+        return text, {}, []
+    block = m.group(1)
+    if len(block.encode("utf-8")) > MAX_FRONT_MATTER_BYTES:
+        raise UnreadableError(f"front matter larger than {size_text(MAX_FRONT_MATTER_BYTES)}")
     try:
-        data = yaml.safe_load(m.group(1))
+        data = yaml.load(block, Loader=_FrontMatterLoader)  # a SafeLoader: no Python objects
+    except _AliasError:
+        raise UnreadableError("front matter uses YAML aliases or anchors (*name, &name)") from None
+    except RecursionError:
+        raise UnreadableError("front matter nested too deeply") from None
     except yaml.YAMLError as err:
         raise UnreadableError(f"invalid front matter: {err}") from err
     if not isinstance(data, dict):
-        return text, {}
-    meta = {str(k): str(v).strip() for k, v in data.items() if v is not None}
-    if "sample_notice" in meta:
-        meta["notice"] = meta.pop("sample_notice")
-    return text[m.end() :], meta
+        return text, {}, []
+    if "sample_notice" in data:
+        data["notice"] = data.pop("sample_notice")
+    meta, dropped = scalar_fields(data)
+    return text[m.end() :], meta, _dropped_notes(dropped, "front matter")
+
+
+class _AliasError(yaml.YAMLError):
+    pass
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """SafeLoader without anchors and aliases. Nine nested lists of nine aliases expand to
+    9^9 strings (a "billion laughs": 15 GB in 30 s); front matter never needs them."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _AliasError("anchors and aliases are not allowed")
+        return super().compose_node(parent, index)
+
+
+_SCALARS = (str, int, float, datetime.date)  # bool is an int, datetime a date
+
+
+def scalar_fields(fields: dict) -> tuple[dict[str, str], list[str]]:
+    """The scalar values of `fields` as stripped strings, and the keys of those that are
+    lists or mappings: their repr ("['a', 'b']") would pose as a title or a source."""
+    meta: dict[str, str] = {}
+    dropped: list[str] = []
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, _SCALARS):
+            meta[str(key)] = str(value).strip()
+        else:
+            dropped.append(str(key))
+    return meta, dropped
+
+
+def _dropped_notes(keys: list[str], where: str) -> list[str]:
+    """Notes on the metadata fields left out (other keys are never used: no note)."""
+    return [
+        f"{where}: {key} is not text (a list or mapping?); left out"
+        for key in keys
+        if key in META_FIELDS
+    ]
 
 
 # Elements that start a new line when shown; anything else (a, b, span, img, font …) is
@@ -530,6 +601,7 @@ def xlsx_text(data: bytes) -> tuple[str, dict[str, str]]:
     merged over several is repeated in each, as a reader of the sheet sees it."""
     import openpyxl
 
+    _refuse_zip_bomb(data)
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), data_only=True)
     except Exception as err:  # openpyxl raises many kinds on a damaged file
@@ -578,10 +650,18 @@ def _cell_text(value) -> str:
     return str(value)
 
 
+def _refuse_zip_bomb(data: bytes) -> None:
+    try:
+        check_unpacked_size(data)
+    except OfficeError as err:
+        raise UnreadableError(str(err)) from None
+
+
 def docx_text(data: bytes) -> tuple[str, dict[str, str]]:
     import docx
     from docx.table import Table
 
+    _refuse_zip_bomb(data)
     try:
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError) as err:
@@ -604,14 +684,24 @@ def docx_text(data: bytes) -> tuple[str, dict[str, str]]:
 
 
 def iter_records(path: Path) -> Iterator[Source | LoadFailure]:
-    """JSONL records `{"id", "text", ["title", "date", "source", "url"]}`, plain or gzipped."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    """JSONL records `{"id", "text", ["title", "date", "source", "url"]}`, plain or gzipped.
+
+    A line over MAX_RECORD_BYTES is a failure and reading goes on; a .gz that unpacks to
+    more than MAX_UNPACKED_RECORDS_BYTES ends in a failure saying it was stopped there."""
+    gzipped = path.name.lower().endswith(".gz")
+    opener = gzip.open if gzipped else open
     try:
         with opener(path, "rb") as fh:
-            for line_no, line in enumerate(fh, 1):
+            lines = _record_lines(fh, MAX_UNPACKED_RECORDS_BYTES if gzipped else None)
+            for line_no, line in enumerate(lines, 1):
+                where = f"{path}:{line_no}"
+                if line is None:
+                    yield LoadFailure(
+                        where, f"record longer than {size_text(MAX_RECORD_BYTES)}; skipped"
+                    )
+                    continue
                 if not line.strip():
                     continue
-                where = f"{path}:{line_no}"
                 try:
                     record = json.loads(line)
                 except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -620,19 +710,43 @@ def iter_records(path: Path) -> Iterator[Source | LoadFailure]:
                 if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                     yield LoadFailure(where, 'record needs a string "text"')
                     continue
-                if not str(record.get("id", "")).strip():
-                    yield LoadFailure(where, 'record needs an "id"')
+                record_id = record.get("id")
+                if not isinstance(record_id, _SCALARS) or not str(record_id).strip():
+                    yield LoadFailure(where, 'record needs an "id" (a string or number)')
                     continue
                 yield Source(
                     str(record["id"]), where, raw_hash(line), partial(_parse_record, record)
                 )
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+    except UnreadableError as err:
+        yield LoadFailure(str(path), str(err))
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
         yield LoadFailure(str(path), f"cannot read ({err})")
 
 
+def _record_lines(fh: io.BufferedIOBase, max_total: int | None) -> Iterator[bytes | None]:
+    """Each line of `fh`, or None for one over MAX_RECORD_BYTES, read past and never held.
+    Once more than `max_total` bytes are read (None: no limit): UnreadableError."""
+    limit = MAX_RECORD_BYTES
+    while line := fh.readline(limit + 1):
+        too_long = len(line) > limit and not line.endswith(b"\n")
+        while too_long and (rest := fh.readline(_ZIP_CHUNK)) and not rest.endswith(b"\n"):
+            _check_read(fh, max_total)
+        _check_read(fh, max_total)
+        yield None if too_long else line
+
+
+def _check_read(fh: io.BufferedIOBase, max_total: int | None) -> None:
+    if max_total is not None and fh.tell() > max_total:
+        raise UnreadableError(
+            f"unpacks to more than {size_text(max_total)} (a gzip bomb?); stopped"
+        )
+
+
 def _parse_record(record: dict) -> Document:
-    meta = {k: str(record[k]) for k in META_FIELDS if record.get(k) is not None}
-    return make_document(str(record["id"]), record["text"], meta)
+    fields = {k: record[k] for k in META_FIELDS if k in record}
+    meta, dropped = scalar_fields(fields)
+    notes = _dropped_notes(dropped, "record")
+    return make_document(str(record["id"]), record["text"], meta, notes=notes)
 
 
 _ZIP_UTF8 = 0x800  # general-purpose flag bit 11: the entry's name is UTF-8
@@ -698,10 +812,10 @@ def unpack_zip(
                 if cap < MAX_FILE_BYTES:  # the zip's budget ran out, not the file's
                     yield LoadFailure(
                         name,
-                        f"the zip unpacks to more than {_size(max_total_bytes)} (a zip bomb?); stopped",
+                        f"the zip unpacks to more than {size_text(max_total_bytes)} (a zip bomb?); stopped",
                     )
                     return
-                yield LoadFailure(name, f"larger than {_size(MAX_FILE_BYTES)}")
+                yield LoadFailure(name, f"larger than {size_text(MAX_FILE_BYTES)}")
                 continue
             seen.add(rel)
             yield rel, bytes(buf)
@@ -752,9 +866,5 @@ def _zip_refusal(info: zipfile.ZipInfo, parts: list[str]) -> str | None:
         suffix = PurePosixPath(parts[-1]).suffix or parts[-1]
         return f"unsupported format '{suffix}'"
     if info.file_size > MAX_FILE_BYTES:  # trusted to refuse, never to accept
-        return f"larger than {_size(MAX_FILE_BYTES)}"
+        return f"larger than {size_text(MAX_FILE_BYTES)}"
     return None
-
-
-def _size(n: int) -> str:
-    return f"{n // 2**20} MiB" if n >= 2**20 else f"{n} bytes"

@@ -6,16 +6,28 @@ Why LibreOffice and not antiword or catdoc: those read `.doc` only (not `.wps`),
 been maintained for years and lose tables; LibreOffice reads both and is in every
 distribution's archive, so it installs offline from a mirror. It is optional: without
 it these two formats are refused with a message saying what to install.
+
+The zip-based formats (.docx, .xlsx, .ofd) are read by libraries that unpack every part
+into memory; `check_unpacked_size` refuses a zip bomb before they see it.
 """
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from pathlib import Path
 
 CONVERT_SECONDS = 120  # a large .doc converts in seconds; a hung converter is stopped
+# What the parts of a .docx, .xlsx or .ofd may unpack to, together. Their XML compresses
+# 10-20x, so a real document of the largest upload (50 MiB, mostly images, which do not
+# compress) stays well under it; python-docx and openpyxl then hold a parsed tree about
+# five times the XML's size, so this keeps a worker under about a gigabyte, where a
+# 5 MB .docx holding 900 MB of document.xml took 4.6 GB. The same budget as an uploaded
+# .zip's (rag.load.unpack_zip).
+MAX_UNPACKED_BYTES = 200 * 2**20
 
 
 class OfficeError(ValueError):
@@ -71,3 +83,30 @@ def to_docx(data: bytes, suffix: str) -> bytes:
             why = (done.stderr or done.stdout).strip().splitlines()
             raise OfficeError(f"LibreOffice could not read it ({why[-1] if why else 'no output'})")
         return target.read_bytes()
+
+
+def check_unpacked_size(data: bytes) -> None:
+    """Refuse (OfficeError) a zip whose parts unpack to more than MAX_UNPACKED_BYTES by the
+    sizes its directory states: zipfile never unpacks a part past its stated size (a lie
+    fails the CRC check), so they bound what the readers unpack. Bytes that are no readable
+    zip pass: the format's own reader then says what is wrong with them, in its words."""
+    limit = MAX_UNPACKED_BYTES
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except Exception:  # zipfile raises all sorts on a malformed archive
+        return
+    with archive:
+        parts = archive.infolist()
+        for info in parts:
+            if info.file_size > limit:
+                raise OfficeError(
+                    f"{info.filename} is {size_text(info.file_size)} unpacked "
+                    f"(limit {size_text(limit)})"
+                )
+        stated = sum(info.file_size for info in parts)
+        if stated > limit:
+            raise OfficeError(f"its parts unpack to {size_text(stated)} (limit {size_text(limit)})")
+
+
+def size_text(n: int) -> str:
+    return f"{n // 2**20} MiB" if n >= 2**20 else f"{n} bytes"

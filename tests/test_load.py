@@ -472,3 +472,103 @@ def test_a_corrupt_zip_is_one_failure_and_a_damaged_entry_only_its_own():
 )
 def test_a_title_is_the_first_line_or_a_one_line_records_lead(text, title):
     assert title_line(text) == title
+
+
+def test_front_matter_with_yaml_aliases_is_refused_before_it_expands(tmp_path):
+    """A "billion laughs": each level lists the one before nine times. Nine levels took the
+    server past 15 GB; three (729 strings, were they expanded) show the refusal."""
+    (tmp_path / "bomb.md").write_text(
+        '---\na: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+        "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+        "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+        "title: *c\n---\n外资政策正文。\n",
+        "utf-8",
+    )
+    (tmp_path / "anchor.md").write_text("---\ntitle: &t 外资政策\n---\n外资政策正文。\n", "utf-8")
+    errors = {doc_id: str(err) for doc_id, err in load_errors(tmp_path).items()}
+    reason = "front matter uses YAML aliases or anchors (*name, &name)"
+    assert errors == {"bomb.md": reason, "anchor.md": reason}
+
+
+def test_front_matter_over_its_size_limit_is_refused_and_a_small_one_still_read(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr("rag.load.MAX_FRONT_MATTER_BYTES", 100)
+    fields = "".join(f"field{i}: 值\n" for i in range(20))
+    (tmp_path / "big.md").write_text(f"---\n{fields}title: 标题\n---\n大的正文。\n", "utf-8")
+    (tmp_path / "small.md").write_text(
+        "---\ntitle: 小标题\ndate: 2024-03-15\n---\n正文。\n", "utf-8"
+    )
+    docs, failures = loaded(tmp_path)
+    assert docs["small.md"].meta["title"] == "小标题"
+    assert docs["small.md"].meta["date"] == "2024-03-15"
+    assert failures == [LoadFailure(str(tmp_path / "big.md"), "front matter larger than 100 bytes")]
+
+
+def test_lists_and_mappings_in_metadata_are_left_out_with_a_note_not_stored_as_repr(tmp_path):
+    (tmp_path / "policy.md").write_text(
+        "---\ntitle: 外资政策\nauthor: [张三, 李四]\nsource: {name: 商务局}\ntags: [外资]\n---\n"
+        "第一条 外资企业给予奖励。\n",
+        "utf-8",
+    )
+    records = [
+        {
+            "id": "r1",
+            "text": "记录正文。",
+            "title": ["标题"],
+            "source": {"a": 1},
+            "date": "2024-03-15",
+        },
+        {"id": ["r2"], "text": "编号是一个列表。"},
+    ]
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    (tmp_path / "records.jsonl").write_text(lines, "utf-8")
+    docs, failures = loaded(tmp_path)
+    assert sorted(docs) == ["policy.md", "r1"]
+    assert not [v for doc in docs.values() for v in doc.meta.values() if v.startswith(("[", "{"))]
+    policy, record = docs["policy.md"], docs["r1"]
+    assert (policy.meta["title"], policy.meta["author"], policy.meta["source"]) == (
+        "外资政策",
+        "",
+        "",
+    )
+    assert policy.notes == (  # tags is no metadata field: dropped without a word
+        "front matter: author is not text (a list or mapping?); left out",
+        "front matter: source is not text (a list or mapping?); left out",
+    )
+    assert record.meta["date"] == "2024-03-15" and record.meta["source"] == ""
+    assert record.notes == (
+        "record: title is not text (a list or mapping?); left out",
+        "record: source is not text (a list or mapping?); left out",
+    )
+    assert failures == [
+        LoadFailure(f"{tmp_path / 'records.jsonl'}:2", 'record needs an "id" (a string or number)')
+    ]
+
+
+def test_an_over_long_record_line_is_skipped_and_the_records_around_it_load(tmp_path, monkeypatch):
+    monkeypatch.setattr("rag.load.MAX_RECORD_BYTES", 1000)
+    first = json.dumps({"id": "n1", "text": "外资到账3227万美元。"}, ensure_ascii=False)
+    at_limit = json.dumps({"id": "n2", "text": "x" * 976})  # 1000 bytes, then its newline
+    assert len(at_limit) == 1000
+    data = f"{first}\n{'a' * 5000}\n{at_limit}\n".encode()
+    (tmp_path / "records.jsonl.gz").write_bytes(gzip.compress(data))
+    docs, failures = loaded(tmp_path)
+    assert sorted(docs) == ["n1", "n2"]
+    assert failures == [
+        LoadFailure(f"{tmp_path / 'records.jsonl.gz'}:2", "record longer than 1000 bytes; skipped")
+    ]
+
+
+def test_a_jsonl_gz_unpacking_past_its_limit_stops_there_with_a_reason(tmp_path, monkeypatch):
+    """3 MB of .jsonl.gz unpacked to 3 GB of "a" with no newline, all of it held."""
+    monkeypatch.setattr("rag.load.MAX_UNPACKED_RECORDS_BYTES", 64 * 1024)
+    first = json.dumps({"id": "n1", "text": "外资到账3227万美元。"}, ensure_ascii=False)
+    path = tmp_path / "bomb.jsonl.gz"
+    path.write_bytes(gzip.compress(first.encode() + b"\n" + b"a" * 2**20))
+    assert path.stat().st_size < 5000
+    docs, failures = loaded(tmp_path)
+    assert list(docs) == ["n1"]
+    assert failures == [
+        LoadFailure(str(path), "unpacks to more than 65536 bytes (a gzip bomb?); stopped")
+    ]

@@ -1,7 +1,9 @@
 """Word 97–2003 `.doc` (and WPS `.wps`) through LibreOffice headless: the test makes a
 .doc by having LibreOffice save a .docx the way Word 2003 would, then reads it back."""
 
+import io
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,40 @@ def test_a_damaged_doc_says_libreoffice_could_not_read_it(tmp_path):
     broken = make_doc(tmp_path)[:1536]  # the header and no more
     with pytest.raises(UnreadableError, match="LibreOffice could not read it"):
         load_file(Path("a.doc"), "a.doc", broken)
+
+
+def zip_of(parts: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in parts.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "part"),
+    [
+        (".docx", "word/document.xml"),
+        (".xlsx", "xl/worksheets/sheet1.xml"),
+        (".ofd", "Doc_0/Pages/Page_0/Content.xml"),
+    ],
+)
+def test_a_zip_part_unpacking_past_the_limit_is_refused_by_name(monkeypatch, suffix, part):
+    """As a 5 MB .docx whose document.xml unpacks to 900 MB (4.6 GB once parsed)."""
+    monkeypatch.setattr(office, "MAX_UNPACKED_BYTES", 4096)
+    data = zip_of({"[Content_Types].xml": b"<Types/>", part: b"<a>" + b"a" * 4994 + b"</a>"})
+    assert len(data) < 1000
+    with pytest.raises(UnreadableError) as refused:
+        load_file(Path(f"a{suffix}"), f"a{suffix}", data)
+    assert str(refused.value) == f"{part} is 5001 bytes unpacked (limit 4096 bytes)"
+
+
+def test_a_docx_is_read_up_to_the_limit_and_refused_past_it_counting_all_parts(monkeypatch):
+    data = award_docx()
+    stated = sum(info.file_size for info in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    monkeypatch.setattr(office, "MAX_UNPACKED_BYTES", stated)
+    assert "第三条 总部企业落户奖励按下表执行：" in load_file(Path("a.docx"), "a.docx", data).text
+    monkeypatch.setattr(office, "MAX_UNPACKED_BYTES", stated - 1)
+    with pytest.raises(UnreadableError) as refused:
+        load_file(Path("a.docx"), "a.docx", data)
+    assert str(refused.value) == f"its parts unpack to {stated} bytes (limit {stated - 1} bytes)"
