@@ -502,8 +502,11 @@ class JobQueue:
                 continue
             texts[doc.content_hash] = doc.doc_id
             notes += [f"{doc.doc_id}: {note}" for note in doc.notes]  # indexed all the same
+            corrected = entry.corrected if job.kind == Kind.REINDEX and entry else ""
+            if corrected:  # the same original read again: a person's corrections stand
+                doc = replace(doc, meta={**doc.meta, **entry.corrections()})
             chunks = make_chunks(doc, self.chunk_size, self.chunk_overlap)
-            planned.append((doc, doc_digest, chunks))
+            planned.append((doc, doc_digest, chunks, corrected))
             total += len(chunks)
         said = [f"{len(skipped)} skipped, e.g. {skipped[0]}"] if skipped else []
         if said or notes:  # shown with the job; the job itself succeeds
@@ -516,9 +519,9 @@ class JobQueue:
             done += n
             self._update(job, progress=min(done / max(total, 1), 0.99))
 
-        for doc, doc_digest, chunks in planned:
+        for doc, doc_digest, chunks, corrected in planned:
             entry = doc_entry(doc, job.kb, origin, doc_digest, job.data["original"])
-            writer.put(entry, chunks, progress=advance, cancelled=cancelled)
+            writer.put(replace(entry, corrected=corrected), chunks, advance, cancelled)
 
 
 _COLUMNS = "id, kind, filename, kb, doc_id, status, progress, error, created, updated, payload"

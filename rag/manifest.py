@@ -8,7 +8,9 @@ one transaction here. A reader asks for the generation (a cheap query) on each r
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, astuple, dataclass, fields, replace
@@ -35,7 +37,8 @@ CREATE TABLE IF NOT EXISTS docs (
     source TEXT NOT NULL DEFAULT '',
     doc_type TEXT NOT NULL DEFAULT '',
     original TEXT NOT NULL DEFAULT '',
-    updated TEXT NOT NULL DEFAULT ''
+    updated TEXT NOT NULL DEFAULT '',
+    corrected TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS docs_kb ON docs (kb);
 """
@@ -70,6 +73,12 @@ class DocEntry:
     doc_type: str = ""
     original: str = ""  # the kept original file, relative to the data dir ("" = none)
     updated: str = ""  # ISO time of the last change
+    # The fields a person corrected ({"title": …} as JSON): a re-index of the same
+    # original keeps them rather than what the file says.
+    corrected: str = ""
+
+    def corrections(self) -> dict[str, str]:
+        return json.loads(self.corrected) if self.corrected else {}
 
     def chunk_ids(self) -> list[str]:
         return [f"{self.doc_id}#{n}" for n in range(self.chunks)]
@@ -90,6 +99,13 @@ class Manifest:
         self._db = PerThread(path)
         self._tx = self._db.transaction
         self._db().executescript(_SCHEMA)  # runs its own transaction
+        columns = {row[1] for row in self._db().execute("PRAGMA table_info(docs)")}
+        if "corrected" not in columns:  # a manifest an older version wrote
+            try:
+                self._db().execute("ALTER TABLE docs ADD COLUMN corrected TEXT NOT NULL DEFAULT ''")
+            except sqlite3.OperationalError as err:  # another process added it just now
+                if "duplicate column" not in str(err):
+                    raise
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (str(FORMAT),))
@@ -194,9 +210,9 @@ class Manifest:
 
 def edited(entry: DocEntry, changes: dict[str, str], gen: int) -> DocEntry:
     """`entry` with hand-corrected metadata, written anew at generation `gen`."""
-    return replace(
-        entry, **{k: v for k, v in changes.items() if k in EDITABLE}, gen=gen, updated=now()
-    )
+    changes = {k: v for k, v in changes.items() if k in EDITABLE}
+    corrected = json.dumps({**entry.corrections(), **changes}, ensure_ascii=False, sort_keys=True)
+    return replace(entry, **changes, corrected=corrected, gen=gen, updated=now())
 
 
 class ChromaManifest:

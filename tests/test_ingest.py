@@ -283,3 +283,32 @@ def test_a_document_staged_twice_in_one_generation_is_its_last_version(index):
     snapshot = index.snapshot()
     assert [c for c in snapshot.lexical.row if c.startswith("twice.txt#")] == ["twice.txt#0"]
     assert "九十九万元" in snapshot.document_text("twice.txt")
+
+
+def test_a_manifest_an_older_version_wrote_gains_the_corrections_column(tmp_path):
+    """Data dirs outlive versions: a manifest without `corrected` is read as it was, and
+    a correction made now is kept in it."""
+    import sqlite3
+
+    from rag.manifest import Manifest, edited
+
+    path = tmp_path / "manifest.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE docs (doc_id TEXT PRIMARY KEY, kb TEXT NOT NULL, origin TEXT NOT NULL,"
+            " source_hash TEXT NOT NULL, text_hash TEXT NOT NULL, chunks INTEGER NOT NULL,"
+            " gen INTEGER NOT NULL, title TEXT NOT NULL DEFAULT '', date TEXT NOT NULL DEFAULT '',"
+            " source TEXT NOT NULL DEFAULT '', doc_type TEXT NOT NULL DEFAULT '',"
+            " original TEXT NOT NULL DEFAULT '', updated TEXT NOT NULL DEFAULT '')"
+        )
+        db.execute(
+            "INSERT INTO docs VALUES ('a.md','default','o','s','t',1,1,'旧标题','','','','','')"
+        )
+    manifest = Manifest(path)
+    entry = manifest.get("a.md")
+    assert (entry.title, entry.corrected, entry.corrections()) == ("旧标题", "", {})
+    fixed = edited(entry, {"title": "新标题"}, 1)
+    fixed = edited(fixed, {"date": "2024-05-06"}, 1)
+    assert fixed.corrections() == {"title": "新标题", "date": "2024-05-06"}
+    manifest.publish(1, [fixed], [])
+    assert Manifest(path).get("a.md").corrections() == fixed.corrections()

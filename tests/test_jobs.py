@@ -448,3 +448,21 @@ def test_a_job_running_at_two_stops_fails_instead_of_taking_the_server_down_agai
     assert failed.status == "failed" and "stopped 2 times" in failed.error
     retried = queue.retry(job.id)
     assert retried.status == "queued" and "interrupted" not in retried.data
+
+
+def test_a_re_index_keeps_the_metadata_a_person_corrected(live):
+    """Re-indexing reads the same original again (a new pipeline, "re-index all"): the
+    title and date a clerk corrected stay; what was not corrected is read anew."""
+    (job,) = upload(live, {"corrected.md": CLOUD_V1.encode()}, kb="更正")
+    wait(live, job["id"])
+    doc = "/api/documents/更正/corrected.md"
+    (edit,) = live.patch(doc, json={"title": "更正后的标题", "date": "2024-05-06"}).json()["jobs"]
+    assert wait(live, edit["id"])["status"] == "indexed"
+    (job,) = live.post(doc + "/reindex").json()["jobs"]
+    assert wait(live, job["id"])["status"] == "indexed"
+    (listed,) = live.get("/api/documents", params={"kb": "更正"}).json()
+    assert (listed["title"], listed["date"]) == ("更正后的标题", "2024-05-06")
+    assert listed["source"] == "青禾市明川区人民政府（虚构）"  # the file's own, not corrected
+    found = ask(live, CLOUD_QUESTION, kb="更正", filters={"since": "2024-05-01"})
+    assert found["citations"] and found["citations"][0]["title"] == "更正后的标题"
+    live.delete(doc)
