@@ -177,6 +177,8 @@ def build_blocks(assistant: Assistant, feedback: FeedbackStore, concurrency: int
                     source="" if source in (None, "", ALL_SOURCES) else source,
                 ),
             )
+            if filters.since and filters.until and filters.since > filters.until:
+                raise QuestionError("起始日期晚于截止日期")  # not "nothing found": say why
             for item in assistant.stream(message, int(k), filters, answers.plain(session, history)):
                 if isinstance(item, str):  # an LLM's words as they come, sources after
                     written += item

@@ -376,6 +376,17 @@ def test_the_chat_api_refuses_a_null_message_in_words(server):
     reply = client.predict(None, "", "", "全部来源", 5, [], api_name="/chat")
     text = json.dumps(reply, ensure_ascii=False)
     assert "问题不能为空" in text and "NoneType" not in text
+    # Dates the wrong way round are said so, not answered with "nothing found".
+    reply = client.predict(
+        "莱芜区上半年实际使用外资多少？",
+        "2024-06-01",
+        "2024-01-01",
+        "全部来源",
+        5,
+        [],
+        api_name="/chat",
+    )
+    assert "起始日期晚于截止日期" in json.dumps(reply, ensure_ascii=False)
 
 
 HEADER_GRANTS = """

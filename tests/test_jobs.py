@@ -466,3 +466,9 @@ def test_a_re_index_keeps_the_metadata_a_person_corrected(live):
     found = ask(live, CLOUD_QUESTION, kb="更正", filters={"since": "2024-05-01"})
     assert found["citations"] and found["citations"][0]["title"] == "更正后的标题"
     live.delete(doc)
+
+
+def test_the_retrieval_test_takes_the_questions_the_chat_takes(live):
+    too_long = live.post("/api/search", json={"question": "外资" * 251})
+    assert too_long.status_code == 400 and "limit is 500" in too_long.text
+    assert live.post("/api/search", json={"question": "  "}).status_code == 400

@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rag.access import Forbidden, Principal
-from rag.chain import Assistant, QuestionError, check_k, granted_filters
+from rag.chain import Assistant, QuestionError, check_k, check_question, granted_filters
 from rag.ingest import DEFAULT_KB
 from rag.jobs import JobError, JobQueue, Kind, QueueFull, Status
 from rag.load import MAX_FILE_BYTES, LoadFailure, supported, unpack_zip
@@ -389,9 +389,7 @@ def documents_router(
     @router.post("/api/search")
     def search(body: SearchIn, request: Request) -> dict:
         principal = caller(request)
-        question = " ".join(body.question.split())
-        if not question:
-            raise QuestionError("the question is empty")
+        question = check_question(body.question, assistant.max_question_chars)  # as /api/ask
         k = check_k(body.k or 10)
         filters = granted_filters(index, principal, body.kb)
         # BM25's term statistics are the whole index's: a caller who may not read every
