@@ -159,21 +159,12 @@ class JobQueue:
 
     # -- the queue ------------------------------------------------------------------------
 
-    def submit(
-        self,
-        kind: Kind,
-        filename: str = "",
-        kb: str = DEFAULT_KB,
-        doc_id: str = "",
-        status: Status = Status.QUEUED,
-        error: str = "",
-        **payload,
-    ) -> Job:
-        spec = dict(kind=kind, filename=filename, kb=kb, doc_id=doc_id, status=status, error=error)
-        return self.submit_many([{**spec, **payload}])[0]
+    def submit(self, kind: Kind, **spec) -> Job:
+        """One job: `kind`, then the fields `_insert` takes and the job's payload."""
+        return self.submit_many([{"kind": kind, **spec}])[0]
 
     def submit_many(self, specs: list[dict]) -> list[Job]:
-        """Jobs, each given as `submit`'s arguments, queued all together or none: a batch (a
+        """Jobs, each given as `_insert`'s arguments, queued all together or none: a batch (a
         zip, "re-index all") that does not fit is refused whole, never half queued."""
         with self._lock:
             waiting = sum(spec.get("status", Status.QUEUED) == Status.QUEUED for spec in specs)
@@ -189,14 +180,9 @@ class JobQueue:
             self._prune()
             self.queued_cached = self._count((Status.QUEUED,))
             self._wake.notify_all()
-        for job in jobs:
+        for j in jobs:
             log.info(
-                "job=%s kind=%s kb=%s doc=%s status=%s",
-                job.id,
-                job.kind,
-                job.kb,
-                job.doc_id,
-                job.status,
+                "job=%s kind=%s kb=%s doc=%s status=%s", j.id, j.kind, j.kb, j.doc_id, j.status
             )
         return jobs
 
@@ -285,7 +271,9 @@ class JobQueue:
                 f"job {job_id} is {job.status}; only a finished, unsuccessful job can be retried"
             )
         data = {k: v for k, v in job.data.items() if k != "interrupted"}  # a fresh start
-        return self.submit(Kind(job.kind), job.filename, job.kb, job.doc_id, **data)
+        return self.submit(
+            Kind(job.kind), filename=job.filename, kb=job.kb, doc_id=job.doc_id, **data
+        )
 
     def _get(self, job_id: str) -> Job:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()

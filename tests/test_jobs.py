@@ -421,7 +421,7 @@ def test_a_batch_that_does_not_fit_in_the_queue_is_refused_whole(index, tmp_path
     """A zip of many files or "re-index all" is queued whole or not at all: a 503 after
     half of it was queued would leave the rest undoable by retrying."""
     queue = JobQueue(index, tmp_path, 300, 60, max_queued=3)  # not started: jobs wait
-    queue.submit(Kind.DELETE, "a", doc_id="default/a")
+    queue.submit(Kind.DELETE, filename="a", doc_id="default/a")
     specs = [dict(kind=Kind.DELETE, filename=n, doc_id=f"default/{n}") for n in "bcd"]
     with pytest.raises(QueueFull, match="nothing was queued"):
         queue.submit_many(specs)
@@ -435,7 +435,7 @@ def test_a_job_running_at_two_stops_fails_instead_of_taking_the_server_down_agai
     """A file that kills the server (out of memory, say) must not kill it at every start:
     the job runs again after one stop, and fails after the second."""
     queue = JobQueue(index, tmp_path, 300, 60)
-    job = queue.submit(Kind.DELETE, "a", doc_id="default/a")
+    job = queue.submit(Kind.DELETE, filename="a", doc_id="default/a")
 
     def crash_while_running():
         queue._db.execute("UPDATE jobs SET status = 'embedding' WHERE id = ?", (job.id,))
