@@ -358,15 +358,15 @@ class Index:
     def collect(self, gen: int) -> None:
         """Delete the rows no reader at generation `gen` or later can see, and the sentence
         vectors only they named."""
-        self._forget(self.store.collect(gen))
+        self.forget_vectors(self.store.collect(gen))
 
     def recover(self) -> None:
         """Remove what a writer staged and did not publish: its documents, its rows, and
         the sentence vectors only they named."""
         self.manifest.recover()
-        self._forget(self.store.recover(self.manifest.generation))
+        self.forget_vectors(self.store.recover(self.manifest.generation))
 
-    def _forget(self, keys: set[str]) -> None:
+    def forget_vectors(self, keys: set[str]) -> None:
         """Delete the sentence vectors of `keys` that no row names any more (a document
         replaced with most chunks unchanged keeps those chunks' vectors: its new rows name
         them too)."""
@@ -516,7 +516,7 @@ class Writer:
         if written:
             keys = sentence_keys([meta for _, _, meta in self.index.store.rows(written)])
             self.index.store.delete(written)
-            self.index._forget(keys)
+            self.index.forget_vectors(keys)
             self._rows = [r for r in self._rows if r.fields.get("doc_id") != doc_id]
 
     def remove(self, doc_ids: Sequence[str]) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from rag.articles import article_at
 
@@ -202,15 +202,6 @@ class Answer:
             "notice": self.notice,
             "out_of_scope": list(self.out_of_scope),
             "generation": self.generation,
-            "related": [
-                {
-                    "text": r.text,
-                    "doc_id": r.doc_id,
-                    "chunk_id": r.chunk_id,
-                    "title": r.title,
-                    "article": r.article,
-                }
-                for r in self.related
-            ],
+            "related": [asdict(r) for r in self.related],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }
