@@ -90,6 +90,11 @@ def fit_name(name: str) -> str:
     return stem + path.suffix
 
 
+def busy(reason: str) -> HTTPException:
+    """The queue is full: come back later."""
+    return HTTPException(503, reason, headers={"Retry-After": "30"})
+
+
 def _safe_name(filename: str) -> str:
     """The file's own name: browsers may send a path, Windows ones with backslashes."""
     return re.split(r"[/\\]", filename or "")[-1].strip()
@@ -128,9 +133,6 @@ def documents_router(
             raise Forbidden(f"{principal.name} may not manage documents")
         return principal
 
-    def queue_full(exc: QueueFull):
-        raise HTTPException(503, str(exc), headers={"Retry-After": "30"}) from None
-
     def queue(kind: Kind, **kw):
         return queue_many([dict(kind=kind, **kw)])[0]
 
@@ -138,7 +140,7 @@ def documents_router(
         try:
             return jobs.submit_many(specs)
         except QueueFull as exc:
-            queue_full(exc)
+            raise busy(str(exc)) from None
 
     # -- uploads --------------------------------------------------------------------------
 
@@ -214,22 +216,14 @@ def documents_router(
                 "; ".join(f"{name}: {reason}" for name, reason in refused),
             )
         if not jobs.has_room(len(accepted)):  # before anything is written
-            queue_full(
-                QueueFull(f"{len(accepted)} files do not fit in the queue now; try again later")
-            )
+            raise busy(f"{len(accepted)} files do not fit in the queue now; try again later")
         kept = [
             (relpath, await run_in_threadpool(keep, kb, relpath, content))
             for relpath, content in accepted
         ]
         specs = [
-            dict(
-                kind=Kind.UPLOAD,
-                filename=relpath,
-                kb=kb,
-                doc_id=f"{kb}/{relpath}",
-                original=original,
-            )
-            for relpath, original in kept
+            dict(kind=Kind.UPLOAD, filename=rel, kb=kb, doc_id=f"{kb}/{rel}", original=original)
+            for rel, original in kept
         ]
         specs += [
             dict(kind=Kind.UPLOAD, filename=name, kb=kb, status=Status.FAILED, error=reason)
@@ -240,7 +234,7 @@ def documents_router(
         except QueueFull as exc:  # it filled up meanwhile: leave nothing behind
             for _, original in kept:
                 jobs.discard_original(original)
-            queue_full(exc)
+            raise busy(str(exc)) from None
         request.state.audit_target = ", ".join(f"{kb}/{relpath}" for relpath, _ in kept)
         return _accepted(created)
 
@@ -275,7 +269,7 @@ def documents_router(
         except JobError as exc:
             raise HTTPException(409, str(exc)) from None
         except QueueFull as exc:
-            raise HTTPException(503, str(exc), headers={"Retry-After": "30"}) from None
+            raise busy(str(exc)) from None
 
     # -- documents ------------------------------------------------------------------------
 
