@@ -134,6 +134,15 @@ def within(grants: tuple[Grant, ...], ceiling: Grant) -> tuple[Grant, ...]:
 LOCAL = Principal("local", (Grant(Role.ADMIN),))
 
 
+def as_seen_by(principal: Principal, answer: dict) -> dict:
+    """`answer` (the `rag ask --json` object) as `principal` may see it: a caller who may
+    not read every knowledge base gets no citation scores. BM25's term statistics are the
+    whole index's, so a score would tell how often a word occurs where they may not read."""
+    if principal.readable() is None:
+        return answer
+    return {**answer, "citations": [{**c, "score": None} for c in answer["citations"]]}
+
+
 def parse_grant(entry: dict, where: str) -> Grant:
     """One `[users.X]` / `[groups.X]` table as a `Grant`, or ValueError naming `where`."""
     unknown = set(entry) - {"role", "kbs"}

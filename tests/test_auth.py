@@ -76,6 +76,7 @@ class Server:
             data_dir=tmp_path,
             auth=auth,
             audit=AuditLog(tmp_path / "audit.sqlite"),
+            health=lambda: {"documents": assistant.retriever.index.manifest.totals()[0]},
         )
 
     def key(self, name="app", role=Role.READER, kbs=None, **kw) -> dict:
@@ -104,8 +105,21 @@ def test_the_user_from_a_trusted_proxy_is_honoured_within_their_grant(server):
         answer = api.post("/api/ask", json={"question": RENT}, headers=READER)
         assert answer.status_code == 200 and "50%" in answer.json()["answer"]
         assert cited_kbs(answer.json()) == {"政策"}
+        # Scores rest on the whole index's word statistics: not for a reader of a part.
+        assert {c["score"] for c in answer.json()["citations"]} == {None}
+        completion = api.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": RENT}]},
+            headers=READER,
+        ).json()
+        assert {c["score"] for c in completion["citations"]} == {None}
+        admin = api.post("/api/ask", json={"question": RENT}, headers=ADMIN).json()
+        assert all(isinstance(c["score"], float) for c in admin["citations"])
         assert api.post("/api/ask", json={"question": RENT}).status_code == 401
-        assert api.get("/healthz").status_code == 200  # probes skip the proxy
+        probe = api.get("/healthz")  # probes skip the proxy, and learn nothing of the index
+        assert probe.status_code == 200 and probe.json() == {"status": "ok", "ready": True}
+        assert "documents" not in api.get("/healthz", headers=READER).json()
+        assert api.get("/healthz", headers=ADMIN).json()["documents"] > 0
         assert api.get("/widget.js").status_code == 200  # a portal page loads it first
 
 

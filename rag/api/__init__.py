@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from rag.access import Forbidden, Principal
+from rag.access import Forbidden, Principal, as_seen_by
 from rag.api.auth import UNSAFE, AuthConfig, Authenticate, Denied
 from rag.api.errors import ApiError, error
 from rag.api.openai_compat import MAX_TEXT, KbField, Message, openai_router
@@ -207,14 +207,15 @@ def create_app(
         return error(500, f"internal error: {type(exc).__name__}", "server_error")
 
     @app.get("/healthz")
-    async def healthz() -> dict:
+    async def healthz(request: Request) -> dict:
         """Liveness, answered on the event loop (never queued behind answers); `ready`
-        says whether the model and the index are loaded."""
-        return {
-            "status": "ok",
-            "ready": ready() if ready else True,
-            **(health() if health else {}),
-        }
+        says whether the model and the index are loaded. The index's totals only to an
+        admin (anyone, when nobody signs in): asked without credentials, they would tell
+        that knowledge bases the caller may not read exist, how big they are and when
+        they change."""
+        principal = request.scope.get("state", {}).get("principal")
+        totals = health() if health and principal is not None and principal.is_admin else {}
+        return {"status": "ok", "ready": ready() if ready else True, **totals}
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
@@ -241,7 +242,7 @@ def create_app(
         filters = scope(body.kb, request, body.filters.to_filters() if body.filters else None)
         history = [m.model_dump() for m in body.history]
         answer = assistant().ask(body.question, k=body.k, filters=filters, history=history)
-        out = answer.to_json()
+        out = as_seen_by(caller(request), answer.to_json())
         note(request, out, answer.fallback)
         return JSONResponse(out)  # already plain JSON: no second pass through FastAPI's encoder
 

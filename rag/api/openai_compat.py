@@ -26,13 +26,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, NoReturn
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rag.access import Forbidden, Principal
+from rag.access import Forbidden, Principal, as_seen_by
 from rag.api.errors import ApiError
 from rag.chain import Assistant, QuestionError, kb_names
 from rag.history import text_of
@@ -257,11 +258,18 @@ def completion(head: Head, answer: dict, prompt: int) -> dict:
     }
 
 
-def stream_events(head: Head, pieces: Iterator, prompt: int, include_usage: bool) -> Iterator[str]:
+def stream_events(
+    head: Head,
+    pieces: Iterator,
+    prompt: int,
+    include_usage: bool,
+    seen: Callable[[dict], dict] = lambda answer: answer,
+) -> Iterator[str]:
     """OpenAI's streaming format: chunks of `delta` content, then a last chunk with the
-    finish reason and our `citations`, with `include_usage` a chunk with no choices and
-    the usage, then `[DONE]`. A generated answer streams as the model writes it; an
-    extractive one (or a fallback) in small pieces once it is ready."""
+    finish reason and our `citations` (as `seen` shows the caller the answer object), with
+    `include_usage` a chunk with no choices and the usage, then `[DONE]`. A generated
+    answer streams as the model writes it; an extractive one (or a fallback) in small
+    pieces once it is ready."""
     written = 0
 
     def chunk(delta: dict, finish: str | None = None, **extra) -> str:
@@ -285,7 +293,7 @@ def stream_events(head: Head, pieces: Iterator, prompt: int, include_usage: bool
             streamed = True
             yield chunk({"content": item})
             continue
-        answer = item.to_json()
+        answer = seen(item.to_json())
         if streamed and item.fallback:  # the model failed part-way: void what it wrote
             rest = f"\n\n（以上回答未完成，作废。）{answer_text(answer)}"
         elif streamed:  # the model's text is out: a caveat follows it, a refusal is flagged
@@ -362,7 +370,7 @@ def openai_router(
         head, prompt = Head.new(body.model), prompt_chars(body.messages)
         if not body.stream:
             answer = assistant().ask(question, filters=filters, history=history)
-            out = answer.to_json()
+            out = as_seen_by(caller(request), answer.to_json())
             note(request, out, answer.fallback)
             return completion(head, out, prompt)
         pieces = assistant().stream(question, filters=filters, history=history)
@@ -370,7 +378,13 @@ def openai_router(
         request.state.log["stream"] = True
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            stream_events(head, itertools.chain([first], pieces), prompt, include_usage),
+            stream_events(
+                head,
+                itertools.chain([first], pieces),
+                prompt,
+                include_usage,
+                partial(as_seen_by, caller(request)),
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
