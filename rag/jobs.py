@@ -385,6 +385,7 @@ class JobQueue:
         if cancelled():
             raise Cancelled()
         before = self.index.manifest.get(job.doc_id) if job.doc_id else None
+        replaced = {before.original} if before else set()  # the originals it may leave unused
         with self.index.writer(
             wait=True,
             before_batch=lambda: self.index.give_way(GIVE_WAY_SECONDS),
@@ -399,12 +400,12 @@ class JobQueue:
                     raise JobError(f"no document {job.doc_id!r}")
                 writer.edit(job.doc_id, job.data["changes"])
             elif job.kind in (Kind.UPLOAD, Kind.REINDEX):
-                self._read_and_embed(job, writer, cancelled)
+                replaced |= self._read_and_embed(job, writer, cancelled)
             else:
                 raise JobError(f"unknown job kind {job.kind!r}")
             writer.commit(cancelled)
-        if before is not None:  # the original of the version replaced or removed
-            self.discard_original(before.original)
+        for original in replaced:
+            self.discard_original(original)
         self._update(job, status=Status.INDEXED, progress=1.0, error=job.error)
 
     def discard_original(self, original: str) -> None:
@@ -425,7 +426,9 @@ class JobQueue:
                 break
             folder.rmdir()
 
-    def _read_and_embed(self, job: Job, writer: Writer, cancelled: Callable[[], bool]) -> None:
+    def _read_and_embed(self, job: Job, writer: Writer, cancelled: Callable[[], bool]) -> set[str]:
+        """Stage the document (or JSONL records) of `job`; returns the originals of the
+        versions it replaces."""
         self._update(job, status=Status.READING)
         original = self.data_dir / job.data["original"]
         try:
@@ -510,6 +513,7 @@ class JobQueue:
         for doc, doc_digest, chunks, corrected in planned:
             entry = doc_entry(doc, job.kb, origin, doc_digest, job.data["original"])
             writer.put(replace(entry, corrected=corrected), chunks, advance, cancelled)
+        return {known[doc.doc_id].original for doc, *_ in planned if doc.doc_id in known}
 
 
 _COLUMNS = "id, kind, filename, kb, doc_id, status, progress, error, created, updated, payload"

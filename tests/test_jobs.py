@@ -472,3 +472,22 @@ def test_the_retrieval_test_takes_the_questions_the_chat_takes(live):
     too_long = live.post("/api/search", json={"question": "外资" * 251})
     assert too_long.status_code == 400 and "limit is 500" in too_long.text
     assert live.post("/api/search", json={"question": "  "}).status_code == 400
+
+
+def test_a_records_file_is_kept_while_a_record_of_it_is_served(live):
+    def records(**texts) -> bytes:
+        rows = [{"id": rid, "text": f"第一条 记录文件测试：{text}"} for rid, text in texts.items()]
+        return "\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode()
+
+    def put(data: bytes) -> None:
+        (job,) = upload(live, {"records.jsonl": data}, kb="records")
+        assert wait(live, job["id"])["status"] == "indexed"
+
+    put(records(a="甲一", b="乙一"))
+    put(records(a="甲二", b="乙二"))  # replaces both: the first file goes
+    assert kept_files(live, "records") == ["records.jsonl"]
+    put(records(a="甲三"))  # b is still served from the second file
+    assert kept_files(live, "records") == ["records.jsonl", "records.jsonl"]
+    for doc in ("records/a", "records/b"):
+        wait(live, live.delete(f"/api/documents/{doc}").json()["jobs"][0]["id"])
+    assert kept_files(live, "records") == []
