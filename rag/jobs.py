@@ -270,6 +270,11 @@ class JobQueue:
             raise JobError(
                 f"job {job_id} is {job.status}; only a finished, unsuccessful job can be retried"
             )
+        original = job.data.get("original")
+        if original and not (self.data_dir / original).is_file():
+            raise JobError(
+                f"job {job_id}'s file is not kept (one that cannot be read is not); upload it again"
+            )
         data = {k: v for k, v in job.data.items() if k != "interrupted"}  # a fresh start
         return self.submit(
             Kind(job.kind), filename=job.filename, kb=job.kb, doc_id=job.doc_id, **data
@@ -340,23 +345,9 @@ class JobQueue:
         while (job := self._next()) is not None:
             started = time.perf_counter()
             try:
-                self._run(job)
-            except Cancelled:
-                if self._stopping:  # the server is stopping: do it again next time
-                    self._update(job, status=Status.QUEUED, progress=0.0)
-                else:
-                    self._update(job, status=Status.CANCELLED)
-            except NoTextError as err:
-                self._update(job, status=Status.NO_TEXT, error=str(err))
-                self._discard_upload(job)
-            except (UnreadableError, JobError, KeyError) as err:
-                self._update(job, status=Status.FAILED, error=_reason(err))
-                self._discard_upload(job)
-            except Exception as err:  # a bug or a broken store: say so on the page and in the log
-                log.exception("job=%s failed", job.id)
-                self._update(
-                    job, status=Status.FAILED, error=f"internal error: {type(err).__name__}: {err}"
-                )
+                self._settle(job)
+            except Exception:  # recording the outcome failed: the queue must keep its worker
+                log.exception("job=%s: its outcome could not be recorded", job.id)
             with self._lock:
                 self._running = None
                 self._cancel.discard(job.id)
@@ -369,6 +360,27 @@ class JobQueue:
                 job.status,
                 (time.perf_counter() - started) * 1000,
                 json.dumps(job.error, ensure_ascii=False) if job.error else "",
+            )
+
+    def _settle(self, job: Job) -> None:
+        """Run `job` and record how it ended."""
+        try:
+            self._run(job)
+        except Cancelled:
+            if self._stopping:  # the server is stopping: do it again next time
+                self._update(job, status=Status.QUEUED, progress=0.0)
+            else:
+                self._update(job, status=Status.CANCELLED)
+        except NoTextError as err:
+            self._update(job, status=Status.NO_TEXT, error=str(err))
+            self._discard_upload(job)
+        except (UnreadableError, JobError, KeyError) as err:
+            self._update(job, status=Status.FAILED, error=_reason(err))
+            self._discard_upload(job)
+        except Exception as err:  # a bug or a broken store: say so on the page and in the log
+            log.exception("job=%s failed", job.id)
+            self._update(
+                job, status=Status.FAILED, error=f"internal error: {type(err).__name__}: {err}"
             )
 
     def _discard_upload(self, job: Job) -> None:
@@ -420,11 +432,20 @@ class JobQueue:
             e.original == original for e in self.index.manifest.docs().values()
         ):
             return
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:  # kept on disk, served by nothing: say so, go on
+            log.warning("could not remove the kept original %s: %s", original, err)
+            return
         for folder in path.parents:  # the version's folder, and any left empty above it
-            if folder == originals or any(folder.iterdir()):
+            if folder == originals:
                 break
-            folder.rmdir()
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:  # not empty: other files are kept there
+                break
 
     def _read_and_embed(self, job: Job, writer: Writer, cancelled: Callable[[], bool]) -> set[str]:
         """Stage the document (or JSONL records) of `job`; returns the originals of the

@@ -386,6 +386,8 @@ def test_a_failed_re_upload_leaves_the_served_original_and_replaced_ones_are_rem
     assert wait(live, job["id"])["status"] == "indexed"
     (job,) = upload(live, {"policy.md": bytes(range(256)) * 8}, kb="originals")
     assert wait(live, job["id"])["status"] == "failed"
+    retried = live.post(f"/api/jobs/{job['id']}/retry")  # its file is gone with it
+    assert retried.status_code == 409 and "upload it again" in retried.text
     doc = "/api/documents/originals/policy.md"
     assert live.get(f"{doc}/original").content == v1
     assert kept_files(live, "originals") == ["policy.md"]  # the failed one's file went too
@@ -491,3 +493,31 @@ def test_a_records_file_is_kept_while_a_record_of_it_is_served(live):
     for doc in ("records/a", "records/b"):
         wait(live, live.delete(f"/api/documents/{doc}").json()["jobs"][0]["id"])
     assert kept_files(live, "records") == []
+
+
+def test_the_worker_outlives_a_job_whose_outcome_cannot_be_recorded(index, tmp_path, caplog):
+    """Whatever goes wrong after a job ran, the queue keeps its one worker: a job left
+    queued behind a dead thread would wait forever."""
+    queue = JobQueue(index, tmp_path, 300, 60)
+    failing = queue.submit(Kind.DELETE, filename="a", doc_id="default/gone")
+    after = queue.submit(Kind.DELETE, filename="b", doc_id="default/also-gone")
+    updates = queue._update
+
+    def broken_once(job, **changes):
+        if job.id == failing.id:
+            queue._update = updates
+            raise OSError("disk full")
+        updates(job, **changes)
+
+    queue._update = broken_once
+    queue.start()
+    try:
+        deadline = time.monotonic() + 60
+        while queue.get(after.id).status not in FINISHED:
+            assert time.monotonic() < deadline, "the worker died"
+            time.sleep(0.1)
+    finally:
+        queue.stop()
+    assert queue.get(after.id).status == "failed"  # no such document: it ran
+    assert "outcome could not be recorded" in caplog.text
+    queue.discard_original("originals/x/0123456789abcdef/gone.txt")  # already gone: no error
