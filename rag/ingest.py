@@ -208,8 +208,9 @@ def ingest(
     report.removed = len(gone)
 
     progress.start(len(pending))
-    changing = {source.doc_id for source, *_ in pending}
-    known_texts = {e.text_hash: d for d, e in docs.items() if d not in changing}
+    # Texts indexed under ids that stay: a renamed file's text was under an id now gone.
+    staying = docs.keys() - {source.doc_id for source, *_ in pending} - set(gone)
+    known_texts = {docs[d].text_hash: d for d in staying}
     for source, digest, existed, origin in pending:
         progress.advance()
         try:

@@ -7,6 +7,7 @@ from rag.embed import LazyEmbeddings
 from rag.index import Filters, Index, IndexBusy, Writer, commit_due
 from rag.ingest import doc_entry, ingest, make_chunks
 from rag.load import iter_sources
+from rag.retrieve import HybridRetriever
 from rag.store import NEVER, visible
 from rag.types import Document
 
@@ -312,3 +313,18 @@ def test_a_manifest_an_older_version_wrote_gains_the_corrections_column(tmp_path
     assert fixed.corrections() == {"title": "新标题", "date": "2024-05-06"}
     manifest.publish(1, [fixed], [])
     assert Manifest(path).get("a.md").corrections() == fixed.corrections()
+
+
+def test_a_renamed_file_or_folder_is_indexed_under_its_new_name_in_one_run(index, corpus_copy):
+    """Its text was under the old id, which this run removes: it is no duplicate of that."""
+    run(index, corpus_copy)
+    (corpus_copy / "news").rename(corpus_copy / "新闻")
+    (corpus_copy / "新闻" / "2022-08-04-laiwu-signing.txt").rename(
+        corpus_copy / "新闻" / "莱芜签约.txt"
+    )
+    report = run(index, corpus_copy)
+    assert report.duplicates == 0 and report.removed == report.added > 0
+    docs = index.manifest.docs()
+    assert "新闻/莱芜签约.txt" in docs and not any(d.startswith("news/") for d in docs)
+    hits = HybridRetriever(index=index).search("莱芜区上半年实际使用外资多少？", 3)
+    assert hits[0].chunk.doc_id == "新闻/莱芜签约.txt"
