@@ -94,7 +94,12 @@ def ingest(
         list[Path] | None, typer.Argument(help="files or folders; default: the corpus dir")
     ] = None,
     rebuild: Annotated[
-        bool, typer.Option("--rebuild", help="drop the index and build it anew")
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="read and embed every document again, and drop those not read (an "
+            "interrupted rebuild leaves the index whole)",
+        ),
     ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="print the counts as one JSON object")
@@ -103,8 +108,8 @@ def ingest(
         str, typer.Option("--kb", help="the knowledge base the documents belong to")
     ] = "default",
 ) -> None:
-    """Index documents (.txt .md .html .pdf .docx, .jsonl[.gz] records), incrementally."""
-    from rag.chain import open_index
+    """Index documents (.txt .md .html .pdf .docx .doc .wps .xlsx .csv .ofd, images by OCR,
+    .jsonl[.gz] records), incrementally."""
     from rag.ingest import ingest as run_ingest
     from rag.manifest import check_kb_name
 
@@ -119,7 +124,7 @@ def ingest(
         with _sharing(settings):
             report = run_ingest(
                 roots,
-                open_index(settings, fresh=rebuild),
+                _index_to_write(settings, rebuild),
                 settings.chunk_size,
                 settings.chunk_overlap,
                 rebuild=rebuild,
@@ -129,6 +134,8 @@ def ingest(
             )
     except (RuntimeError, OSError) as exc:
         raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted: what was published stays; run it again to finish", 130) from None
     finally:
         bar.stop()
 
@@ -146,6 +153,21 @@ def ingest(
         )
     if report.added + report.updated + report.unchanged == 0 and report.failed + report.duplicates:
         raise fail(f"nothing could be read from {', '.join(map(str, roots))}")
+
+
+def _index_to_write(settings: Settings, rebuild: bool):
+    """The index `rag ingest` writes. A rebuild keeps one this version can read, so that
+    it is served whole until the rebuild publishes; one another version or model wrote
+    (nothing in it can be served) is started anew."""
+    from rag.chain import open_index
+
+    if not rebuild:
+        return open_index(settings)
+    try:
+        return open_index(settings)
+    except RuntimeError as exc:
+        err.print(f"starting from an empty index: {exc}", markup=False)
+        return open_index(settings, fresh=True)
 
 
 def _iso_date(value: str | None, flag: str) -> str:

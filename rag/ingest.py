@@ -165,9 +165,9 @@ def ingest(
     progress = progress or Progress()
     report = IngestReport()
     key = settings_key(index, chunk_size, chunk_overlap)
-    if rebuild:
-        writer.reset()
     docs = index.manifest.docs()
+    if rebuild and not docs:  # opened anew (another version wrote it): clear its store too
+        writer.reset()
     pending: list[tuple[Source, str, bool, str]] = []
     seen: set[str] = set()
     scanned_origins: set[str] = set()
@@ -192,19 +192,22 @@ def ingest(
                 )
                 continue
             digest = source_hash(item.raw_hash, key)
-            if entry and entry.source_hash == digest and entry.kb == kb:
+            if entry and entry.source_hash == digest and entry.kb == kb and not rebuild:
                 report.unchanged += 1
                 if entry.origin != origin:  # its folder was moved or renamed: same chunks
                     index.manifest.relocate(item.doc_id, origin, _original(item))
             else:
                 pending.append((item, digest, entry is not None, origin))
 
+    # A rebuild drops every document not read again, but with its last publish: one
+    # stopped half way leaves the index whole, part rebuilt and part as it was.
     gone = [
         doc_id
         for doc_id, entry in docs.items()
-        if entry.origin in scanned_origins and doc_id not in seen
+        if (rebuild or entry.origin in scanned_origins) and doc_id not in seen
     ]
-    report.chunks_removed += writer.remove(gone)
+    if not rebuild:
+        report.chunks_removed += writer.remove(gone)
     report.removed = len(gone)
 
     progress.start(len(pending))
@@ -233,11 +236,13 @@ def ingest(
         writer.put(
             doc_entry(doc, kb, origin, digest, _original(source)), chunks, cancelled=cancelled
         )
-        report.updated += existed
-        report.added += not existed
+        report.updated += existed and not rebuild
+        report.added += not existed or rebuild
         report.chunks_written += len(chunks)
         if writer.commit_due(commit_chunks):
             writer.commit(cancelled)
+    if rebuild:
+        report.chunks_removed += writer.remove(gone)
     writer.commit(cancelled)
     report.seconds = clock() - started
     return report

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rag.embed import LazyEmbeddings
-from rag.index import Filters, Index, IndexBusy, Writer, commit_due
+from rag.index import Cancelled, Filters, Index, IndexBusy, Writer, commit_due
 from rag.ingest import doc_entry, ingest, make_chunks
 from rag.load import iter_sources
 from rag.retrieve import HybridRetriever
@@ -108,11 +108,41 @@ def test_exact_duplicate_documents_are_indexed_once(index, tmp_path):
     assert list(index.manifest.docs()) == ["a.txt"]
 
 
-def test_rebuild_starts_over(index, corpus_copy):
+def test_rebuild_starts_over(index, corpus_copy, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "extra.txt").write_text("第一条 另一目录的文件：补贴三十三万元。", "utf-8")
     run(index, corpus_copy)
+    run(index, other)
     report = run(index, corpus_copy, rebuild=True)
-    assert report.added == 7 and report.unchanged == 0
+    assert (report.added, report.unchanged, report.removed) == (7, 0, 1)
+    assert "extra.txt" not in index.manifest.docs()  # not read again: dropped
     assert_consistent(index)
+
+
+def test_an_interrupted_rebuild_leaves_the_index_whole(index, corpus_copy, tmp_path):
+    """Part rebuilt, part as it was, nothing dropped before the rebuild's last publish."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "extra.txt").write_text("第一条 另一目录的文件：补贴三十三万元。", "utf-8")
+    run(index, corpus_copy)
+    run(index, other)
+    before = dict(index.manifest.docs())
+    start = index.manifest.generation
+    with pytest.raises(Cancelled):  # stopped once the rebuild has published once
+        run(
+            index,
+            corpus_copy,
+            rebuild=True,
+            commit_chunks=1,
+            cancelled=lambda: index.manifest.generation > start,
+        )
+    after = index.manifest.docs()
+    assert after.keys() == before.keys()
+    assert any(after[d].gen > before[d].gen for d in after)  # some were rebuilt and published
+    assert_consistent(index)
+    hits = HybridRetriever(index=index).search("莱芜区上半年实际使用外资多少？", 3)
+    assert hits and hits[0].chunk.doc_id == "news/2022-08-04-laiwu-signing.txt"
 
 
 def test_what_a_killed_writer_staged_is_removed_and_what_it_published_stays(index, corpus_copy):
