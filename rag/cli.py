@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -727,3 +728,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)
+    except OSError as exc:  # most often the output itself: a full disk, a closed pipe
+        with contextlib.suppress(OSError):
+            err.print(f"error: {exc.strerror or exc}", markup=False)
+        sys.exit(1)
