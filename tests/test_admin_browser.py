@@ -223,6 +223,24 @@ def test_the_chat_answers_from_the_uploaded_files_without_a_restart(page, server
     assert PDF_TITLE in sources, sources
 
 
+def test_an_impossible_date_is_refused_in_chinese_and_chunks_count_from_one(page, server):
+    page.goto(server["url"] + "/admin")
+    row = doc_row(page, f"{KB}/{PDF_NAME}")
+    row.wait_for(timeout=30_000)
+    row.locator(".edit").click()
+    form = page.locator(f"tr[data-edit-for='{KB}/{PDF_NAME}'] form")
+    form.locator("input[name=date]").fill("2024-02-30")
+    form.locator(".save").click()
+    banner = page.locator("#error .banner-text")
+    banner.wait_for(timeout=10_000)
+    assert "真实日期" in banner.inner_text(), banner.inner_text()
+    form.locator(".cancel-edit").click()
+    row.locator(".preview").click()
+    first = page.locator("#preview-chunks .chunk-n").first
+    first.wait_for(timeout=30_000)
+    assert first.inner_text() == "第 1 段"
+
+
 def test_a_deleted_document_is_no_longer_cited(page, server):
     page.goto(server["url"] + "/admin")
     doc_id = f"{KB}/{DOCX_NAME}"

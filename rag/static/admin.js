@@ -705,6 +705,15 @@
 
   var MAX_LENGTHS = { title: 200, date: 10, source: 200, doc_type: 50 };  // as the server checks
 
+  // 2024-02-30 has the shape of a date but is none: checked here, so the clerk is told in
+  // Chinese rather than by the server's English validation message.
+  function realDate(text) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+    if (!m) return false;
+    var d = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3]));
+    return d.getUTCFullYear() === +m[1] && d.getUTCMonth() === +m[2] - 1 && d.getUTCDate() === +m[3];
+  }
+
   function field(labelText, name, value, type, listId) {
     var wrap = el("label", "edit-field");
     wrap.appendChild(el("span", "edit-label", labelText));
@@ -765,8 +774,8 @@
         var value = form.elements[name].value.trim();
         if (value !== original[name]) { changes[name] = value; any = true; }
       });
-      if (changes.date && !/^\d{4}-\d{2}-\d{2}$/.test(changes.date)) {
-        showError("", "日期格式应为 YYYY-MM-DD");
+      if (changes.date && !realDate(changes.date)) {
+        showError("", "日期应为 YYYY-MM-DD 格式的真实日期（如 2024-03-15）");
         return;
       }
       if (changes.title === "") {
@@ -828,7 +837,7 @@
       chunks.forEach(function (c, i) {
         var item = el("li", "chunk");
         item.setAttribute("data-chunk-id", String(c.chunk_id));
-        item.appendChild(el("div", "chunk-n", "第 " + (c.n !== undefined ? c.n : i + 1) + " 段"));
+        item.appendChild(el("div", "chunk-n", "第 " + ((c.n !== undefined ? c.n : i) + 1) + " 段"));
         item.appendChild(el("div", "chunk-text", c.text));
         if (highlightChunk !== null && String(c.chunk_id) === String(highlightChunk)) {
           item.classList.add("highlight");
