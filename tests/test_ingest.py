@@ -108,25 +108,26 @@ def test_exact_duplicate_documents_are_indexed_once(index, tmp_path):
     assert list(index.manifest.docs()) == ["a.txt"]
 
 
-def test_rebuild_starts_over(index, corpus_copy, tmp_path):
+@pytest.fixture
+def two_roots(index, corpus_copy, tmp_path):
+    """The corpus and, from another folder, one more document: what a rebuild of the
+    corpus alone drops."""
     other = tmp_path / "other"
     other.mkdir()
     (other / "extra.txt").write_text("第一条 另一目录的文件：补贴三十三万元。", "utf-8")
     run(index, corpus_copy)
     run(index, other)
+
+
+def test_rebuild_starts_over(index, corpus_copy, two_roots):
     report = run(index, corpus_copy, rebuild=True)
     assert (report.added, report.unchanged, report.removed) == (7, 0, 1)
     assert "extra.txt" not in index.manifest.docs()  # not read again: dropped
     assert_consistent(index)
 
 
-def test_an_interrupted_rebuild_leaves_the_index_whole(index, corpus_copy, tmp_path):
+def test_an_interrupted_rebuild_leaves_the_index_whole(index, corpus_copy, two_roots):
     """Part rebuilt, part as it was, nothing dropped before the rebuild's last publish."""
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "extra.txt").write_text("第一条 另一目录的文件：补贴三十三万元。", "utf-8")
-    run(index, corpus_copy)
-    run(index, other)
     before = dict(index.manifest.docs())
     start = index.manifest.generation
     with pytest.raises(Cancelled):  # stopped once the rebuild has published once
