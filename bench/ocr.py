@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rag.load import pdf_pages, split_front_matter  # noqa: E402
+from rag.load import pdf_pages, read_front_matter  # noqa: E402
 from tests.scans import PER_LINE, scanned_pdf  # noqa: E402
 from tests.test_ocr import character_accuracy  # noqa: E402
 
@@ -36,7 +36,7 @@ def pages_of_policies(count: int) -> list[list[str]]:
     """The policies' paragraphs laid out in pages of at most LINES_PER_PAGE lines."""
     paragraphs = []
     for path in sorted((REPO / "corpus" / "policies").glob("*.md")):
-        body, _ = split_front_matter(path.read_text("utf-8"))
+        body, _, _ = read_front_matter(path.read_text("utf-8"))
         paragraphs += [
             line.strip().lstrip("#").strip() for line in body.splitlines() if line.strip()
         ]

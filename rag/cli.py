@@ -162,11 +162,11 @@ def _index_to_write(settings: Settings, rebuild: bool):
     (nothing in it can be served) is started anew."""
     from rag.chain import open_index
 
-    if not rebuild:
-        return open_index(settings)
     try:
         return open_index(settings)
     except RuntimeError as exc:
+        if not rebuild:
+            raise
         err.print(f"starting from an empty index: {exc}", markup=False)
         return open_index(settings, fresh=True)
 

@@ -396,27 +396,29 @@ class JobQueue:
         cancelled = self._cancelled(job)
         if cancelled():
             raise Cancelled()
-        before = self.index.manifest.get(job.doc_id) if job.doc_id else None
-        replaced = {before.original} if before else set()  # the originals it may leave unused
+        replaced: set[str] = set()  # the kept originals of the versions the job replaces
         with self.index.writer(
             wait=True,
             before_batch=lambda: self.index.give_way(GIVE_WAY_SECONDS),
             batch=JOB_EMBED_BATCH,
         ) as writer:
             if job.kind == Kind.DELETE:
-                if self.index.manifest.get(job.doc_id) is None:
+                entry = self.index.manifest.get(job.doc_id)
+                if entry is None:
                     raise JobError(f"no document {job.doc_id!r}")
                 writer.remove([job.doc_id])
-            elif job.kind == Kind.EDIT:
+                replaced.add(entry.original)
+            elif job.kind == Kind.EDIT:  # the original stays what it was
                 if self.index.manifest.get(job.doc_id) is None:
                     raise JobError(f"no document {job.doc_id!r}")
                 writer.edit(job.doc_id, job.data["changes"])
             elif job.kind in (Kind.UPLOAD, Kind.REINDEX):
-                replaced |= self._read_and_embed(job, writer, cancelled)
+                replaced = self._read_and_embed(job, writer, cancelled)
             else:
                 raise JobError(f"unknown job kind {job.kind!r}")
             writer.commit(cancelled)
-        for original in replaced:
+        # The job's own file is what its documents now name: only the others may be unused.
+        for original in replaced - {job.data.get("original", "")}:
             self.discard_original(original)
         self._update(job, status=Status.INDEXED, progress=1.0, error=job.error)
 

@@ -358,13 +358,6 @@ def looks_binary(data: bytes) -> bool:
     return control > len(sample) * 0.05
 
 
-def split_front_matter(text: str) -> tuple[str, dict[str, str]]:
-    """A leading `---` YAML block (title, date, source, doc_type, region, sample_notice …)
-    and the text after it."""
-    body, meta, _ = read_front_matter(text)
-    return body, meta
-
-
 def read_front_matter(text: str) -> tuple[str, dict[str, str], list[str]]:
     """The text after a leading `---` YAML block, the block's scalar fields as strings,
     and notes on metadata fields it gives as lists or mappings, which are left out."""

@@ -17,7 +17,7 @@ from rag.load import (
     decode_text,
     html_text,
     iter_sources,
-    split_front_matter,
+    read_front_matter,
     title_line,
     unpack_zip,
 )
@@ -113,7 +113,7 @@ def test_binary_empty_and_unknown_files_are_reported_by_name_and_skipped(tmp_pat
 
 
 def test_front_matter_gives_metadata_and_is_not_indexed():
-    text, meta = split_front_matter(
+    text, meta, _ = read_front_matter(
         "---\ntitle: 示例政策\ndate: 2024-03-15\nsample_notice: 示例文本，地区为虚构\n---\n正文。"
     )
     assert text == "正文。"
