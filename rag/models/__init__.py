@@ -1,0 +1,1 @@
+"""Models the product trains itself and ships: the reading model (span + has-answer)."""

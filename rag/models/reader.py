@@ -1,0 +1,262 @@
+"""The reading model at run time: where in a passage is the answer, and is it there at all.
+
+One int8 ONNX graph (trained by `rag.models.train_reader`, shipped in `rag/models/reader/`)
+reads (question, passage window) pairs and gives, per token, a start and an end score, and
+per window a has-answer score. `Reader.read` cuts each passage into windows as training
+did, runs every window of every passage in one batch, and returns each passage's best span
+as character offsets into that passage. Runs on ONNX Runtime, whose `run` may be called
+from several threads at once (its documented contract); a semaphore sized to the CPUs
+bounds how many do, so a busy server queues reads instead of oversubscribing cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.models.reader_data import MAX_QUESTION_TOKENS
+
+BUNDLED_READER = Path(__file__).parent / "reader"
+MAX_ANSWER_TOKENS = 48
+_FILES = ("reader.onnx", "tokenizer.json")
+
+
+class ReaderError(RuntimeError):
+    """The reading model is missing or does not match its card; says how to rebuild it."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The best answer span of one passage. `start`/`end` are offsets into that passage;
+    `span_score` is start + end logit minus the no-answer (<s>) logits, `has_answer` the
+    has-answer head's probability."""
+
+    passage: int
+    start: int
+    end: int
+    text: str
+    span_score: float
+    has_answer: float
+
+    @property
+    def confidence(self) -> float:
+        """One number to rank and refuse by: the has-answer probability, lowered where the
+        span head itself prefers "no answer" (a positive span_score leaves it as it is)."""
+        return self.has_answer * float(1 / (1 + np.exp(-self.span_score)))
+
+
+class Reader:
+    """One ONNX session and its tokenizer; safe to share between threads."""
+
+    def __init__(self, folder: Path, max_len: int = 256, stride: int = 96, threads: int = 0):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.folder = folder
+        self.max_len = max_len
+        self.stride = stride
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.bos = self.tokenizer.token_to_id("<s>")
+        self.eos = self.tokenizer.token_to_id("</s>")
+        self.pad = self.tokenizer.token_to_id("<pad>")
+        cpus = len(os.sched_getaffinity(0))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cpus
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(folder / "reader.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        self._slots = threading.BoundedSemaphore(max(1, cpus // 2))
+
+    @classmethod
+    def load(cls, folder: Path = BUNDLED_READER, check_card: bool = True, **kwargs) -> Reader:
+        """The model in `folder`; a ReaderError if a file is missing or differs from the
+        hashes its card recorded (a damaged copy would answer wrongly, not fail)."""
+        missing = [f for f in _FILES if not (folder / f).is_file()]
+        if missing:
+            raise ReaderError(
+                f"reading model {folder} lacks {', '.join(missing)}: "
+                "rebuild it with `make model` or set RAG_READER=none"
+            )
+        if check_card:
+            problem = verify(folder)
+            if problem:
+                raise ReaderError(problem)
+        config = {}
+        card = folder / "card.json"
+        if card.is_file():
+            config = json.loads(card.read_text("utf-8")).get("config", {})
+        kwargs.setdefault("max_len", config.get("max_len", 256))
+        kwargs.setdefault("stride", config.get("stride", 96))
+        return cls(folder, **kwargs)
+
+    def _windows(self, q_ids: list[int], context: str) -> list[tuple[list[int], list]]:
+        enc = self.tokenizer.encode(context, add_special_tokens=False)
+        head = [self.bos, *q_ids, self.eos, self.eos]
+        room = self.max_len - len(head) - 1
+        out, begin = [], 0
+        while True:
+            part = slice(begin, min(begin + room, len(enc.ids)))
+            out.append((head + enc.ids[part] + [self.eos], enc.offsets[part]))
+            if part.stop >= len(enc.ids):
+                return out
+            begin += room - self.stride if room > self.stride else room
+
+    def read(self, question: str, passages: Sequence[str]) -> list[Reading]:
+        """Each passage's best span (one Reading per passage, in passage order)."""
+        if not passages:
+            return []
+        q_ids = self.tokenizer.encode(question, add_special_tokens=False).ids
+        q_ids = q_ids[:MAX_QUESTION_TOKENS]
+        rows, owners = [], []
+        for n, text in enumerate(passages):
+            for ids, offsets in self._windows(q_ids, text):
+                rows.append((ids, offsets))
+                owners.append(n)
+        width = max(len(ids) for ids, _ in rows)
+        input_ids = np.full((len(rows), width), self.pad, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for r, (ids, _) in enumerate(rows):
+            input_ids[r, : len(ids)] = ids
+            mask[r, : len(ids)] = 1
+        with self._slots:
+            starts, ends, has = self.session.run(
+                None, {"input_ids": input_ids, "attention_mask": mask}
+            )
+        best: dict[int, Reading] = {}
+        context_from = len(q_ids) + 3
+        for r, (_, offsets) in enumerate(rows):
+            n = owners[r]
+            found = best_span(starts[r], ends[r], context_from, len(offsets))
+            if found is None:
+                continue
+            i, j, score = found
+            start, end = offsets[i][0], offsets[j][1]
+            text = passages[n]
+            # A piece's offsets may include the space it absorbed (Metaspace): trim it.
+            while start < end and text[start].isspace():
+                start += 1
+            reading = Reading(
+                passage=n,
+                start=start,
+                end=end,
+                text=text[start:end],
+                span_score=float(score - (starts[r][0] + ends[r][0])),
+                has_answer=float(1 / (1 + np.exp(-has[r]))),
+            )
+            if n not in best or reading.confidence > best[n].confidence:
+                best[n] = reading
+        return [best[n] for n in sorted(best)]
+
+
+def best_span(
+    starts: np.ndarray, ends: np.ndarray, first: int, length: int, longest: int = MAX_ANSWER_TOKENS
+) -> tuple[int, int, float] | None:
+    """The context token pair (i, j), i ≤ j < i + longest, with the highest start + end
+    score; indexes are into the window's context tokens. None for an empty context."""
+    if length <= 0:
+        return None
+    s = starts[first : first + length]
+    e = ends[first : first + length]
+    grid = s[:, None] + e[None, :]
+    i, j = np.indices(grid.shape)
+    grid = np.where((j >= i) & (j < i + longest), grid, -np.inf)
+    flat = int(np.argmax(grid))
+    i, j = divmod(flat, length)
+    return i, j, float(grid[i, j])
+
+
+def verify(folder: Path) -> str:
+    """"" when the model files match the hashes in card.json, else what is wrong."""
+    card = folder / "card.json"
+    if not card.is_file():
+        return f"reading model {folder} has no card.json: rebuild it with `make model`"
+    recorded = json.loads(card.read_text("utf-8")).get("files", {})
+    for name in _FILES:
+        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        if recorded.get(name) != digest:
+            return (
+                f"reading model file {folder / name} differs from its card (damaged or "
+                "replaced): restore it from the release or rebuild with `make model`"
+            )
+    return ""
+
+
+# -- scoring on a SQuAD-format set (CMRC 2018's own EM / F1 rules) -------------------------
+
+_PUNCT = set("-:_*^/\\~`+=，。：？！“”；’《》……·、「」（）－～『』,.!?;'\"()[]{}<>【】")
+
+
+def _segment(text: str) -> list[str]:
+    """CMRC's mixed segmentation: every CJK character alone, other runs as words."""
+    out, word = [], ""
+    for char in unicodedata.normalize("NFKC", text).lower():
+        if re.match(r"[\u4e00-\u9fff]", char) or char in _PUNCT or char.isspace():
+            if word:
+                out.append(word)
+                word = ""
+            if not char.isspace() and char not in _PUNCT:
+                out.append(char)
+        else:
+            word += char
+    if word:
+        out.append(word)
+    return out
+
+
+def _lcs(a: list[str], b: list[str]) -> int:
+    row = [0] * (len(b) + 1)
+    for x in a:
+        prev = 0
+        for j, y in enumerate(b, 1):
+            cur = row[j]
+            row[j] = prev + 1 if x == y else max(row[j], row[j - 1])
+            prev = cur
+    return row[-1]
+
+
+def f1_em(prediction: str, answers: Sequence[str]) -> tuple[float, float]:
+    """CMRC 2018's F1 (longest common subsequence over mixed segments) and exact match,
+    each the best over the reference answers."""
+    pred = _segment(prediction)
+    f1 = em = 0.0
+    for answer in answers:
+        gold = _segment(answer)
+        em = max(em, float(pred == gold))
+        common = _lcs(pred, gold)
+        if common:
+            p, r = common / len(pred), common / len(gold)
+            f1 = max(f1, 2 * p * r / (p + r))
+    return f1, em
+
+
+def evaluate_squad(reader: Reader, path: Path, limit: int = 0) -> dict:
+    """EM and F1 (×100, as CMRC reports them) over a SQuAD-format file's questions."""
+    data = json.loads(path.read_text("utf-8"))
+    f1s, ems = [], []
+    for article in data["data"]:
+        for para in article["paragraphs"]:
+            for qa in para["qas"]:
+                if limit and len(f1s) >= limit:
+                    break
+                answers = [a["text"] for a in qa["answers"]]
+                readings = reader.read(qa["question"], [para["context"]])
+                f1, em = f1_em(readings[0].text if readings else "", answers)
+                f1s.append(f1)
+                ems.append(em)
+    return {
+        "questions": len(f1s),
+        "f1": round(100 * float(np.mean(f1s)), 1),
+        "em": round(100 * float(np.mean(ems)), 1),
+    }
