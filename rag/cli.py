@@ -98,9 +98,21 @@ def ingest(
         bool,
         typer.Option(
             "--rebuild",
-            help="read and embed every document again, and drop those not read (an "
-            "interrupted rebuild leaves the index whole)",
+            help="read and embed every document of these folders again (an interrupted "
+            "rebuild leaves the index whole); other folders, uploads and knowledge bases "
+            "are not touched",
         ),
+    ] = False,
+    mirror: Annotated[
+        bool,
+        typer.Option(
+            "--mirror",
+            help="make knowledge base --kb equal to these folders: also remove its documents "
+            "that are not in them, uploads included (lists them and asks first)",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="with --mirror: remove without asking")
     ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="print the counts as one JSON object")
@@ -111,6 +123,7 @@ def ingest(
 ) -> None:
     """Index documents (.txt .md .html .pdf .docx .doc .wps .xlsx .csv .ofd, images by OCR,
     .jsonl[.gz] records), incrementally."""
+    from rag.index import Cancelled
     from rag.ingest import ingest as run_ingest
     from rag.manifest import check_kb_name
 
@@ -120,6 +133,10 @@ def ingest(
         kb = check_kb_name(kb)
     except ValueError as exc:
         raise fail(f"--kb: {exc}", 2) from None
+    if yes and not mirror:
+        raise fail("--yes only goes with --mirror", 2)
+    if mirror and not yes and not sys.stdin.isatty():
+        raise fail("--mirror removes documents: run it on a terminal to confirm, or add --yes", 2)
     bar = _Bar("embedding")
     try:
         with _sharing(settings):
@@ -132,7 +149,11 @@ def ingest(
                 progress=bar,
                 kb=kb,
                 commit_chunks=settings.commit_chunks,
+                mirror=mirror,
+                confirm=lambda doomed: _confirm_removal(doomed, kb, yes),
             )
+    except Cancelled:
+        raise fail("nothing was changed", 1) from None
     except (RuntimeError, OSError) as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -154,6 +175,18 @@ def ingest(
         )
     if report.added + report.updated + report.unchanged == 0 and report.failed + report.duplicates:
         raise fail(f"nothing could be read from {', '.join(map(str, roots))}")
+
+
+def _confirm_removal(doomed: list[str], kb: str, yes: bool) -> bool:
+    """--mirror: say which documents of `kb` go, and ask (unless --yes)."""
+    if not doomed:
+        return True
+    err.print(f"--mirror removes {len(doomed)} documents of knowledge base {kb!r}:", markup=False)
+    for doc_id in doomed[:50]:
+        err.print(f"  {doc_id}", markup=False)
+    if len(doomed) > 50:
+        err.print(f"  … and {len(doomed) - 50} more", markup=False)
+    return yes or typer.confirm("remove them?", default=False, err=True)
 
 
 def _index_to_write(settings: Settings, rebuild: bool):

@@ -11,13 +11,14 @@ documents while a long run goes on.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rag.articles import headings, in_force
-from rag.index import COMMIT_CHUNKS, Index, Writer
+from rag.index import COMMIT_CHUNKS, Cancelled, Index, Writer
 from rag.load import LoadFailure, Source, UnreadableError, iter_sources
 from rag.manifest import DocEntry
 from rag.split import chunk_spans
@@ -26,6 +27,8 @@ from rag.types import Chunk, Document
 # Part of every source hash: bump it when loading, cleaning or splitting changes what a
 # file turns into, so the next ingest redoes every document instead of keeping stale chunks.
 PIPELINE_VERSION = 8
+
+log = logging.getLogger("rag.ingest")
 
 DEFAULT_KB = "default"
 
@@ -60,6 +63,43 @@ class IngestReport:
     def fail(self, failure: LoadFailure) -> None:
         self.failed += 1
         self.failures.append(failure)
+
+
+def with_corrections(doc: Document, entry: DocEntry | None) -> tuple[Document, str]:
+    """`doc` with the metadata a person corrected on its indexed version (and that record,
+    to keep): every path that reads a document again — `rag ingest`, its rebuild, a
+    server re-index — keeps a corrected title or date over the file's own."""
+    if entry is None or not entry.corrected:
+        return doc, ""
+    return replace(doc, meta={**doc.meta, **entry.corrections()}), entry.corrected
+
+
+def discard_original(data_dir: Path, manifest, original: str) -> None:
+    """Delete an upload's kept original (under data_dir/originals) that no document names
+    any more. Each upload is kept under its own path (`api.documents.keep`), so this is
+    the only way one goes; a file `rag ingest` read stays where it is."""
+    if not original:
+        return
+    originals = (data_dir / "originals").resolve()
+    path = (data_dir / original).resolve()
+    if not path.is_relative_to(originals) or any(
+        e.original == original for e in manifest.docs().values()
+    ):
+        return
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as err:  # kept on disk, served by nothing: say so, go on
+        log.warning("could not remove the kept original %s: %s", original, err)
+        return
+    for folder in path.parents:  # the version's folder, and any left empty above it
+        if folder == originals:
+            break
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty: other files are kept there
+            break
 
 
 def make_chunks(doc: Document, size: int, overlap: int) -> list[Chunk]:
@@ -143,9 +183,16 @@ def ingest(
     writer: Writer | None = None,
     cancelled: Callable[[], bool] | None = None,
     commit_chunks: int = COMMIT_CHUNKS,
+    mirror: bool = False,
+    confirm: Callable[[list[str]], bool] | None = None,
 ) -> IngestReport:
     """Bring `index` in line with the documents under `roots` (into knowledge base `kb`).
-    With `writer`, work inside that writer (a server job); else open one."""
+    With `writer`, work inside that writer (a server job); else open one.
+
+    Only documents that came from these folders are ever replaced or removed: uploads,
+    other folders and other knowledge bases are not this run's to touch, with or without
+    `rebuild`. `mirror` makes knowledge base `kb` equal to the folders: it also removes
+    every other document of `kb` (uploads included), once `confirm(doc_ids)` agrees."""
     if writer is None:
         with index.writer() as own:
             return ingest(
@@ -160,6 +207,8 @@ def ingest(
                 writer=own,
                 cancelled=cancelled,
                 commit_chunks=commit_chunks,
+                mirror=mirror,
+                confirm=confirm,
             )
     started = clock()
     progress = progress or Progress()
@@ -199,13 +248,16 @@ def ingest(
             else:
                 pending.append((item, digest, entry is not None, origin))
 
-    # A rebuild drops every document not read again, but with its last publish: one
-    # stopped half way leaves the index whole, part rebuilt and part as it was.
+    # Files gone from the folders read; with `mirror`, every other document of `kb` too.
     gone = [
         doc_id
         for doc_id, entry in docs.items()
-        if (rebuild or entry.origin in scanned_origins) and doc_id not in seen
+        if doc_id not in seen and (entry.origin in scanned_origins or (mirror and entry.kb == kb))
     ]
+    if mirror and confirm is not None and not confirm(sorted(gone)):
+        raise Cancelled()
+    # A rebuild drops them with its last publish: one stopped half way leaves the index
+    # whole, part rebuilt and part as it was.
     if not rebuild:
         report.chunks_removed += writer.remove(gone)
     report.removed = len(gone)
@@ -232,10 +284,10 @@ def ingest(
         known_texts[doc.content_hash] = doc.doc_id
         # Indexed, but part of it could not be read (a page OCR found no text on): said.
         report.failures += [LoadFailure(source.location, note) for note in doc.notes]
+        doc, corrected = with_corrections(doc, docs.get(doc.doc_id))
         chunks = make_chunks(doc, chunk_size, chunk_overlap)
-        writer.put(
-            doc_entry(doc, kb, origin, digest, _original(source)), chunks, cancelled=cancelled
-        )
+        entry = doc_entry(doc, kb, origin, digest, _original(source))
+        writer.put(replace(entry, corrected=corrected), chunks, cancelled=cancelled)
         report.updated += existed and not rebuild
         report.added += not existed or rebuild
         report.chunks_written += len(chunks)
@@ -244,5 +296,7 @@ def ingest(
     if rebuild:
         report.chunks_removed += writer.remove(gone)
     writer.commit(cancelled)
+    for doc_id in gone:  # an upload `mirror` removed leaves no kept file behind
+        discard_original(index.data_dir, index.manifest, docs[doc_id].original)
     report.seconds = clock() - started
     return report

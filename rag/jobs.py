@@ -22,7 +22,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rag.index import Cancelled, Index, Writer
-from rag.ingest import DEFAULT_KB, doc_entry, make_chunks, settings_key, source_hash
+from rag.ingest import (
+    DEFAULT_KB,
+    discard_original,
+    doc_entry,
+    make_chunks,
+    settings_key,
+    source_hash,
+    with_corrections,
+)
 from rag.load import LoadFailure, NoTextError, UnreadableError, iter_records, parse_file, raw_hash
 from rag.manifest import now
 
@@ -426,28 +434,7 @@ class JobQueue:
         """Delete a kept original (under data_dir/originals) that no document names any more.
         Each upload is kept under its own path (`api.documents.keep`), so this is the only
         way one goes; a file `rag ingest` read stays where it is."""
-        if not original:
-            return
-        originals = (self.data_dir / "originals").resolve()
-        path = (self.data_dir / original).resolve()
-        if not path.is_relative_to(originals) or any(
-            e.original == original for e in self.index.manifest.docs().values()
-        ):
-            return
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as err:  # kept on disk, served by nothing: say so, go on
-            log.warning("could not remove the kept original %s: %s", original, err)
-            return
-        for folder in path.parents:  # the version's folder, and any left empty above it
-            if folder == originals:
-                break
-            try:
-                folder.rmdir()
-            except FileNotFoundError:
-                continue
-            except OSError:  # not empty: other files are kept there
-                break
+        discard_original(self.data_dir, self.index.manifest, original)
 
     def _read_and_embed(self, job: Job, writer: Writer, cancelled: Callable[[], bool]) -> set[str]:
         """Stage the document (or JSONL records) of `job`; returns the originals of the
@@ -516,9 +503,9 @@ class JobQueue:
                 continue
             texts[doc.content_hash] = doc.doc_id
             notes += [f"{doc.doc_id}: {note}" for note in doc.notes]  # indexed all the same
-            corrected = entry.corrected if job.kind == Kind.REINDEX and entry else ""
-            if corrected:  # the same original read again: a person's corrections stand
-                doc = replace(doc, meta={**doc.meta, **entry.corrections()})
+            corrected = ""
+            if job.kind == Kind.REINDEX:  # the same original read again: corrections stand
+                doc, corrected = with_corrections(doc, entry)
             chunks = make_chunks(doc, self.chunk_size, self.chunk_overlap)
             planned.append((doc, doc_digest, chunks, corrected))
             total += len(chunks)

@@ -101,3 +101,23 @@ def test_killed_ingest_keeps_what_it_published_and_the_next_run_repairs_the_rest
     assert set(chunk_ids) == expected
     assert {cid.split("#")[0] for cid in chunk_ids} == {f"doc{n:04d}.txt" for n in range(700)}
     assert sorted(index.lexical.chunk_ids) == sorted(chunk_ids)
+
+
+def test_mirror_needs_a_confirmation_and_says_what_it_removes(tmp_path, e5_dir):
+    env = {"RAG_EMBEDDING_MODEL": str(e5_dir)}
+    folders = {}
+    for name in ("a", "b"):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        (folders[name] / f"{name}.txt").write_text(f"第一条 {name}区厂房补贴十万元。", "utf-8")
+        assert run_rag("ingest", str(folders[name]), env=env).returncode == 0
+    unconfirmed = run_rag(
+        "ingest", str(folders["a"]), "--mirror", env=env, stdin=subprocess.DEVNULL
+    )
+    assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
+    assert run_rag("ingest", str(folders["a"]), "--yes", env=env).returncode == 2
+    mirrored = run_rag("ingest", str(folders["a"]), "--mirror", "--yes", "--json", env=env)
+    assert mirrored.returncode == 0, mirrored.stderr
+    assert "b.txt" in mirrored.stderr and json.loads(mirrored.stdout)["removed"] == 1
+    index = open_index(Settings(embedding_model=str(e5_dir)))
+    assert list(index.manifest.docs()) == ["a.txt"]

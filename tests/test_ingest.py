@@ -119,10 +119,77 @@ def two_roots(index, corpus_copy, tmp_path):
     run(index, other)
 
 
-def test_rebuild_starts_over(index, corpus_copy, two_roots):
+def test_rebuild_reads_its_folder_again_and_leaves_other_folders_alone(
+    index, corpus_copy, two_roots
+):
     report = run(index, corpus_copy, rebuild=True)
-    assert (report.added, report.unchanged, report.removed) == (7, 0, 1)
-    assert "extra.txt" not in index.manifest.docs()  # not read again: dropped
+    assert (report.added, report.unchanged, report.removed) == (7, 0, 0)
+    assert "extra.txt" in index.manifest.docs()  # another folder's: not this run's to drop
+    assert_consistent(index)
+
+
+def test_rebuild_drops_only_files_gone_from_its_own_folder(index, corpus_copy, two_roots):
+    (corpus_copy / "policies" / "building-economy.md").unlink()
+    report = run(index, corpus_copy, rebuild=True)
+    assert report.removed == 1
+    assert "policies/building-economy.md" not in index.manifest.docs()
+    assert "extra.txt" in index.manifest.docs()
+    assert_consistent(index)
+
+
+@pytest.fixture
+def two_kbs(index, tmp_path):
+    """Two folders in two knowledge bases, as an office keeps public and internal papers."""
+    roots = {}
+    for kb, name, text in (
+        ("公开", "kbpub", "第一条 公开文件：楼宇入驻奖励二十万元。"),
+        ("内部资料", "kbsec", "第一条 内部文件：人才公寓补贴三万元。"),
+    ):
+        root = tmp_path / name
+        root.mkdir()
+        (root / f"{name}.txt").write_text(text, "utf-8")
+        run(index, root, kb=kb)
+        roots[kb] = root
+    return roots
+
+
+def test_rebuild_of_one_knowledge_base_keeps_the_others(index, two_kbs):
+    report = run(index, two_kbs["公开"], kb="公开", rebuild=True)
+    assert (report.added, report.removed) == (1, 0)
+    assert {e.kb for e in index.manifest.docs().values()} == {"公开", "内部资料"}
+    assert_consistent(index)
+
+
+def test_a_corrected_title_survives_reingest_and_rebuild(index, corpus_copy):
+    run(index, corpus_copy)
+    doc_id = "policies/building-economy.md"
+    with index.writer() as writer:
+        writer.edit(doc_id, {"title": "人工更正的标题"})
+        writer.commit()
+    target = corpus_copy / "policies" / "building-economy.md"
+    target.write_text(target.read_text("utf-8").replace("50%", "55%"), "utf-8")
+    run(index, corpus_copy)  # the file changed: read again
+    assert index.manifest.get(doc_id).title == "人工更正的标题"
+    run(index, corpus_copy, rebuild=True)
+    assert index.manifest.get(doc_id).title == "人工更正的标题"
+    assert index.snapshot().document_rows(doc_id)[0].text.startswith("人工更正的标题")
+
+
+def test_mirror_removes_the_knowledge_bases_other_documents_once_confirmed(
+    index, two_kbs, tmp_path
+):
+    other = tmp_path / "more"
+    other.mkdir()
+    (other / "more.txt").write_text("第一条 另一目录：厂房租金补贴五成。", "utf-8")
+    run(index, other, kb="公开")
+    asked = []
+    with pytest.raises(Cancelled):  # refused: nothing changes
+        run(index, two_kbs["公开"], kb="公开", mirror=True, confirm=lambda d: asked.append(d))
+    assert asked == [["more.txt"]]
+    assert len(index.manifest.docs()) == 3
+    report = run(index, two_kbs["公开"], kb="公开", mirror=True, confirm=lambda d: True)
+    assert report.removed == 1
+    assert set(index.manifest.docs()) == {"kbpub.txt", "kbsec.txt"}  # 内部资料 untouched
     assert_consistent(index)
 
 

@@ -178,7 +178,7 @@ def best_span(
 
 
 def verify(folder: Path) -> str:
-    """"" when the model files match the hashes in card.json, else what is wrong."""
+    """ "" when the model files match the hashes in card.json, else what is wrong."""
     card = folder / "card.json"
     if not card.is_file():
         return f"reading model {folder} has no card.json: rebuild it with `make model`"

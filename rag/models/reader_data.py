@@ -101,9 +101,7 @@ def traditional_to_simplified():
     try:
         import opencc
     except ImportError as err:  # pragma: no cover - named for the person running it
-        raise RuntimeError(
-            "training on DRCD needs OpenCC: pip install -e '.[train]'"
-        ) from err
+        raise RuntimeError("training on DRCD needs OpenCC: pip install -e '.[train]'") from err
     return opencc.OpenCC("t2s").convert
 
 
@@ -114,10 +112,15 @@ def traditional_to_simplified():
 _FACTS = [
     (re.compile(r"\d+(?:\.\d+)?(?:多)?(?:万|亿|千)?(?:多)?(?:元|美元|欧元|港元)"), "多少钱"),
     (re.compile(r"\d+(?:\.\d+)?(?:%|％)|百分之[一二三四五六七八九十百点零\d.]+"), "多少"),
-    (re.compile(r"(?:\d{4}年)?\d{1,2}月(?:\d{1,2}日)?(?:至\d{1,2}月\d{1,2}日)?(?![份电\d])"), "什么时候"),
+    (
+        re.compile(r"(?:\d{4}年)?\d{1,2}月(?:\d{1,2}日)?(?:至\d{1,2}月\d{1,2}日)?(?![份电\d])"),
+        "什么时候",
+    ),
     (re.compile(r"\d{4}年(?:底|初|以来)?"), "哪一年"),
     (
-        re.compile(r"\d+(?:\.\d+)?(?:多)?(?:万|亿)?(?:个|家|项|人|名|户|所|座|台|辆|吨|亩|公里|平方米|千瓦|个百分点)"),
+        re.compile(
+            r"\d+(?:\.\d+)?(?:多)?(?:万|亿)?(?:个|家|项|人|名|户|所|座|台|辆|吨|亩|公里|平方米|千瓦|个百分点)"
+        ),
         "多少",
     ),
 ]
@@ -213,9 +216,7 @@ def header_examples(doc_id: str, text: str, rng: random.Random) -> list[Example]
     ]
 
 
-def read_news_questions(
-    path: Path, seed: int, cloze_docs: int, header_docs: int
-) -> list[Example]:
+def read_news_questions(path: Path, seed: int, cloze_docs: int, header_docs: int) -> list[Example]:
     """Cloze and header questions from a sample of the CRUD news passages."""
     with gzip.open(path, "rt", encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]

@@ -199,8 +199,13 @@ def prepare(config: TrainConfig, work: Path) -> dict:
 
     for i, ex in enumerate(tqdm(examples, desc="windows", mininterval=5)):
         wins = rd.windows(
-            tok, ex.question, ex.context, ex.answer_start, len(ex.answers[0]),
-            config.max_len, config.stride,
+            tok,
+            ex.question,
+            ex.context,
+            ex.answer_start,
+            len(ex.answers[0]),
+            config.max_len,
+            config.stride,
         )
         pos = [(w.input_ids, w.start, w.end) for w in wins if w.start > 0]
         neg = [(w.input_ids, 0, 0) for w in wins if w.start == 0]
@@ -213,9 +218,7 @@ def prepare(config: TrainConfig, work: Path) -> dict:
             # A window of the other paragraph that happens to hold the answer text is not
             # a negative.
             hard_win = [
-                (w.input_ids, 0, 0)
-                for w in hw
-                if not any(a in other.context for a in ex.answers)
+                (w.input_ids, 0, 0) for w in hw if not any(a in other.context for a in ex.answers)
             ][:1]
         per_example.append({"pos": pos, "neg": neg, "hard": hard_win, "source": ex.source})
     data = {"examples": per_example, "keep": keep, "vocab": len(keep), "base": str(base_dir)}
@@ -279,7 +282,6 @@ def build_model(config: TrainConfig, data: dict):
 
 
 def _reader_net():
-    import torch
     from torch import nn
     from transformers import BertModel
 
@@ -304,7 +306,7 @@ def _reader_net():
     return _ReaderNet
 
 
-def ReaderNet(bert_config):  # noqa: N802 - a class built lazily so torch loads on use
+def ReaderNet(bert_config):
     return _reader_net()(bert_config)
 
 
@@ -324,7 +326,6 @@ def _batch(data: dict, items, pad_id: int):
 
 
 def _loss(model, batch, config: TrainConfig):
-    import torch
     from torch.nn import functional
 
     ids, mask, starts, ends = batch
@@ -366,7 +367,11 @@ def _save_checkpoint(run: Path, step: int, model, optimizer, scheduler, config) 
 
 def run_dir(config: TrainConfig, work: Path) -> Path:
     blob = json.dumps(
-        {k: v for k, v in asdict(config).items() if k not in ("threads", "eval_limit", "checkpoint_every")},
+        {
+            k: v
+            for k, v in asdict(config).items()
+            if k not in ("threads", "eval_limit", "checkpoint_every")
+        },
         sort_keys=True,
     )
     return work / f"run-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
@@ -434,7 +439,9 @@ def train(config: TrainConfig, work: Path, stop_after: int | None = None) -> Pat
         step += 1
         running = [*running[-49:], float(loss)]
         bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(running):.3f}", span=f"{float(span):.2f}", has=f"{float(has):.2f}")
+        bar.set_postfix(
+            loss=f"{np.mean(running):.3f}", span=f"{float(span):.2f}", has=f"{float(has):.2f}"
+        )
         if step % config.checkpoint_every == 0 or step == steps:
             _save_checkpoint(run, step, model, optimizer, scheduler, config)
             log.info("step %d/%d loss %.3f (checkpoint)", step, steps, np.mean(running))
@@ -514,9 +521,7 @@ def write_card(config: TrainConfig, work: Path, exported: Path, out: Path, start
             "sha256": _sha256(base),
             "layers_kept": config.layers,
         },
-        "files": {
-            name: _sha256(exported / name) for name in ("reader.onnx", "tokenizer.json")
-        },
+        "files": {name: _sha256(exported / name) for name in ("reader.onnx", "tokenizer.json")},
         "data": [
             {"file": name, "set": s, "authors": a, "licence": lic, "sha256": _sha256(root / name)}
             for name, (s, a, lic) in DATASETS.items()
@@ -566,17 +571,33 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m rag.models.train_reader",
         description="Train the reading model from shared/training and write it into rag/models/reader/.",
     )
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="checkpoints and cached windows (outside the repo)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the finished model goes")
-    parser.add_argument("--weights", type=Path, help="export this checkpoint instead of the final weights")
-    parser.add_argument("--export-only", action="store_true", help="skip training; export and score")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=DEFAULT_WORK,
+        help="checkpoints and cached windows (outside the repo)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="where the finished model goes"
+    )
+    parser.add_argument(
+        "--weights", type=Path, help="export this checkpoint instead of the final weights"
+    )
+    parser.add_argument(
+        "--export-only", action="store_true", help="skip training; export and score"
+    )
     for f in fields(TrainConfig):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default
+        )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     if not (Path(config.training_dir) / EVAL_FILE).is_file():
-        print(f"no training data at {config.training_dir} (see shared/training/SOURCE.md)", file=sys.stderr)
+        print(
+            f"no training data at {config.training_dir} (see shared/training/SOURCE.md)",
+            file=sys.stderr,
+        )
         return 2
     started = time.time()
     if not args.export_only:
