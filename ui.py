@@ -7,6 +7,7 @@ chat, renders its sources beside it (escaped by rag.render) and stores 👍/👎
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -36,6 +37,7 @@ from rag.llm import LLMAnswerer
 from rag.owner import own
 from rag.render import answer_markdown, escape_markdown, sources_html
 from rag.telemetry import answer_fields, configure_logging, kv
+from rag.watchdog import Heartbeat, Watchdog
 
 log = logging.getLogger("rag.ui")
 request_log = logging.getLogger("rag.request")  # a chat answer's line, beside the API's
@@ -278,11 +280,27 @@ def create_server_app(settings: Settings, host: str | None = None) -> FastAPI:
             "jobs_queued": jobs.queued_cached,
         }
 
+    heartbeat = Heartbeat()
+    ages = {"a call of the embedding model": index.embeddings.calls.oldest}
+    if index.writer_embeddings is not index.embeddings:
+        ages["an ingest call of the embedding model"] = index.writer_embeddings.calls.oldest
+    watchdog = Watchdog({**ages, "the event loop": heartbeat.age}, settings.stall_seconds)
+
+    async def beat() -> None:
+        while True:
+            heartbeat.tick()
+            await asyncio.sleep(1)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        heartbeat.tick()
+        ticking = asyncio.create_task(beat())
         threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
         jobs.start()
+        watchdog.start()
         yield
+        watchdog.stop()
+        ticking.cancel()
         jobs.stop()  # after uvicorn has let in-flight requests finish
 
     audit = AuditLog(settings.data_dir / AUDIT_FILE)
@@ -293,6 +311,7 @@ def create_server_app(settings: Settings, host: str | None = None) -> FastAPI:
         jobs=jobs,
         data_dir=settings.data_dir,
         ready=warm.is_set,
+        stuck=watchdog.problem,
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
         auth=auth_config(settings, audit, host or settings.host),
@@ -335,6 +354,19 @@ def auth_config(settings: Settings, audit: AuditLog, host: str) -> AuthConfig:
             owner = "?"
         audit.record(Event(f"file:{owner}", "file", "grants change", summary))
 
+    if (
+        settings.auth == "header"
+        and not settings.auth_proxy_secret
+        and "forwarded_allow_ips" not in settings.model_fields_set
+    ):
+        # The default (127.0.0.1) would believe any process on this machine that sends
+        # X-Remote-User: the proxy must be named, or prove itself with a secret.
+        raise ValueError(
+            "RAG_AUTH=header needs to know which requests come from your proxy: set "
+            "RAG_AUTH_PROXY_SECRET (the proxy adds it in X-Rag-Proxy-Secret) and/or "
+            "RAG_FORWARDED_ALLOW_IPS (the proxy's own address, e.g. 127.0.0.2 with nginx "
+            "proxy_bind); see README 'Sign-in through the portal'"
+        )
     signed_in = settings.auth != "none"
     secret = embed_secret(data / "embed.secret") if signed_in else b""
     oidc = None
@@ -357,6 +389,8 @@ def auth_config(settings: Settings, audit: AuditLog, host: str) -> AuthConfig:
         trusted=settings.forwarded_allow_ips,
         user_header=settings.auth_user_header,
         groups_header=settings.auth_groups_header,
+        proxy_secret=settings.auth_proxy_secret,
+        proxy_secret_header=settings.auth_proxy_secret_header,
         percent_encoded=settings.auth_headers_encoded,
         allowed_origins=settings.allowed_origins,
         rate=settings.rate_limit,

@@ -638,7 +638,11 @@ def keys_create(
         str, typer.Option("--rate", help="its rate limit, e.g. 60/min (default: RAG_RATE_LIMIT)")
     ] = "",
     expires: Annotated[
-        str, typer.Option("--expires", help="lifetime, e.g. 90d, 12h (default: none)")
+        str,
+        typer.Option(
+            "--expires",
+            help="lifetime as a number and a unit: d (days), h (hours) or m (minutes, the smallest), e.g. 90d, 12h, 30m (default: never expires)",
+        ),
     ] = "",
     as_json: Annotated[
         bool, typer.Option("--json", help='print {"name", "key", "role", "kbs"}')

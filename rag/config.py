@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         description="portal origins allowed to call the API (CORS) and frame the chat (CSP "
         "frame-ancestors), e.g. http://portal.intra:8080; comma-separated or a JSON list",
     )
+    stall_seconds: float = Field(
+        300,
+        ge=5,
+        description="a model call or the event loop stuck this long fails /healthz, and the "
+        "server exits (status 70) so that its service manager restarts it",
+    )
     concurrency: int = Field(
         8,
         ge=1,
@@ -141,6 +147,14 @@ class Settings(BaseSettings):
     )
     auth_user_header: str = Field("X-Remote-User", description="the signed-in user's name")
     auth_groups_header: str = Field("X-Remote-Groups", description="their groups, comma-separated")
+    auth_proxy_secret: str = Field(
+        "",
+        description="with auth = header: a secret the proxy adds to every request in "
+        "auth_proxy_secret_header; user headers without it are not believed, whoever sends them",
+    )
+    auth_proxy_secret_header: str = Field(
+        "X-Rag-Proxy-Secret", description="the header the proxy puts auth_proxy_secret in"
+    )
     auth_headers_encoded: bool = Field(
         False, description="the proxy percent-encodes the user and group names it passes"
     )

@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -280,22 +281,42 @@ class OpenVinoEncoder(OnnxEncoder):
     and OpenVINO lets go of the GIL while it runs."""
 
     def _open(self, graph: Path) -> None:
-        self.compiled = _openvino_model(str(graph))
+        self.shared = _openvino_model(str(graph))
+        self.compiled = self.shared.model
         self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.request = self.compiled.create_infer_request()
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        self.request.infer({"input_ids": ids, "attention_mask": mask})
-        # A copy: the request's output buffer is reused by the next run.
-        return np.array(self.request.get_output_tensor(0).data, dtype=np.float32)
+        # One inference at a time per compiled model, whichever encoder asks: the server's
+        # warm-up and its ingest worker, each in an infer request of its own on the same
+        # compiled model, hung inside `infer` one restart in two (issue 32).
+        with self.shared.lock:
+            self.request.infer({"input_ids": ids, "attention_mask": mask})
+            # A copy: the request's output buffer is reused by the next run.
+            return np.array(self.request.get_output_tensor(0).data, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    """A compiled OpenVINO model and the lock its inferences run under."""
+
+    model: object
+    lock: threading.Lock
+
+
+_COMPILING = threading.Lock()  # lru_cache alone would let two threads compile at once
+
+
+def _openvino_model(graph: str) -> CompiledModel:
+    with _COMPILING:
+        return _compile_openvino(graph)
 
 
 @lru_cache(maxsize=4)
-def _openvino_model(graph: str):
+def _compile_openvino(graph: str) -> CompiledModel:
     """One compiled model per graph in a process, shared by its encoders (a server's
-    reader and writer) through an infer request each, which OpenVINO runs independently:
-    each compiled copy of e5-small holds ~600 MiB (measured). Compiled from the path,
-    not from a model read first: that kept ~350 MiB more alive.
+    reader and writer): each compiled copy of e5-small holds ~600 MiB (measured).
+    Compiled from the path, not from a model read first: that kept ~350 MiB more alive.
 
     The compiled model is cached beside the graph (OpenVINO's CACHE_DIR, ~450 MB for
     e5-small, keyed by OpenVINO on the graph, the settings and this CPU), so every later
@@ -310,7 +331,7 @@ def _openvino_model(graph: str):
     folder = Path(graph).parent
     if os.access(folder, os.W_OK):
         config["CACHE_DIR"] = str(folder / "openvino-cache")
-    return ov.Core().compile_model(graph, "CPU", config)
+    return CompiledModel(ov.Core().compile_model(graph, "CPU", config), threading.Lock())
 
 
 ENCODERS = {"onnx": OnnxEncoder, "openvino": OpenVinoEncoder}

@@ -8,6 +8,7 @@ middleware writes it in the request's one line.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -30,14 +31,20 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def kv(fields: dict) -> str:
-    """`key=value` pairs; values with blanks or quotes are quoted."""
+    """`key=value` pairs; values with blanks, quotes or control characters are quoted,
+    and a control character is written as an escape: a newline in a file name must not
+    start a line of its own (a forged log line) or cut this one."""
     parts = []
     for key, value in fields.items():
         text = str(value)
-        if not text or any(c in text for c in ' "=\n'):
-            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+        if not text or any(c in text for c in ' "=\\') or _CONTROL.search(text):
+            text = text.replace("\\", "\\\\").replace('"', '\\"')
+            text = '"' + _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) + '"'
         parts.append(f"{key}={text}")
     return " ".join(parts)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def answer_fields(answer: dict, fallback: str = "") -> dict:

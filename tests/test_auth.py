@@ -16,9 +16,10 @@ from rag.access import Grants, Role
 from rag.api import create_app
 from rag.api.auth import AuthConfig, EmbedTokens, trusted_networks
 from rag.audit import AuditLog
+from rag.config import Settings
 from rag.jobs import JobQueue
 from rag.keys import KeyStore
-from tests.conftest import serving
+from tests.conftest import free_port, run_rag, serving
 from ui import check_exposure
 
 PORTAL = "http://portal.test:8080"
@@ -220,6 +221,36 @@ def test_a_forged_user_header_from_an_untrusted_address_is_ignored(two_kb_assist
         assert forged.json()["error"]["type"] == "authentication_error"
 
 
+def test_with_a_proxy_secret_only_requests_carrying_it_are_believed(two_kb_assistant, tmp_path):
+    """A local process can reach the port as the proxy does; it cannot know the secret."""
+    server = Server(two_kb_assistant, tmp_path, proxy_secret="s3cret-from-the-proxy")
+    with serving(server.app) as api:
+        for headers in (ADMIN, {**ADMIN, "X-Rag-Proxy-Secret": "guess"}):
+            forged = api.get("/api/audit", headers=headers)
+            assert forged.status_code == 401 and SECRET not in forged.text
+        proxied = api.get(
+            "/api/audit", headers={**ADMIN, "X-Rag-Proxy-Secret": "s3cret-from-the-proxy"}
+        )
+        assert proxied.status_code == 200
+
+
+def test_header_mode_does_not_start_without_saying_whom_to_trust(tmp_path):
+    """The default trusted address (127.0.0.1) would believe any local process."""
+    from ui import auth_config
+
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    with pytest.raises(ValueError, match="RAG_AUTH_PROXY_SECRET"):
+        auth_config(Settings(auth="header", data_dir=tmp_path), audit, "127.0.0.1")
+    for trust in ({"forwarded_allow_ips": "127.0.0.2"}, {"auth_proxy_secret": "s"}):
+        assert auth_config(Settings(auth="header", data_dir=tmp_path, **trust), audit, "127.0.0.1")
+
+
+def test_rag_serve_in_header_mode_without_trust_exits_with_the_reason(tmp_path):
+    result = run_rag("serve", "--port", str(free_port()), env={"RAG_AUTH": "header"}, timeout=120)
+    assert result.returncode != 0
+    assert "RAG_AUTH_PROXY_SECRET" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("path", ["/", "/admin", "/api/documents", "/api/kbs", "/metrics"])
 def test_every_page_and_route_needs_a_user_or_a_key(server, path):
     with serving(server.app) as api:
@@ -270,6 +301,14 @@ def test_a_cross_site_delete_in_a_signed_in_users_name_is_refused(server):
             f"/api/documents/{policy}", headers={**EDITOR, "Origin": str(api.base_url)}
         )
         assert own.status_code == 202
+
+
+def test_a_cross_site_post_with_only_a_referer_is_refused(server):
+    with serving(server.app) as api:
+        evil = api.post(
+            "/api/reindex", json={}, headers={**EDITOR, "Referer": "http://evil.example/page"}
+        )
+        assert evil.status_code == 403 and "cross-site" in evil.json()["error"]["message"]
 
 
 # -- API keys ---------------------------------------------------------------------------

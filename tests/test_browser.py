@@ -416,6 +416,7 @@ def header_auth(data_dir, e5_dir, tmp_path_factory):
         "RAG_ROOT_PATH": "/rag",
         "RAG_AUTH": "header",
         "RAG_FORWARDED_ALLOW_IPS": "127.0.0.2",
+        "RAG_AUTH_PROXY_SECRET": "change-me-to-a-long-random-secret",  # as the example says
     }
     app = start_server(app_data, app_port, env)
     site = (REPO / "examples" / "nginx-header-auth.conf").read_text("utf-8")

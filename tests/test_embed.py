@@ -1,6 +1,7 @@
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 from rag import onnx_model
 from rag.config import Settings
 from rag.e5_bundle import BUNDLED_E5
-from rag.embed import LazyEmbeddings, default_prefixes, model_slug, pool_spans
+from rag.embed import InFlight, LazyEmbeddings, default_prefixes, model_slug, pool_spans
 from rag.split import sentence_spans
 
 
@@ -102,6 +103,62 @@ def test_a_servers_reader_and_writer_share_one_compiled_model(e5_dir, embeddings
             written = pool.submit(writer.embed_chunks, TEXTS[::-1], SPANS[::-1])
             np.testing.assert_allclose(asked.result(), alone, atol=1e-6)
             np.testing.assert_allclose(written.result()[0][::-1], alone, atol=1e-6)
+
+
+def test_two_encoders_of_one_compiled_model_never_infer_at_the_same_time(
+    e5_dir, embeddings, tmp_path
+):
+    """One owner of the compiled model's inference: the warm-up and the ingest worker in
+    it at once hung a restarted server for good (issue 32)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    writer = LazyEmbeddings(str(e5_dir), tmp_path / "writer-data")
+    writer.embed_query("预热"), embeddings.embed_query("预热")
+    inside, most = 0, 0
+    count = threading.Lock()
+
+    class Watched:
+        def __init__(self, request):
+            self.request = request
+
+        def infer(self, inputs):
+            nonlocal inside, most
+            with count:
+                inside += 1
+                most = max(most, inside)
+            time.sleep(0.02)  # long enough for the other thread to come in, if it may
+            try:
+                return self.request.infer(inputs)
+            finally:
+                with count:
+                    inside -= 1
+
+        def __getattr__(self, name):
+            return getattr(self.request, name)
+
+    encoders = [embeddings._model(), writer._model()]
+    originals = [e.request for e in encoders]
+    try:
+        for encoder in encoders:
+            encoder.request = Watched(encoder.request)
+        with ThreadPoolExecutor(2) as pool:
+            jobs = [pool.submit(embeddings.embed_query, f"问题{i}") for i in range(6)]
+            jobs += [pool.submit(writer.embed_documents, TEXTS) for _ in range(6)]
+            for job in jobs:
+                job.result(timeout=120)
+    finally:
+        for encoder, request in zip(encoders, originals, strict=True):
+            encoder.request = request
+    assert most == 1
+
+
+def test_a_call_in_progress_is_timed_for_liveness():
+    calls = InFlight()
+    assert calls.oldest() == 0.0
+    with calls.one():
+        time.sleep(0.05)
+        assert calls.oldest() >= 0.05
+    assert calls.oldest() == 0.0
 
 
 def test_the_compiled_model_is_cached_and_a_new_process_gives_the_same_vectors(e5_dir, embeddings):

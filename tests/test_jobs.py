@@ -521,3 +521,50 @@ def test_the_worker_outlives_a_job_whose_outcome_cannot_be_recorded(index, tmp_p
     assert queue.get(after.id).status == "failed"  # no such document: it ran
     assert "outcome could not be recorded" in caplog.text
     queue.discard_original("originals/x/0123456789abcdef/gone.txt")  # already gone: no error
+
+
+def raw_upload(client, filename: bytes, content: bytes = "第一条 补贴十万元。".encode()):
+    """A multipart upload written by hand: clients escape odd names, an attacker does not."""
+    body = (
+        b'--b0undary\r\nContent-Disposition: form-data; name="files"; filename="'
+        + filename
+        + b'"\r\nContent-Type: text/plain\r\n\r\n'
+        + content
+        + b"\r\n--b0undary--\r\n"
+    )
+    return client.post(
+        "/api/documents",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b0undary"},
+    )
+
+
+@pytest.mark.parametrize("name", [b"nul\x00name.txt", b"two\nlines.txt"])
+def test_a_file_name_with_a_control_character_is_a_400_naming_it(live, name):
+    refused = raw_upload(live, name)
+    assert refused.status_code == 400, refused.text
+    assert "control character" in refused.json()["error"]["message"]
+    assert live.get("/healthz").status_code == 200  # the connection goes on
+    assert not [d for d in live.get("/api/documents").json() if "name" in d["doc_id"]]
+
+
+def test_re_indexing_a_knowledge_base_that_does_not_exist_is_a_400(live):
+    r = live.post("/api/reindex", json={"kb": "不存在"})
+    assert r.status_code == 400 and "不存在" in r.json()["error"]["message"]
+
+
+def test_kept_uploads_that_no_job_or_document_names_are_swept_once_old(index, tmp_path):
+    """The files of an upload killed before its jobs were recorded; a fresh one may be a
+    replica's upload in progress, so only old ones go."""
+    orphan = tmp_path / "originals" / "kb" / "0123456789abcdef" / "lost.txt"
+    named = tmp_path / "originals" / "kb" / "fedcba9876543210" / "queued.txt"
+    for path in (orphan, named):
+        path.parent.mkdir(parents=True)
+        path.write_text("第一条 补贴。", "utf-8")
+    queue = JobQueue(index, tmp_path, 300, 60)  # not started: its job waits
+    queue.submit(
+        Kind.UPLOAD, filename="queued.txt", original=named.relative_to(tmp_path).as_posix()
+    )
+    assert queue.sweep_originals() == 0 and orphan.exists()  # too fresh to tell
+    assert queue.sweep_originals(older_than=0) == 1
+    assert not orphan.parent.exists() and named.exists()

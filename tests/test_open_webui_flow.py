@@ -55,7 +55,13 @@ def site(tmp_path_factory, e5_dir):
     key = json.loads(created.stdout)["key"]
     port = free_port()
     proc = start_server(
-        root / "data", port, {"RAG_AUTH": "header", "RAG_EMBEDDING_MODEL": str(e5_dir)}
+        root / "data",
+        port,
+        {
+            "RAG_AUTH": "header",
+            "RAG_FORWARDED_ALLOW_IPS": "127.0.0.2",  # nobody here: the client uses a key
+            "RAG_EMBEDDING_MODEL": str(e5_dir),
+        },
     )
     try:
         wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)

@@ -93,6 +93,7 @@ def create_app(
     jobs: JobQueue | None = None,
     data_dir: Path | None = None,
     ready: Callable[[], bool] | None = None,
+    stuck: Callable[[], str] | None = None,
     lifespan=None,
     max_body_bytes: int = 2**20,
     auth: AuthConfig | None = None,
@@ -207,12 +208,15 @@ def create_app(
         return error(500, f"internal error: {type(exc).__name__}", "server_error")
 
     @app.get("/healthz")
-    async def healthz(request: Request) -> dict:
-        """Liveness, answered on the event loop (never queued behind answers); `ready`
-        says whether the model and the index are loaded. The index's totals only to an
-        admin (anyone, when nobody signs in): asked without credentials, they would tell
-        that knowledge bases the caller may not read exist, how big they are and when
-        they change."""
+    async def healthz(request: Request):
+        """Liveness, answered on the event loop (never queued behind answers): 503 when a
+        model call or the loop itself is stuck (rag.watchdog); `ready` says whether the
+        model and the index are loaded. The index's totals only to an admin (anyone, when
+        nobody signs in): asked without credentials, they would tell that knowledge bases
+        the caller may not read exist, how big they are and when they change."""
+        problem = stuck() if stuck else ""
+        if problem:
+            return JSONResponse({"status": "stuck", "problem": problem}, status_code=503)
         principal = request.scope.get("state", {}).get("principal")
         totals = health() if health and principal is not None and principal.is_admin else {}
         return {"status": "ok", "ready": ready() if ready else True, **totals}

@@ -20,6 +20,7 @@ says who it is; routes and the index read grants from it (rag.access).
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import os
@@ -155,6 +156,8 @@ class AuthConfig:
     trusted: str = "127.0.0.1"
     user_header: str = "X-Remote-User"
     groups_header: str = "X-Remote-Groups"
+    proxy_secret: str = ""  # with mode = header: user headers count only beside it
+    proxy_secret_header: str = "X-Rag-Proxy-Secret"
     percent_encoded: bool = False  # the proxy percent-encodes the names it passes
     allowed_origins: list[str] = field(default_factory=list)
     rate: str = "120/minute"  # per user or key, changing requests (asks, uploads, deletes)
@@ -175,8 +178,19 @@ class Authenticate:
         self.trusted = trusted_networks(config.trusted)
         self.user_header = config.user_header.lower().encode("latin-1")
         self.groups_header = config.groups_header.lower().encode("latin-1")
+        self.secret_header = config.proxy_secret_header.lower().encode("latin-1")
+        self.proxy_secret = config.proxy_secret.encode()
         self.origins = frozenset(config.allowed_origins)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def from_proxy(self, scope, sent: dict[bytes, bytes]) -> bool:
+        """Whether the user headers of this request were set by the signing-in proxy: it
+        comes from a trusted address and, where a secret is set, carries the secret."""
+        if not self.believes((scope.get("client") or ("",))[0]):
+            return False
+        if not self.proxy_secret:
+            return True
+        return hmac.compare_digest(sent.get(self.secret_header, b""), self.proxy_secret)
 
     def believes(self, peer: str) -> bool:
         if self.trusted is None:
@@ -193,9 +207,8 @@ class Authenticate:
             return
         sent = dict(scope["headers"])
         # The proxy's headers reach the app from nobody: the principal says who it is.
-        scope["headers"] = [
-            (k, v) for k, v in scope["headers"] if k not in (self.user_header, self.groups_header)
-        ]
+        proxy_only = (self.user_header, self.groups_header, self.secret_header)
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in proxy_only]
         state = scope.setdefault("state", {})
         try:
             principal = self.principal(scope, sent)
@@ -247,7 +260,7 @@ class Authenticate:
             return self.bearer(credential.strip())
         if self.config.mode == "oidc":
             return self.session_user(scope)
-        if self.config.mode == "header" and self.believes((scope.get("client") or ("",))[0]):
+        if self.config.mode == "header" and self.from_proxy(scope, sent):
             user = self.header_value(_text(sent.get(self.user_header)))
             if user:
                 groups = _text(sent.get(self.groups_header)).split(",")
@@ -289,7 +302,11 @@ class Authenticate:
         return self.config.tokens.verify(credential, keys, self.config.grants)
 
     def check_origin(self, principal: Principal, scope, sent: dict[bytes, bytes]) -> None:
-        origin = _text(sent.get(b"origin")).rstrip("/")
+        # A request without Origin is cross-site all the same when its Referer is another
+        # site's page (older browsers and some form posts send only that).
+        origin = _text(sent.get(b"origin")).rstrip("/") or _referer_origin(
+            _text(sent.get(b"referer"))
+        )
         method = scope.get("method", "GET")  # a WebSocket has none: it is opened by a GET
         if principal.via == "embed" and origin not in principal.origins:
             raise Denied(403, "this embed token was issued for another origin")
@@ -391,3 +408,9 @@ async def _deny(scope, send, denied: Denied) -> None:
     response = error(denied.status, str(denied), kind, code=denied.code)
     response.headers.update(denied.headers)
     await response(scope, None, send)
+
+
+def _referer_origin(referer: str) -> str:
+    """scheme://host[:port] of a Referer URL ("" if it is not one)."""
+    parts = urlsplit(referer)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""

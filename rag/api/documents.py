@@ -95,6 +95,13 @@ def busy(reason: str) -> HTTPException:
     return HTTPException(503, reason, headers={"Retry-After": "30"})
 
 
+def name_problem(filename: str) -> str:
+    """Why a file name cannot be taken ("" if it can): a control character (NUL, a newline)
+    would end up in a document id, a path and a log line."""
+    bad = next((c for c in filename if ord(c) < 32 or 0x7F <= ord(c) <= 0x9F), None)
+    return f"contains the control character {bad!r}" if bad is not None else ""
+
+
 def _safe_name(filename: str) -> str:
     """The file's own name: browsers may send a path, Windows ones with backslashes."""
     return re.split(r"[/\\]", filename or "")[-1].strip()
@@ -185,6 +192,8 @@ def documents_router(
             raise QuestionError("no files: send them as multipart form field 'files'")
         accepted, refused, too_big = [], [], False
         for upload in uploads:
+            if problem := name_problem(upload.filename or ""):
+                raise QuestionError(f"file name {upload.filename!r}: {problem}")
             name = _safe_name(upload.filename or "")
             data = await upload.read(MAX_FILE_BYTES + 1)
             await upload.close()
@@ -205,7 +214,9 @@ def documents_router(
                     refused.append((f"{name}/{member.path}".rstrip("/"), member.reason))
                     continue
                 relpath, content = member
-                if reason := refusal(relpath, content):
+                if problem := name_problem(relpath):
+                    refused.append((ascii(relpath), problem))
+                elif reason := refusal(relpath, content):
                     too_big |= reason.startswith("larger")
                     refused.append((relpath, reason))
                 else:
@@ -344,6 +355,8 @@ def documents_router(
         principal = editor(request)
         if body.kb is not None:
             principal.check_edit(body.kb)
+            if body.kb not in {name for name, *_ in index.manifest.kbs()}:
+                raise QuestionError(f"no knowledge base {body.kb!r}")
         entries = [
             e
             for e in index.manifest.docs(body.kb).values()
