@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from rag import scope
 from rag.access import Principal
@@ -24,6 +25,8 @@ from rag.embed import LazyEmbeddings
 from rag.history import Message, standalone_question, turns
 from rag.index import Filters, Index
 from rag.llm import LLMAnswerer, LLMUnavailable, chat_model, load_prompts
+from rag.models.reader import BUNDLED_READER, Reader, ReaderError
+from rag.reading import ReadingAnswerer
 from rag.rerank import CrossEncoderReranker
 from rag.retrieve import HybridRetriever, interleave
 from rag.types import Answer, Chunk, Hit
@@ -263,6 +266,17 @@ def check_scope(
         answer.notice = scope.caveat(missing, covered) + answer.notice
 
 
+def load_reader(setting: str) -> Reader | None:
+    """The reading model RAG_READER names (None for `none`); a missing or damaged one
+    stops the start with what to do, never a silent fallback to excerpts."""
+    if setting == "none":
+        return None
+    try:
+        return Reader.load(BUNDLED_READER if setting == "bundled" else Path(setting))
+    except ReaderError as err:
+        raise RuntimeError(str(err)) from None
+
+
 def build_assistant(settings: Settings, index: Index | None = None) -> Assistant:
     """The assistant the settings describe: extractive answers, or with `llm_base_url`
     set, the LLM's answers falling back to extractive ones."""
@@ -273,6 +287,11 @@ def build_assistant(settings: Settings, index: Index | None = None) -> Assistant
         max_chars=settings.answer_max_chars,
         refusal_threshold=settings.refusal_threshold,
     )
+    reader = load_reader(settings.reader)
+    if reader is not None:
+        answerer = ReadingAnswerer(
+            reader, answerer, settings.reader_passages, settings.reader_refusal_threshold
+        )
     if settings.llm_base_url:
         llm = chat_model(
             settings.llm_base_url,

@@ -80,6 +80,22 @@ class Settings(BaseSettings):
         "(bench/README.md): recalibrate with `make bench-quality` for another model",
     )
     max_question_chars: int = Field(500, ge=10, le=10000)
+    reader: str = Field(
+        "bundled",
+        description="the reading model that finds the answer's span: bundled (trained by "
+        "this project, shipped in rag/models/reader), none (answers are sentence excerpts, "
+        "as before the reader), or the folder of another one `make model` wrote",
+    )
+    reader_passages: int = Field(
+        4, ge=1, le=20, description="passages the reading model reads for an answer"
+    )
+    reader_refusal_threshold: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="the reading model's confidence below which a question is refused "
+        "(calibrated in bench/README.md)",
+    )
 
     llm_base_url: str = Field(
         "",

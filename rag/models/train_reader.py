@@ -32,6 +32,7 @@ import random
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -61,6 +62,7 @@ class TrainConfig:
     """Everything a run depends on; saved beside every checkpoint and in the model card."""
 
     training_dir: str = "../shared/training"
+    base_model: str = ""  # the e5 folder to start from; "" = the bundled one, materialised
     seed: int = 13
     layers: int = 6
     vocab_size: int = 30000
@@ -181,7 +183,7 @@ def prepare(config: TrainConfig, work: Path) -> dict:
     if done.is_file():
         return torch.load(done, weights_only=False)
     folder.mkdir(parents=True, exist_ok=True)
-    base_dir = materialise(work / "e5")
+    base_dir = Path(config.base_model) if config.base_model else materialise(work / "e5")
     base_tok = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
     log.info("reading the training sets")
     examples = read_examples(config)
@@ -366,14 +368,12 @@ def _save_checkpoint(run: Path, step: int, model, optimizer, scheduler, config) 
 
 
 def run_dir(config: TrainConfig, work: Path) -> Path:
-    blob = json.dumps(
-        {
-            k: v
-            for k, v in asdict(config).items()
-            if k not in ("threads", "eval_limit", "checkpoint_every")
-        },
-        sort_keys=True,
-    )
+    """The run's folder, named by what its weights depend on (not threads or scoring)."""
+    ignored = ("threads", "eval_limit", "checkpoint_every")
+    fields_ = {k: v for k, v in asdict(config).items() if k not in ignored}
+    if not fields_["base_model"]:  # the bundled e5: named as runs before the option were
+        del fields_["base_model"]
+    blob = json.dumps(fields_, sort_keys=True)
     return work / f"run-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
@@ -474,7 +474,10 @@ def export(config: TrainConfig, work: Path, out: Path, weights: Path | None = No
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     ids = torch.ones((2, 32), dtype=torch.long)
-    with torch.no_grad():
+    # The tracer's and the quantiser's notes are about shapes we fix on purpose: noise here.
+    logging.getLogger("root").setLevel(logging.WARNING)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
             (ids, torch.ones_like(ids)),
