@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SHARED ?= ../shared
 
-.PHONY: install run test bundle eval-gate eval-baseline lint fmt bench bench-ingest bench-scale bench-quality clean
+.PHONY: install run test bundle model eval-gate eval-baseline lint fmt bench bench-ingest bench-scale bench-quality clean
 
 install: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==$(TORCH)
-	$(BIN)/pip install --quiet -e '.[web,llm,dev]'
+	$(BIN)/pip install --quiet -e '.[web,llm,dev,train]'
 	touch $(STAMP)
 
 # Index corpus/ (incremental: seconds when nothing changed) and serve the chat and API.
@@ -73,6 +73,11 @@ bench-scale: install
 # Retrieval/answer table, refusal trade-off and latency on rgb-dev (first run ~12 min).
 bench-quality: install
 	RAG_DATA_DIR=data/bench $(BIN)/python bench/answer_quality.py $(SHARED)/benchmarks/rgb-dev
+
+# Train the reading model from $(SHARED)/training and write rag/models/reader/ (resumable:
+# run it again after a stop; checkpoints under ~/.cache/policy-rag/reader; hours on 2 cores).
+model: install
+	$(BIN)/python -m rag.models.train_reader --training-dir $(SHARED)/training $(MODEL_ARGS)
 
 clean:
 	rm -rf data .pytest_cache

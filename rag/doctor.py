@@ -49,10 +49,44 @@ class Check:
 
 def run(settings: Settings, llm_timeout: float = 5.0) -> list[Check]:
     checks: list[Check] = []
-    for check in (versions, installed_files, model, index, disk, sign_in):
+    for check in (versions, installed_files, model, reader, index, disk, sign_in):
         checks.extend(check(settings))
     checks.extend(llm(settings, llm_timeout))
     return checks
+
+
+def reader(settings: Settings) -> Iterator[Check]:
+    """The reading model (RAG_READER): present, and its files as its card recorded them."""
+    from rag.models.reader import BUNDLED_READER, verify
+
+    if settings.reader == "none":
+        yield Check("reader", Status.OK, "none: answers are sentence excerpts, no span first")
+        return
+    folder = BUNDLED_READER if settings.reader == "bundled" else Path(settings.reader)
+    fix = (
+        "reinstall policy-rag (the model ships in the package), rebuild it with `make model`, "
+        "or set RAG_READER=none"
+    )
+    missing = [
+        f for f in ("reader.onnx", "tokenizer.json", "card.json") if not (folder / f).is_file()
+    ]
+    if missing:
+        yield Check("reader", Status.FAIL, f"{folder} lacks {', '.join(missing)}", fix)
+        return
+    problem = verify(folder)
+    if problem:
+        yield Check("reader", Status.FAIL, problem, fix)
+        return
+    import json
+
+    card = json.loads((folder / "card.json").read_text("utf-8"))
+    score = card.get("scores", {}).get("cmrc2018_dev", {})
+    yield Check(
+        "reader",
+        Status.OK,
+        f"{folder}: {card.get('config', {}).get('layers', '?')} layers, CMRC 2018 dev "
+        f"F1 {score.get('f1', '?')} / EM {score.get('em', '?')}",
+    )
 
 
 def versions(settings: Settings) -> Iterator[Check]:

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rag import grounding
 from rag.answer import REFUSAL, ExtractiveAnswerer, plain_brackets, related, related_of
 from rag.models.reader import Reader, Reading
 from rag.models.reader_data import header_text
@@ -132,9 +133,9 @@ class ReadingAnswerer:
             else self.answer(question, hits, k)
         )
 
-    def lead(self, question: str, hits: Sequence[Hit], k: int) -> Lead | None:
-        """The most confident span among the first passages (None below the threshold),
-        skipping any whose sentence is an instruction to the assistant."""
+    def best_lead(self, question: str, hits: Sequence[Hit], k: int) -> Lead | None:
+        """The most confident span among the first passages, skipping any whose sentence
+        is an instruction to the assistant (None when no passage offers one)."""
         read = list(hits[: min(k, self.passages)])
         if not read:
             return None
@@ -143,19 +144,24 @@ class ReadingAnswerer:
             question, [f"{h}\n{x.chunk.text}" for h, x in zip(headers, read, strict=True)]
         )
         for reading in sorted(readings, key=lambda r: -r.confidence):
-            if reading.confidence < self.refusal_threshold:
-                return None
             lead = lead_of(reading, read[reading.passage], len(headers[reading.passage]))
-            if not lead.span or is_instruction(lead.quote or lead.span):
-                continue
-            return lead
+            if lead.span and not is_instruction(lead.quote or lead.span):
+                return lead
         return None
 
+    def lead(self, question: str, hits: Sequence[Hit], k: int) -> Lead | None:
+        """The best lead if it is confident enough to answer with."""
+        lead = self.best_lead(question, hits, k)
+        return lead if lead is not None and lead.confidence >= self.refusal_threshold else None
+
     def answer(self, question: str, hits: Sequence[Hit], k: int) -> Answer:
-        lead = self.lead(question, hits, k)
-        if lead is None:
-            return Answer(question=question, answer=REFUSAL, refused=True)
+        lead = self.best_lead(question, hits, k)
+        if lead is None or lead.confidence < self.refusal_threshold:
+            refused = Answer(question=question, answer=REFUSAL, refused=True)
+            refused.confidence = lead.confidence if lead else 0.0
+            return refused
         answer = compose_lead(question, hits, [lead])
+        answer.span, answer.confidence = lead.span, lead.confidence
         _, pool = self.extractive.choose(question, hits, k, self.extractive.max_chars)
         shown = [c for c in pool if c.hit == lead.hit and c.text.strip() in (lead.quote or "\0")]
         answer.related = related_of(
@@ -186,6 +192,8 @@ class ReadingAnswerer:
         if not leads:
             return Answer(question=question, answer=REFUSAL, refused=True)
         answer = compose_lead(question, hits, leads)
+        answer.span = leads[0].span
+        answer.confidence = min(lead.confidence for lead in leads)
         answer.notice = "".join(f"知识库中没有找到与“{part}”相关的内容。" for part in missing)
         return answer
 
@@ -208,4 +216,14 @@ def compose_lead(question: str, hits: Sequence[Hit], leads: Sequence[Lead]) -> A
             lines.append(f"{plain_brackets(lead.quote)}[{n}]")
         else:
             lines.append(f"{plain_brackets(lead.span)}：{plain_brackets(lead.quote)}[{n}]")
-    return Answer(question=question, answer="\n".join(lines), refused=False, citations=citations)
+    text = "\n".join(lines)
+    # Verbatim as they are, the span's and the quote's figures are checked like any
+    # answer's: against the passage each cites (its header line included).
+    sources = {
+        c.n: f"{passage_header(hits[h])}\n{hits[h].chunk.text}"
+        for h, c in zip(numbers, citations, strict=True)
+    }
+    checked = grounding.check(text, sources)
+    answer = Answer(question=question, answer=text, refused=False, citations=citations)
+    answer.unverified = checked.unverified
+    return answer

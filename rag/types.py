@@ -171,6 +171,10 @@ class Answer:
     generation: int = 0  # the index generation every citation comes from
     fallback: str = ""  # why an LLM answer was replaced by the extractive one (for the log)
     related: list[Related] = field(default_factory=list)  # extractive answers only
+    # With the reading model: the span the answer leads with, and the model's confidence
+    # in the best span it found (also for a refusal: how close it came).
+    span: str = ""
+    confidence: float | None = None
 
     def to_json(self) -> dict:
         """The `rag ask --json` object fixed by DESIGN.md."""
@@ -203,5 +207,7 @@ class Answer:
             "out_of_scope": list(self.out_of_scope),
             "generation": self.generation,
             "related": [asdict(r) for r in self.related],
+            "span": self.span,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }

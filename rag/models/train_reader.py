@@ -429,6 +429,11 @@ def train(config: TrainConfig, work: Path, stop_after: int | None = None) -> Pat
     bar = tqdm(total=steps, initial=step, desc="training", unit="step", mininterval=10)
     running = []
     while step < steps:
+        if stop_after is not None and step >= stop_after:
+            if not (run / f"step-{step}.pt").exists():
+                _save_checkpoint(run, step, model, optimizer, scheduler, config)
+            bar.close()
+            return run
         items = plan[step * config.batch_size : (step + 1) * config.batch_size]
         loss, span, has = _loss(model, _batch(data, items, pad_id=1), config)
         optimizer.zero_grad()
@@ -440,15 +445,14 @@ def train(config: TrainConfig, work: Path, stop_after: int | None = None) -> Pat
         running = [*running[-49:], float(loss)]
         bar.update(1)
         bar.set_postfix(
-            loss=f"{np.mean(running):.3f}", span=f"{float(span):.2f}", has=f"{float(has):.2f}"
+            loss=f"{np.mean(running):.3f}",
+            span=f"{float(span):.2f}",
+            has=f"{float(has):.2f}",
+            refresh=False,  # the bar redraws every `mininterval`, not at every step
         )
         if step % config.checkpoint_every == 0 or step == steps:
             _save_checkpoint(run, step, model, optimizer, scheduler, config)
             log.info("step %d/%d loss %.3f (checkpoint)", step, steps, np.mean(running))
-        if stop_after is not None and step >= stop_after and step < steps:
-            _save_checkpoint(run, step, model, optimizer, scheduler, config)
-            bar.close()
-            return run
     bar.close()
     torch.save({"model": model.state_dict(), "config": asdict(config)}, run / "final.tmp")
     os.replace(run / "final.tmp", final)
@@ -589,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--export-only", action="store_true", help="skip training; export and score"
     )
+    parser.add_argument(
+        "--stop-after", type=int, help="stop (resumably) after this many steps; no export"
+    )
     for f in fields(TrainConfig):
         parser.add_argument(
             f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default
@@ -603,6 +610,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     started = time.time()
+    if args.stop_after:
+        run = train(config, args.work, stop_after=args.stop_after)
+        print(f"stopped after step {args.stop_after}: checkpoints in {run}")
+        return 0
     if not args.export_only:
         train(config, args.work)
     exported = export(config, args.work, args.out, args.weights)
