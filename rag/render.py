@@ -44,6 +44,9 @@ def answer_markdown(answer: dict) -> str:
         pos = end
     parts.append(_linked(text[pos:], known))
     markdown = "".join(parts)
+    span = escape_markdown(answer.get("span") or "")
+    if span and markdown.startswith(span + "："):  # the reading model's answer, in bold
+        markdown = f"**{span}**{markdown[len(span) :]}"
     if unverified:
         markdown += f"\n\n{UNVERIFIED_NOTE}"
     if answer.get("notice"):

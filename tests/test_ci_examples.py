@@ -97,7 +97,7 @@ def test_the_github_workflow_passes_from_a_clean_checkout_and_fails_on_a_worse_s
     assert not any(outcomes["project.gates"].values())
     assert json.loads((reports / "report.json").read_text("utf-8"))["flipped"]["regressed"] == []
 
-    worse_env = {**env, "RAG_REFUSAL_THRESHOLD": "100"}
+    worse_env = {**env, "RAG_REFUSAL_THRESHOLD": "100", "RAG_READER_REFUSAL_THRESHOLD": "1"}
     _, failed, status = run_steps(job, checkout, worse_env)
     assert (failed, status) == ("Evaluate", 1)
     gates = check_junit(reports / "junit.xml")["project.gates"]

@@ -143,7 +143,7 @@ def test_a_broken_answerer_fails_exactly_the_answerable_questions_and_they_are_n
     the three answerable questions fail, the one that must be refused passes. Compared
     with a healthy run, exactly those three regressed; the other way round, they are fixed."""
     env = {"RAG_EMBEDDING_MODEL": str(e5_dir)}
-    broken = {**env, "RAG_REFUSAL_THRESHOLD": "100"}
+    broken = {**env, "RAG_REFUSAL_THRESHOLD": "100", "RAG_READER_REFUSAL_THRESHOLD": "1"}
     folder = small_set(tmp_path / "mini")
     healthy = run_rag("eval", str(folder), "--json", "--junit", "healthy.xml", env=env)
     assert healthy.returncode == 0, healthy.stderr

@@ -30,6 +30,16 @@ def test_markers_become_links_to_their_source_and_stray_brackets_stay_text():
     assert md == r"补贴50%。[\[1\]](#rag-src-1)见\[9\]。"
 
 
+def test_the_readers_span_leads_in_bold_and_stays_escaped():
+    text = "最高100万元：每家每年最高100万元。[1]"
+    md = answer_markdown(
+        {**answer(text, [citation(1, "每家每年最高100万元。")]), "span": "最高100万元"}
+    )
+    assert md.startswith("**最高100万元**：每家每年")
+    hostile = answer_markdown({**answer(f"{HOSTILE}：x[1]", [citation(1, "x")]), "span": HOSTILE})
+    assert "<script>" not in hostile and hostile.startswith("**&lt;script&gt;")
+
+
 def test_hostile_answer_text_is_escaped_in_markdown():
     md = answer_markdown(answer(HOSTILE + "[1]", [citation(1, HOSTILE)]))
     assert "<script>" not in md and "<img" not in md and "&lt;script&gt;" in md

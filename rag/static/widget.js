@@ -136,6 +136,11 @@
     var known = {};
     answer.citations.forEach(function (c) { known[c.n] = true; });
     var text = answer.answer, pos = 0, re = /\[(\d+)\]/g, m;
+    // The reading model's span leads the answer: shown in bold (as text, never as HTML).
+    if (answer.span && text.indexOf(answer.span + "：") === 0) {
+      msg.appendChild(el("strong", "span", answer.span));
+      pos = answer.span.length;
+    }
     while ((m = re.exec(text)) !== null) {
       if (!known[m[1]]) continue;
       msg.appendChild(document.createTextNode(text.slice(pos, m.index)));
