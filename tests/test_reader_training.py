@@ -159,9 +159,11 @@ def test_the_export_reads_offsets_back_and_its_card_guards_it(training_dir, e5_d
     train(config, work)
     out = tmp_path / "out" / "reader"
     exported = export(config, work, out)
-    card = write_card(config, work, exported, out, started=0.0)
+    card = write_card(config, work, exported, out)
     assert {"f1", "em", "questions"} <= card["scores"]["cmrc2018_dev"].keys()
     assert (out / "NOTICE").read_text("utf-8").count("CC BY-SA") >= 2
+    assert card["train_hours"] is not None and "CPU" in card["trained_on"]
+    assert "CMRC 2018 dev" in (out / "card.md").read_text("utf-8")
     assert verify(out) == ""
     reader = Reader.load(out)
     passages = ["明川区首年租金补贴50%。", "园区税收按6:4分成。"]

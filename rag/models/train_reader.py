@@ -353,6 +353,7 @@ def _save_checkpoint(run: Path, step: int, model, optimizer, scheduler, config) 
     import torch
 
     state = {
+        "seconds": getattr(model, "train_seconds", 0.0),
         "step": step,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -394,7 +395,8 @@ def train(config: TrainConfig, work: Path, stop_after: int | None = None) -> Pat
     plan = full_plan(data, config)
     steps = math.ceil(len(plan) / config.batch_size)
     torch.manual_seed(config.seed)
-    model = build_model(config, data)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the same recipe on a GPU
+    model = build_model(config, data).to(device)
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
         {
@@ -416,16 +418,19 @@ def train(config: TrainConfig, work: Path, stop_after: int | None = None) -> Pat
     step = 0
     found = _checkpoints(run)
     if found:
-        state = torch.load(found[-1], weights_only=False)
+        state = torch.load(found[-1], weights_only=False, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         step = state["step"]
+        model.train_seconds = state.get("seconds", 0.0)
         log.info("resuming %s at step %d of %d", run.name, step, steps)
     else:
         log.info("starting %s: %d windows, %d steps", run.name, len(plan), steps)
     model.train()
+    model.train_seconds = getattr(model, "train_seconds", 0.0)
+    clock = time.monotonic()
     bar = tqdm(total=steps, initial=step, desc="training", unit="step", mininterval=10)
     running = []
     while step < steps:
@@ -435,13 +440,16 @@ def train(config: TrainConfig, work: Path, stop_after: int | None = None) -> Pat
             bar.close()
             return run
         items = plan[step * config.batch_size : (step + 1) * config.batch_size]
-        loss, span, has = _loss(model, _batch(data, items, pad_id=1), config)
+        batch = [t.to(device) for t in _batch(data, items, pad_id=1)]
+        loss, span, has = _loss(model, batch, config)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         step += 1
+        model.train_seconds += time.monotonic() - clock
+        clock = time.monotonic()
         running = [*running[-49:], float(loss)]
         bar.update(1)
         bar.set_postfix(
@@ -454,7 +462,18 @@ def train(config: TrainConfig, work: Path, stop_after: int | None = None) -> Pat
             _save_checkpoint(run, step, model, optimizer, scheduler, config)
             log.info("step %d/%d loss %.3f (checkpoint)", step, steps, np.mean(running))
     bar.close()
-    torch.save({"model": model.state_dict(), "config": asdict(config)}, run / "final.tmp")
+    where = f"{platform.machine()} CPU, {config.threads} threads ({platform.platform()})"
+    if torch.cuda.is_available():
+        where = f"GPU {torch.cuda.get_device_name(0)} ({platform.platform()})"
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "config": asdict(config),
+            "seconds": model.train_seconds,
+            "where": f"{where}, torch {torch.__version__}",
+        },
+        run / "final.tmp",
+    )
     os.replace(run / "final.tmp", final)
     return run
 
@@ -472,7 +491,7 @@ def export(config: TrainConfig, work: Path, out: Path, weights: Path | None = No
     run = run_dir(config, work)
     weights = weights or run / "final.pt"
     model = build_model(config, data)
-    model.load_state_dict(torch.load(weights, weights_only=False)["model"])
+    model.load_state_dict(torch.load(weights, weights_only=False, map_location="cpu")["model"])
     model.eval()
     tmp = out.parent / f".{out.name}-export"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -513,13 +532,15 @@ def export(config: TrainConfig, work: Path, out: Path, weights: Path | None = No
 # -- 4. the card ---------------------------------------------------------------------------
 
 
-def write_card(config: TrainConfig, work: Path, exported: Path, out: Path, started: float) -> dict:
+def write_card(config: TrainConfig, work: Path, exported: Path, out: Path) -> dict:
     from rag.models.reader import Reader, evaluate_squad
 
     root = Path(config.training_dir)
     reader = Reader.load(exported, check_card=False)
     scores = evaluate_squad(reader, root / EVAL_FILE, limit=config.eval_limit)
-    base = Path(prepare(config, work)["base"]) / "model.safetensors"
+    data = prepare(config, work)
+    base = Path(data["base"]) / "model.safetensors"
+    trained = torch_load(run_dir(config, work) / "final.pt")
     card = {
         "name": "policy-rag reader",
         "task": "Chinese extractive reading: answer span + has-answer score over (question, passage)",
@@ -535,17 +556,62 @@ def write_card(config: TrainConfig, work: Path, exported: Path, out: Path, start
         ],
         "config": asdict(config),
         "scores": {"cmrc2018_dev": scores},
-        "trained_on": f"{platform.machine()} CPU, {config.threads} threads"
-        f" ({platform.platform()}), torch {__import__('torch').__version__}",
-        "train_hours": round((time.time() - started) / 3600, 2),
+        "vocabulary": data["vocab"],
+        "training_windows_per_epoch": len(epoch_plan(data, config, 0)),
+        "trained_on": trained.get("where")
+        or f"{platform.machine()} CPU, {config.threads} threads ({platform.platform()})",
+        "train_hours": round(trained["seconds"] / 3600, 2) if "seconds" in trained else None,
         "selection": "CMRC 2018 dev (validation); benchmark sets may select, never train",
     }
     (exported / "card.json").write_text(json.dumps(card, ensure_ascii=False, indent=2), "utf-8")
+    (exported / "card.md").write_text(card_markdown(card), "utf-8")
     (exported / "NOTICE").write_text(NOTICE, "utf-8")
     if out.exists():
         shutil.rmtree(out)
     os.replace(exported, out)
     return card
+
+
+def torch_load(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, weights_only=False, map_location="cpu") if path.is_file() else {}
+
+
+def card_markdown(card: dict) -> str:
+    """The card for people: what the model is, what it was made from, how it scores."""
+    score = card["scores"]["cmrc2018_dev"]
+    lines = [
+        f"# {card['name']}",
+        "",
+        card["task"] + ".",
+        "",
+        f"- Base: {card['base']['model']}, first {card['base']['layers_kept']} layers "
+        f"(sha256 of the rebuilt weights {card['base']['sha256'][:16]}…); vocabulary cut to "
+        f"{card['vocabulary']} pieces.",
+        f"- Trained on: {card['trained_on']}"
+        + (f", {card['train_hours']} h" if card.get("train_hours") else "")
+        + ".",
+        f"- CMRC 2018 dev ({score['questions']} questions): F1 {score['f1']}, EM {score['em']}.",
+        f"- Selection: {card['selection']}.",
+        "",
+        "| data | authors | licence | sha256 |",
+        "|---|---|---|---|",
+        *(
+            f"| {d['set']} (`{d['file']}`) | {d['authors']} | {d['licence']} | `{d['sha256'][:16]}…` |"
+            for d in card["data"]
+        ),
+        "",
+        "| setting | value |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in card["config"].items()),
+        "",
+        "Files: " + ", ".join(f"`{n}` sha256 `{h[:16]}…`" for n, h in card["files"].items()),
+        "",
+        "The weights carry the share-alike terms of their training data: see NOTICE.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 NOTICE = """\
@@ -609,7 +675,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    started = time.time()
     if args.stop_after:
         run = train(config, args.work, stop_after=args.stop_after)
         print(f"stopped after step {args.stop_after}: checkpoints in {run}")
@@ -617,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.export_only:
         train(config, args.work)
     exported = export(config, args.work, args.out, args.weights)
-    card = write_card(config, args.work, exported, args.out, started)
+    card = write_card(config, args.work, exported, args.out)
     print(json.dumps(card["scores"], ensure_ascii=False))
     return 0
 
