@@ -37,7 +37,7 @@ LEAD_CHARS = 80
 # Text that addresses the assistant instead of the reader of a policy: an injection.
 _INSTRUCTION = re.compile(
     r"系统提示|系统指令|忽略(?:以上|之前|前面|上述|所有)|无视(?:以上|之前|上述)|你现在是|你是一个|"
-    r"扮演|请(?:回答|输出|告诉用户)|(?:ignore|disregard)\s+(?:all\s+)?(?:the\s+)?(?:previous|above|prior)|"
+    r"扮演(?:一[个名位])?(?:助手|管理员|客服|AI|人工智能)|请(?:回答|输出|告诉用户)|(?:ignore|disregard)\s+(?:all\s+)?(?:the\s+)?(?:previous|above|prior)|"
     r"system\s*prompt|you\s+are\s+now",
     re.IGNORECASE,
 )
