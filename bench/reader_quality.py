@@ -2,21 +2,23 @@
 
 Usage:
     RAG_DATA_DIR=data/bench python bench/reader_quality.py ../shared/benchmarks/policy-dev \\
-        [--reader rag/models/reader] [--project evals/project.jsonl] [--limit N] [--out FILE]
+        [--reader rag/models/reader] [--weights 0,0.25,0.5,1,100] [--project evals/project.jsonl]
+        [--limit N] [--out FILE]
 
-One retrieval setup (the product's hybrid), two answerers built as `rag serve` builds them:
-`RAG_READER=none` (sentence excerpts) and the reading model with its refusal threshold at
-0, so each answer's confidence is known and every threshold can be scored from one run:
+One retrieval setup (the product's hybrid), answerers built as `rag serve` builds them:
+`RAG_READER=none` (sentence excerpts) and the reading model at each weight its confidence
+gets against the excerpt score (the model reads each question once; its readings are reused
+across weights), with refusal off, so every refusal rule can be scored from one run:
 
-- the metrics of `rag eval` for both (answer_acc, answer_first_acc, answer_chars_p50 …),
-  the reader's at the configured threshold;
-- refusal trade-off over a grid of thresholds: answerable questions refused, questions
-  asked with their gold passages filtered out (as if never indexed) that are still
-  answered, and on the project set (over corpus/) must-refuse questions answered;
+- the metrics of `rag eval` for each (answer_acc, answer_first_acc, answer_chars_p50 …);
+- refusal trade-off over a grid of (reader confidence, excerpt evidence) thresholds:
+  answerable questions refused, questions asked with their gold passages filtered out (as
+  if never indexed) still answered, and on the project set (over corpus/) must-refuse
+  questions answered;
 - latency with nothing else running: plain dense search (langchain-chroma's
   similarity_search) and retrieve + read, p50/p95, and their ratio.
 
-Benchmark questions only select (thresholds, depth); nothing here trains.
+Benchmark questions only select (weights, thresholds); nothing here trains.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,38 +38,62 @@ from rag.index import Filters
 from rag.ingest import ingest
 from rag.metrics import percentile
 
-GRID = [round(x, 2) for x in np.arange(0.0, 1.0, 0.05)]
+CONFIDENCE_GRID = [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5]
+EVIDENCE_GRID = [0.0, 0.8, 0.83, 0.86, 0.88, 0.9]
+
+
+class Remembering:
+    """The reader, each (question, passages) read once: weights differ, readings not."""
+
+    def __init__(self, reader):
+        self.reader, self.seen = reader, {}
+
+    def read(self, question, passages):
+        key = (question, tuple(passages))
+        if key not in self.seen:
+            self.seen[key] = self.reader.read(question, passages)
+        return self.seen[key]
 
 
 def ask_all(assistant, questions, filters=None):
-    rows, confidences, latencies = [], [], []
-    assistant.ask(questions[0].question)  # warm-up: models and indexes loaded
+    """Rows, refusal signals and latencies of asking each question once."""
+    rows, signals, latencies = [], [], []
     for q in questions:
         started = time.perf_counter()
         answer = assistant.ask(q.question, filters=filters(q) if filters else None)
         ms = (time.perf_counter() - started) * 1000
         rows.append(score(q, answer, ms))
-        confidences.append(answer.confidence if answer.confidence is not None else 0.0)
+        signals.append(answer.signals or {"confidence": 0.0, "evidence": 0.0})
         latencies.append(ms)
-    return rows, confidences, latencies
+    return rows, signals, latencies
 
 
-def at_threshold(rows, confidences, threshold: float):
-    """The rows as a reader with this refusal threshold would have answered them."""
-    from dataclasses import replace
+def refused_at(signal: dict, t_conf: float, t_evidence: float) -> bool:
+    return signal["confidence"] < t_conf or signal["evidence"] < t_evidence
 
+
+def at_thresholds(rows, signals, t_conf: float, t_evidence: float):
+    """The rows as the reader with these refusal thresholds would have answered them."""
     out = []
-    for row, conf in zip(rows, confidences, strict=True):
-        if conf < threshold and not row.refused:
+    for row, signal in zip(rows, signals, strict=True):
+        if not row.refused and refused_at(signal, t_conf, t_evidence):
             row = replace(row, refused=True, correct=row.expect_refusal, first_correct=False)
         out.append(row)
     return out
+
+
+def share(signals, t_conf, t_evidence, answered: bool = True) -> float | None:
+    if not signals:
+        return None
+    hits = [refused_at(s, t_conf, t_evidence) != answered for s in signals]
+    return round(float(np.mean(hits)), 3)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("set_dir", type=Path)
     parser.add_argument("--reader", default="bundled")
+    parser.add_argument("--weights", default="0,0.25,0.5,1,100")
     parser.add_argument("--project", type=Path, default=Path("evals/project.jsonl"))
     parser.add_argument("--limit", type=int, default=0, help="first N questions only")
     parser.add_argument("--out", type=Path)
@@ -77,72 +104,78 @@ def main() -> None:
     questions = load_questions(args.set_dir / "questions.jsonl")
     if args.limit:
         questions = questions[: args.limit]
+    open_ended = {"reader": args.reader, "reader_refusal_threshold": 0.0, "refusal_threshold": -9.0}
     excerpt = build_assistant(settings.model_copy(update={"reader": "none"}), index)
-    reading = build_assistant(
-        settings.model_copy(update={"reader": args.reader, "reader_refusal_threshold": 0.0}),
-        index,
-    )
+    reading = build_assistant(settings.model_copy(update=open_ended), index)
+    reading.answerer.reader = Remembering(reading.answerer.reader)
+    excerpt.ask(questions[0].question), reading.ask(questions[0].question)  # models loaded
     results: dict = {"set": str(args.set_dir), "reader": args.reader, "n": len(questions)}
 
-    rows, _, _ = ask_all(excerpt, questions)
+    rows, _, plain_ms = ask_all(excerpt, questions)
     results["none"] = summarise(rows)
-    print("none  ", json.dumps(results["none"], ensure_ascii=False), flush=True)
-    rows, conf, latencies = ask_all(reading, questions)
-    threshold = settings.reader_refusal_threshold
-    results["reader"] = summarise(at_threshold(rows, conf, threshold))
-    results["reader"]["threshold"] = threshold
-    print("reader", json.dumps(results["reader"], ensure_ascii=False), flush=True)
+    print("none", json.dumps(results["none"], ensure_ascii=False), flush=True)
+    default_weight = reading.answerer.reader_weight
+    weights = [float(w) for w in args.weights.split(",")]
+    by_weight = {}
+    for weight in weights:
+        reading.answerer.reader_weight = weight
+        rows_w, signals_w, latencies_w = ask_all(reading, questions)
+        by_weight[weight] = (rows_w, signals_w, latencies_w)
+        summary = summarise(rows_w)
+        results[f"reader@{weight}"] = summary
+        print(f"reader@{weight}", json.dumps(summary, ensure_ascii=False), flush=True)
+    reading.answerer.reader_weight = default_weight
+    if default_weight not in by_weight:
+        by_weight[default_weight] = ask_all(reading, questions)
+    rows, signals, _ = by_weight[default_weight]
+    first_latencies = by_weight[weights[0]][2]  # the run that read every question afresh
 
     with_gold = [q for q in questions if q.gold_docs]
-    _, removed_conf, _ = ask_all(
+    _, removed, _ = ask_all(
         reading, with_gold, filters=lambda q: Filters(exclude_docs=frozenset(q.gold_docs))
     )
-    project_rows, project_conf = [], []
+    project_rows, project_signals = [], []
     if args.project.is_file():
         corpus_index = open_index(settings)
         ingest([settings.corpus_dir], corpus_index, settings.chunk_size, settings.chunk_overlap)
-        corpus = build_assistant(
-            settings.model_copy(update={"reader": args.reader, "reader_refusal_threshold": 0.0}),
-            corpus_index,
-        )
+        corpus = build_assistant(settings.model_copy(update=open_ended), corpus_index)
         project = [q for q in load_questions(args.project) if not q.out_of_scope]
-        project_rows, project_conf = ask_all(corpus, project)[:2]
+        project_rows, project_signals, _ = ask_all(corpus, project)
+    must = [s for r, s in zip(project_rows, project_signals, strict=True) if r.expect_refusal]
     grid = []
-    for t in GRID:
-        scored = summarise(at_threshold(rows, conf, t))
-        line = {
-            "threshold": t,
-            "answer_acc": scored["answer_acc"],
-            "answer_first_acc": scored["answer_first_acc"],
-            "answerable_refused": round(float(np.mean(np.array(conf) < t)), 3),
-            "gold_removed_answered": round(float(np.mean(np.array(removed_conf) >= t)), 3),
-        }
-        if project_rows:
-            p = summarise(at_threshold(project_rows, project_conf, t))
-            must = [c for r, c in zip(project_rows, project_conf, strict=True) if r.expect_refusal]
-            line |= {
-                "project_refusal_acc": p["refusal_acc"],
-                "project_answer_acc": p["answer_acc"],
-                "project_must_refuse_answered": round(float(np.mean(np.array(must) >= t)), 3)
-                if must
-                else None,
+    for t_conf in CONFIDENCE_GRID:
+        for t_ev in EVIDENCE_GRID:
+            scored = summarise(at_thresholds(rows, signals, t_conf, t_ev))
+            line = {
+                "confidence": t_conf,
+                "evidence": t_ev,
+                "answer_acc": scored["answer_acc"],
+                "answer_first_acc": scored["answer_first_acc"],
+                "answerable_refused": share(signals, t_conf, t_ev, answered=False),
+                "gold_removed_answered": share(removed, t_conf, t_ev),
             }
-        grid.append(line)
+            if project_rows:
+                p = summarise(at_thresholds(project_rows, project_signals, t_conf, t_ev))
+                line |= {
+                    "project_refusal_acc": p["refusal_acc"],
+                    "project_answer_acc": p["answer_acc"],
+                    "project_must_refuse_answered": share(must, t_conf, t_ev),
+                }
+            grid.append(line)
     results["grid"] = grid
     print(
-        "\n| threshold | answer_acc | first_acc | answerable refused | gold removed answered |"
-        " project refusal_acc | project answer_acc |"
+        "\n| confidence ≥ | evidence ≥ | answer_acc | first_acc | answerable refused |"
+        " gold removed answered | project refusal_acc | project answer_acc |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for g in grid:
         print(
-            f"| {g['threshold']:.2f} | {g['answer_acc']} | {g['answer_first_acc']} | "
-            f"{g['answerable_refused']} | {g['gold_removed_answered']} | "
+            f"| {g['confidence']} | {g['evidence']} | {g['answer_acc']} | {g['answer_first_acc']} "
+            f"| {g['answerable_refused']} | {g['gold_removed_answered']} | "
             f"{g.get('project_refusal_acc')} | {g.get('project_answer_acc')} |"
         )
 
     store = index.store.vectorstore
-    store.similarity_search(questions[0].question, k=settings.k)
     plain = []
     for q in questions:
         t = time.perf_counter()
@@ -150,12 +183,13 @@ def main() -> None:
         plain.append((time.perf_counter() - t) * 1000)
     latency = {
         "plain_similarity_search": {"p50": percentile(plain, 50), "p95": percentile(plain, 95)},
+        "retrieve_and_excerpt": {"p50": percentile(plain_ms, 50), "p95": percentile(plain_ms, 95)},
         "retrieve_and_read": {
-            "p50": percentile(latencies, 50),
-            "p95": percentile(latencies, 95),
+            "p50": percentile(first_latencies, 50),
+            "p95": percentile(first_latencies, 95),
         },
     }
-    latency["ratio_p95"] = round(
+    latency["read_vs_plain_p95"] = round(
         latency["retrieve_and_read"]["p95"] / latency["plain_similarity_search"]["p95"], 2
     )
     results["latency_ms"] = latency

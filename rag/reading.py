@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rag import grounding
-from rag.answer import REFUSAL, ExtractiveAnswerer, plain_brackets, related, related_of
+from rag.answer import (
+    REFUSAL,
+    ExtractiveAnswerer,
+    plain_brackets,
+    related,
+    related_of,
+    score_sentences,
+)
 from rag.models.reader import Reader, Reading
 from rag.models.reader_data import header_text
 from rag.split import sentence_spans
@@ -58,12 +65,23 @@ def passage_header(hit: Hit) -> str:
 
 @dataclass(frozen=True)
 class Lead:
-    """What an answer leads with: the span, and the sentence (or clauses) holding it."""
+    """What an answer leads with: the span (if the reading model found one in it) and the
+    sentence, or clauses, holding it."""
 
     hit: int
     span: str
     quote: str  # verbatim from the hit's chunk text ("" when the span is in the header)
+    confidence: float  # the reading model's, for this span (0 without one)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The lead an answer would take, and what refusal weighs: the reading model's best
+    confidence over the passages read, and the excerpt answerer's evidence."""
+
+    lead: Lead | None
     confidence: float
+    evidence: float
 
 
 def clauses_around(text: str, start: int, end: int, limit: int = LEAD_CHARS) -> tuple[int, int]:
@@ -83,6 +101,13 @@ def clauses_around(text: str, start: int, end: int, limit: int = LEAD_CHARS) -> 
         _, left, right = min(options)
 
 
+def holding(spans: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
+    """From the sentence holding `start` to the end of the one holding `end` - 1."""
+    a = next((a for a, b in spans if a <= start < b), start)
+    b = next((b for a, b in spans if a < end <= b), end)
+    return a, max(b, end)
+
+
 def lead_of(reading: Reading, hit: Hit, header_chars: int) -> Lead:
     """The lead for a reading of `hit`'s header line + newline + chunk text."""
     if reading.start < header_chars:  # the span is metadata (the source, the reporter…)
@@ -90,17 +115,28 @@ def lead_of(reading: Reading, hit: Hit, header_chars: int) -> Lead:
     text = hit.chunk.text
     start = reading.start - header_chars - 1
     end = reading.end - header_chars - 1
-    spans = hit.sentence_spans or tuple((s.start, s.end) for s in sentence_spans(text))
-    a, b = next(((a, b) for a, b in spans if a <= start < b), (start, end))
-    b = max(b, end)
+    a, b = holding(_spans(hit), start, end)
     if b - a > LEAD_CHARS:
         left, right = clauses_around(text[a:b], start - a, end - a)
         a, b = a + left, a + right
     return Lead(reading.passage, text[start:end].strip(), text[a:b].strip(), reading.confidence)
 
 
+def _spans(hit: Hit) -> tuple[tuple[int, int], ...]:
+    text = hit.chunk.text
+    return hit.sentence_spans or tuple((s.start, s.end) for s in sentence_spans(text))
+
+
+# How much the reading model's confidence in a span adds to the score of the sentence
+# holding it, on the excerpt answerer's scale (similarity + coverage …): chosen on
+# policy-dev and rgb-dev together (bench/README.md, "Reading model").
+READER_WEIGHT = 0.5
+
+
 class ReadingAnswerer:
-    """The reading model's answers, with the extractive answerer's pool for 相关条款."""
+    """Answers led by the reading model's span, in the sentence that the excerpt
+    answerer's sentence score and the model's confidence together rank first; the
+    excerpt answerer's pool gives the 相关条款."""
 
     local = True
 
@@ -110,11 +146,13 @@ class ReadingAnswerer:
         extractive: ExtractiveAnswerer,
         passages: int = 4,
         refusal_threshold: float = 0.5,
+        reader_weight: float = READER_WEIGHT,
     ):
         self.reader = reader
         self.extractive = extractive
         self.passages = passages
         self.refusal_threshold = refusal_threshold
+        self.reader_weight = reader_weight
 
     def condense(self, history: Sequence[Message], question: str) -> str:
         return ""
@@ -133,35 +171,64 @@ class ReadingAnswerer:
             else self.answer(question, hits, k)
         )
 
-    def best_lead(self, question: str, hits: Sequence[Hit], k: int) -> Lead | None:
-        """The most confident span among the first passages, skipping any whose sentence
-        is an instruction to the assistant (None when no passage offers one)."""
+    def choose(self, question: str, hits: Sequence[Hit], k: int) -> Choice:
+        """Read the first passages; rank their sentences by excerpt score plus the model's
+        confidence in a span inside them (a span in a header line competes with its
+        passage's best sentence); skip instructions to the assistant."""
         read = list(hits[: min(k, self.passages)])
         if not read:
-            return None
+            return Choice(None, 0.0, 0.0)
         headers = [passage_header(h) for h in read]
         readings = self.reader.read(
             question, [f"{h}\n{x.chunk.text}" for h, x in zip(headers, read, strict=True)]
         )
-        for reading in sorted(readings, key=lambda r: -r.confidence):
-            lead = lead_of(reading, read[reading.passage], len(headers[reading.passage]))
-            if lead.span and not is_instruction(lead.quote or lead.span):
-                return lead
-        return None
+        leads = {r.passage: lead_of(r, read[r.passage], len(headers[r.passage])) for r in readings}
+        leads = {
+            n: lead for n, lead in leads.items() if not is_instruction(lead.quote or lead.span)
+        }
+        idf = self.extractive.idf
+        candidates = [
+            c
+            for c in score_sentences(question, read, idf, len(read), self.extractive.weights)
+            if not is_instruction(c.text)
+        ]
+        evidence = self.extractive.evidence(candidates)
+        confidence = max((lead.confidence for lead in leads.values()), default=0.0)
+        best: tuple[float, Lead] | None = None
+        for c in candidates:
+            lead = leads.get(c.hit)
+            inside = lead is not None and _within(lead.quote, c.text)
+            option = lead if inside else Lead(c.hit, "", c.text.strip(), 0.0)
+            value = c.score + self.reader_weight * option.confidence
+            if best is None or value > best[0]:
+                best = (value, option)
+        for n, lead in leads.items():  # metadata answers: the header line read as text
+            if lead.quote:
+                continue
+            top = max((c.score for c in candidates if c.hit == n), default=0.0)
+            value = top + self.reader_weight * lead.confidence
+            if best is None or value > best[0]:
+                best = (value, lead)
+        return Choice(best[1] if best else None, confidence, evidence)
 
-    def lead(self, question: str, hits: Sequence[Hit], k: int) -> Lead | None:
-        """The best lead if it is confident enough to answer with."""
-        lead = self.best_lead(question, hits, k)
-        return lead if lead is not None and lead.confidence >= self.refusal_threshold else None
+    def refuses(self, choice: Choice) -> bool:
+        return (
+            choice.lead is None
+            or choice.confidence < self.refusal_threshold
+            or choice.evidence < self.extractive.refusal_threshold
+        )
 
     def answer(self, question: str, hits: Sequence[Hit], k: int) -> Answer:
-        lead = self.best_lead(question, hits, k)
-        if lead is None or lead.confidence < self.refusal_threshold:
+        choice = self.choose(question, hits, k)
+        if self.refuses(choice):
             refused = Answer(question=question, answer=REFUSAL, refused=True)
-            refused.confidence = lead.confidence if lead else 0.0
+            refused.confidence = choice.confidence
+            refused.signals = {"confidence": choice.confidence, "evidence": choice.evidence}
             return refused
+        lead = choice.lead
         answer = compose_lead(question, hits, [lead])
-        answer.span, answer.confidence = lead.span, lead.confidence
+        answer.span, answer.confidence = lead.span, choice.confidence
+        answer.signals = {"confidence": choice.confidence, "evidence": choice.evidence}
         _, pool = self.extractive.choose(question, hits, k, self.extractive.max_chars)
         shown = [c for c in pool if c.hit == lead.hit and c.text.strip() in (lead.quote or "\0")]
         answer.related = related_of(
@@ -182,20 +249,29 @@ class ReadingAnswerer:
         position = {hit.chunk.chunk_id: i for i, hit in enumerate(hits)}
         leads: list[Lead] = []
         missing: list[str] = []
+        confidences = []
         for part, part_hits in parts:
-            lead = self.lead(part, part_hits, k)
-            if lead is None:
+            choice = self.choose(part, part_hits, k)
+            if self.refuses(choice):
                 missing.append(part)
                 continue
+            lead = choice.lead
             at = position[part_hits[lead.hit].chunk.chunk_id]
             leads.append(Lead(at, lead.span, lead.quote, lead.confidence))
+            confidences.append(choice.confidence)
         if not leads:
             return Answer(question=question, answer=REFUSAL, refused=True)
         answer = compose_lead(question, hits, leads)
         answer.span = leads[0].span
-        answer.confidence = min(lead.confidence for lead in leads)
+        answer.confidence = min(confidences)
         answer.notice = "".join(f"知识库中没有找到与“{part}”相关的内容。" for part in missing)
         return answer
+
+
+def _within(quote: str, sentence: str) -> bool:
+    """Whether a lead's quote and a candidate sentence are one piece of text: the quote is
+    the sentence, a part of it (clauses cut out of it) or holds it (a span running on)."""
+    return bool(quote) and (quote in sentence or sentence.strip() in quote)
 
 
 def compose_lead(question: str, hits: Sequence[Hit], leads: Sequence[Lead]) -> Answer:
@@ -212,7 +288,7 @@ def compose_lead(question: str, hits: Sequence[Hit], leads: Sequence[Lead]) -> A
             title = hit.chunk.meta.get("title", "")
             about = f"（见《{title}》）" if title else ""
             lines.append(f"{plain_brackets(lead.span)}{about}[{n}]")
-        elif len(lead.span) >= 0.6 * len(lead.quote) or lead.span == lead.quote:
+        elif not lead.span or len(lead.span) >= 0.6 * len(lead.quote):
             lines.append(f"{plain_brackets(lead.quote)}[{n}]")
         else:
             lines.append(f"{plain_brackets(lead.span)}：{plain_brackets(lead.quote)}[{n}]")

@@ -175,6 +175,9 @@ class Answer:
     # in the best span it found (also for a refusal: how close it came).
     span: str = ""
     confidence: float | None = None
+    # What refusal weighed (the reader's confidence, the excerpt evidence): for the log
+    # and the calibration bench; not serialised.
+    signals: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """The `rag ask --json` object fixed by DESIGN.md."""

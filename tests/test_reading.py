@@ -8,6 +8,7 @@ from rag.answer import ExtractiveAnswerer
 from rag.models.reader import Reading
 from rag.reading import (
     LEAD_CHARS,
+    Lead,
     ReadingAnswerer,
     clauses_around,
     compose_lead,
@@ -85,6 +86,10 @@ def test_the_answer_reads_span_then_quote_and_a_quote_that_is_all_span_once():
     short = hit("首年租金补贴50%。")
     lead = lead_of(reading(0, "首年租金补贴50%", "\n首年租金补贴50%。", 0.9), short, 0)
     assert compose_lead("首年补贴多少？", [short], [lead]).answer == "首年租金补贴50%。[1]"
+    unread = Lead(0, "", POLICY, 0.0)  # a sentence chosen without a span in it
+    assert compose_lead("补贴比例？", [h], [unread]).answer == f"{POLICY}[1]"
+    assert compose_lead("首年补贴多少？", [short], [lead]).unverified == []
+    assert compose_lead("补贴比例？", [h], [lead]).unverified == ["首年租金补贴50%。"]  # not in h
 
 
 def test_instructions_to_the_assistant_are_recognised():
