@@ -74,7 +74,7 @@ bench-scale: install
 bench-quality: install
 	RAG_DATA_DIR=data/bench $(BIN)/python bench/answer_quality.py $(SHARED)/benchmarks/rgb-dev
 
-# Train the reading model from $(SHARED)/training and write rag/models/reader/ (resumable:
+# Train the reading model from $(SHARED)/training and write rag/models/reader-model/ (resumable:
 # run it again after a stop; checkpoints under ~/.cache/policy-rag/reader; hours on 2 cores).
 model: install
 	$(BIN)/python -m rag.models.train_reader --training-dir $(SHARED)/training $(MODEL_ARGS)

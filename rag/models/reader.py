@@ -1,6 +1,6 @@
 """The reading model at run time: where in a passage is the answer, and is it there at all.
 
-One int8 ONNX graph (trained by `rag.models.train_reader`, shipped in `rag/models/reader/`)
+One int8 ONNX graph (trained by `rag.models.train_reader`, shipped in `rag/models/reader-model/`)
 reads (question, passage window) pairs and gives, per token, a start and an end score, and
 per window a has-answer score. `Reader.read` cuts each passage into windows as training
 did, runs every window of every passage in one batch, and returns each passage's best span
@@ -25,7 +25,7 @@ import numpy as np
 
 from rag.models.reader_data import MAX_QUESTION_TOKENS
 
-BUNDLED_READER = Path(__file__).parent / "reader"
+BUNDLED_READER = Path(__file__).parent / "reader-model"
 MAX_ANSWER_TOKENS = 48
 _FILES = ("reader.onnx", "tokenizer.json")
 

@@ -44,7 +44,7 @@ from rag.models.vocab import count_pieces, kept_ids, write_pruned_tokenizer
 log = logging.getLogger("rag.models.train")
 
 DEFAULT_WORK = Path(os.environ.get("RAG_TRAIN_DIR", Path.home() / ".cache/policy-rag/reader"))
-DEFAULT_OUT = Path(__file__).parent / "reader"
+DEFAULT_OUT = Path(__file__).parent / "reader-model"
 
 # What each training file is, for the model card.
 DATASETS = {
@@ -642,7 +642,7 @@ def _sha256(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rag.models.train_reader",
-        description="Train the reading model from shared/training and write it into rag/models/reader/.",
+        description="Train the reading model from shared/training and write it into rag/models/reader-model/.",
     )
     parser.add_argument(
         "--work",
