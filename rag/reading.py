@@ -25,11 +25,13 @@ from rag import grounding
 from rag.answer import (
     REFUSAL,
     ExtractiveAnswerer,
+    named_document,
     plain_brackets,
     related,
     related_of,
     score_sentences,
 )
+from rag.articles import asked_article
 from rag.models.reader import Reader, Reading
 from rag.models.reader_data import header_text
 from rag.split import sentence_spans
@@ -192,6 +194,12 @@ class ReadingAnswerer:
             for c in score_sentences(question, read, idf, len(read), self.extractive.weights)
             if not is_instruction(c.text)
         ]
+        # A question that names one document is answered from it, as the excerpts are.
+        named = named_document(question, read, idf)
+        if named is not None:
+            own = {n for n, h in enumerate(read) if h.chunk.doc_id == named}
+            candidates = [c for c in candidates if c.hit in own] or candidates
+            leads = {n: lead for n, lead in leads.items() if n in own} or leads
         evidence = self.extractive.evidence(candidates)
         confidence = max((lead.confidence for lead in leads.values()), default=0.0)
         best: tuple[float, Lead] | None = None
@@ -219,6 +227,9 @@ class ReadingAnswerer:
         )
 
     def answer(self, question: str, hits: Sequence[Hit], k: int) -> Answer:
+        if asked_article(question) is not None:
+            # "第十二条怎么规定的": the answer is the article as it reads, not a span of it.
+            return self.extractive.answer(question, hits, k)
         choice = self.choose(question, hits, k)
         if self.refuses(choice):
             refused = Answer(question=question, answer=REFUSAL, refused=True)

@@ -39,6 +39,8 @@ def test_ask_returns_the_rag_ask_json_object(api):
         "out_of_scope",
         "generation",
         "related",
+        "span",
+        "confidence",
     }
     assert "3227万美元" in body["answer"] and body["citations"][0]["doc_id"].startswith("news/")
     assert body["standalone_question"] == body["question"] and body["unverified"] == []

@@ -356,7 +356,10 @@ def test_commands_beside_a_running_server_never_write_its_data_dir(server, data_
     from tests.conftest import run_rag
 
     env = {"RAG_DATA_DIR": str(data_dir), "RAG_EMBEDDING_MODEL": str(e5_dir)}
-    before = httpx.get(server + "/healthz").json()
+    deadline = time.monotonic() + 120
+    while not (before := httpx.get(server + "/healthz").json())["ready"]:  # index loaded
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
     ingest = run_rag("ingest", str(CORPUS), env=env)
     assert ingest.returncode == 1 and "Traceback" not in ingest.stderr
     (line,) = ingest.stderr.strip().splitlines()

@@ -60,6 +60,7 @@ def test_rag_ask_json_answers_the_seed_figure_and_cites_the_seed(tmp_path, e5_di
         "out_of_scope",  # places and years asked about that no cited document mentions
         "generation",  # the index generation every citation comes from
         "related",  # 相关条款: relevant clauses the answer left out
+        *("span", "confidence"),  # the reading model's span, and how sure it is
     }
     assert "3227万美元" in answer["answer"] and not answer["refused"]
     cited = {c["n"]: c for c in answer["citations"]}

@@ -196,7 +196,7 @@ def test_a_follow_up_is_condensed_by_the_model_before_retrieval(llm, make_assist
 
 
 def test_without_a_base_url_nothing_talks_to_an_llm(assistant):
-    assert type(assistant.answerer).__name__ == "ExtractiveAnswerer"
+    assert type(assistant.answerer).__name__ == "ReadingAnswerer"  # local: the reading model
 
 
 def test_prompt_templates_are_checked_at_start(tmp_path):
