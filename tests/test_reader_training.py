@@ -3,6 +3,7 @@ the cut vocabulary, resumable training, the int8 export and its card."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import shutil
@@ -172,6 +173,20 @@ def test_the_export_reads_offsets_back_and_its_card_guards_it(training_dir, e5_d
     for r in readings:
         assert passages[r.passage][r.start : r.end] == r.text and r.text
         assert 0.0 <= r.confidence <= 1.0
+    runs = []
+
+    class Counted:
+        def __init__(self, session):
+            self.session = session
+
+        def run(self, *args):
+            runs.append(args[1]["input_ids"].shape[0])
+            return self.session.run(*args)
+
+    reader.session = Counted(reader.session)
+    again = reader.read("首年租金补贴多少？", [passages[1], "新的段落：补贴三成。"])
+    assert runs == [1]  # only the passage not read for this question before
+    assert again[0] == dataclasses.replace(readings[1], passage=0)
     damaged = tmp_path / "damaged"
     shutil.copytree(out, damaged)
     (damaged / "reader.onnx").write_bytes((out / "reader.onnx").read_bytes()[:-10])

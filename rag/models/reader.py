@@ -17,8 +17,9 @@ import os
 import re
 import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from rag.models.reader_data import MAX_QUESTION_TOKENS
 
 BUNDLED_READER = Path(__file__).parent / "reader-model"
 MAX_ANSWER_TOKENS = 48
+CACHED_READINGS = 2048  # (question, passage) readings kept: a reranked passage is read once
 _FILES = ("reader.onnx", "tokenizer.json")
 
 
@@ -78,6 +80,10 @@ class Reader:
             str(folder / "reader.onnx"), options, providers=["CPUExecutionProvider"]
         )
         self._slots = threading.BoundedSemaphore(max(1, cpus // 2))
+        # A fast tokenizer used from two threads at once fails ("Already borrowed").
+        self._tokenizing = threading.Lock()
+        self._cache: OrderedDict[tuple[str, str], Reading] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def load(cls, folder: Path = BUNDLED_READER, check_card: bool = True, **kwargs) -> Reader:
@@ -114,16 +120,39 @@ class Reader:
             begin += room - self.stride if room > self.stride else room
 
     def read(self, question: str, passages: Sequence[str]) -> list[Reading]:
-        """Each passage's best span (one Reading per passage, in passage order)."""
+        """Each passage's best span (one Reading per passage, in passage order). A passage
+        read for this question lately (to rerank, then to answer) is not read again."""
+        found: dict[int, Reading] = {}
+        todo: list[int] = []
+        with self._cache_lock:
+            for n, text in enumerate(passages):
+                seen = self._cache.get((question, text))
+                if seen is None:
+                    todo.append(n)
+                else:
+                    self._cache.move_to_end((question, text))
+                    found[n] = replace(seen, passage=n)
+        if todo:
+            for reading in self._read(question, [passages[n] for n in todo]):
+                n = todo[reading.passage]
+                found[n] = replace(reading, passage=n)
+                with self._cache_lock:
+                    self._cache[(question, passages[n])] = reading
+                    while len(self._cache) > CACHED_READINGS:
+                        self._cache.popitem(last=False)
+        return [found[n] for n in sorted(found)]
+
+    def _read(self, question: str, passages: Sequence[str]) -> list[Reading]:
         if not passages:
             return []
-        q_ids = self.tokenizer.encode(question, add_special_tokens=False).ids
-        q_ids = q_ids[:MAX_QUESTION_TOKENS]
-        rows, owners = [], []
-        for n, text in enumerate(passages):
-            for ids, offsets in self._windows(q_ids, text):
-                rows.append((ids, offsets))
-                owners.append(n)
+        with self._tokenizing:
+            q_ids = self.tokenizer.encode(question, add_special_tokens=False).ids
+            q_ids = q_ids[:MAX_QUESTION_TOKENS]
+            rows, owners = [], []
+            for n, text in enumerate(passages):
+                for ids, offsets in self._windows(q_ids, text):
+                    rows.append((ids, offsets))
+                    owners.append(n)
         width = max(len(ids) for ids, _ in rows)
         input_ids = np.full((len(rows), width), self.pad, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
