@@ -65,6 +65,12 @@ def passage_header(hit: Hit) -> str:
     )
 
 
+def passage_text(hit: Hit) -> str:
+    """What the reading model reads of a passage: its header line, then its text (the same
+    text whoever asks, so a passage read to rerank is not read again to answer)."""
+    return f"{passage_header(hit)}\n{hit.chunk.text}"
+
+
 @dataclass(frozen=True)
 class Lead:
     """What an answer leads with: the span (if the reading model found one in it) and the
@@ -181,9 +187,7 @@ class ReadingAnswerer:
         if not read:
             return Choice(None, 0.0, 0.0)
         headers = [passage_header(h) for h in read]
-        readings = self.reader.read(
-            question, [f"{h}\n{x.chunk.text}" for h, x in zip(headers, read, strict=True)]
-        )
+        readings = self.reader.read(question, [passage_text(h) for h in read])
         leads = {r.passage: lead_of(r, read[r.passage], len(headers[r.passage])) for r in readings}
         leads = {
             n: lead for n, lead in leads.items() if not is_instruction(lead.quote or lead.span)
