@@ -86,10 +86,15 @@ def discard_original(data_dir: Path, manifest, original: str) -> None:
         e.original == original for e in manifest.docs().values()
     ):
         return
+    remove_kept(path, originals)
+
+
+def remove_kept(path: Path, originals: Path) -> None:
+    """Delete a kept file and the folders under `originals` it leaves empty."""
     try:
         path.unlink(missing_ok=True)
     except OSError as err:  # kept on disk, served by nothing: say so, go on
-        log.warning("could not remove the kept original %s: %s", original, err)
+        log.warning("could not remove the kept original %s: %s", path, err)
         return
     for folder in path.parents:  # the version's folder, and any left empty above it
         if folder == originals:

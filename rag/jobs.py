@@ -27,6 +27,7 @@ from rag.ingest import (
     discard_original,
     doc_entry,
     make_chunks,
+    remove_kept,
     settings_key,
     source_hash,
     with_corrections,
@@ -184,11 +185,7 @@ class JobQueue:
         for path in [p for p in folder.rglob("*") if p.is_file()]:
             relative = path.relative_to(self.data_dir).as_posix()
             if relative not in named and path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
-                for parent in path.parents:  # folders left empty, up to originals/
-                    if parent == folder or any(parent.iterdir()):
-                        break
-                    parent.rmdir()
+                remove_kept(path, folder)
                 swept += 1
         if swept:
             log.warning("removed %d kept uploads that no document or job names", swept)
@@ -409,12 +406,14 @@ class JobQueue:
                 self._update(job, status=Status.QUEUED, progress=0.0)
             else:
                 self._update(job, status=Status.CANCELLED)
+        # The file goes before the outcome is shown: a retry asked the moment the job
+        # reads "failed" must find it gone, not queue it again.
         except NoTextError as err:
+            self._discard_upload(job)
             self._update(job, status=Status.NO_TEXT, error=str(err))
-            self._discard_upload(job)
         except (UnreadableError, JobError, KeyError) as err:
-            self._update(job, status=Status.FAILED, error=_reason(err))
             self._discard_upload(job)
+            self._update(job, status=Status.FAILED, error=_reason(err))
         except Exception as err:  # a bug or a broken store: say so on the page and in the log
             log.exception("job=%s failed", job.id)
             self._update(
