@@ -27,7 +27,7 @@ from rag.chain import SUPPORT_PASSAGES, build_assistant
 from rag.config import Settings
 from rag.evaluate import load_questions, open_set_index
 from rag.metrics import first_gold_rank, hit_at, reciprocal_rank
-from rag.reading import passage_text
+from rag.models.reader import passage_text
 from rag.retrieve import HybridRetriever, Mode
 
 WEIGHTS = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 100.0]

@@ -32,8 +32,7 @@ from rag.answer import (
     score_sentences,
 )
 from rag.articles import asked_article
-from rag.models.reader import Reader, Reading
-from rag.models.reader_data import header_text
+from rag.models.reader import Reader, Reading, passage_header, passage_text
 from rag.split import sentence_spans
 from rag.types import Answer, Citation, Hit
 
@@ -56,19 +55,6 @@ _CLAUSE_END = re.compile(r"[，,、：:]")
 def is_instruction(text: str) -> bool:
     """Whether `text` talks to the assistant (an injected instruction), not about policy."""
     return bool(_INSTRUCTION.search(text))
-
-
-def passage_header(hit: Hit) -> str:
-    meta = hit.chunk.meta
-    return header_text(
-        meta.get("title", ""), meta.get("source", ""), meta.get("author", ""), meta.get("date", "")
-    )
-
-
-def passage_text(hit: Hit) -> str:
-    """What the reading model reads of a passage: its header line, then its text (the same
-    text whoever asks, so a passage read to rerank is not read again to answer)."""
-    return f"{passage_header(hit)}\n{hit.chunk.text}"
 
 
 @dataclass(frozen=True)
@@ -310,10 +296,7 @@ def compose_lead(question: str, hits: Sequence[Hit], leads: Sequence[Lead]) -> A
     text = "\n".join(lines)
     # Verbatim as they are, the span's and the quote's figures are checked like any
     # answer's: against the passage each cites (its header line included).
-    sources = {
-        c.n: f"{passage_header(hits[h])}\n{hits[h].chunk.text}"
-        for h, c in zip(numbers, citations, strict=True)
-    }
+    sources = {c.n: passage_text(hits[h]) for h, c in zip(numbers, citations, strict=True)}
     checked = grounding.check(text, sources)
     answer = Answer(question=question, answer=text, refused=False, citations=citations)
     answer.unverified = checked.unverified

@@ -18,6 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from rag.embed import load_cross_encoder
+from rag.models.reader import Reader, passage_text
 from rag.types import Hit
 
 
@@ -62,3 +63,34 @@ class CrossEncoderReranker:
         if timings is not None:
             timings["rerank_ms"] = (time.perf_counter() - clock) * 1000
         return [replace(hits[i], score=float(scores[i])) for i in order]
+
+
+class ReaderReranker:
+    """Reorders the first `depth` retrieved passages by the hybrid's score (scaled to 0–1
+    within the question) plus `weight` × the reading model's confidence that the passage
+    answers (`RAG_RERANK=bundled`). One batched model run per question; the answerer
+    then reads these passages from the model's cache, not again. Depth and weight were
+    fitted on the dev sets with cross-validation (bench/README.md, "Reranking")."""
+
+    def __init__(self, reader: Reader, depth: int, weight: float):
+        self.reader = reader
+        self.depth = depth
+        self.weight = weight
+
+    def rerank(
+        self, question: str, hits: Sequence[Hit], timings: dict[str, float] | None = None
+    ) -> list[Hit]:
+        if not hits:
+            return []
+        clock = time.perf_counter()
+        top, rest = list(hits[: self.depth]), list(hits[self.depth :])
+        readings = self.reader.read(question, [passage_text(h) for h in top])
+        confidence = np.zeros(len(top))
+        for reading in readings:
+            confidence[reading.passage] = reading.confidence
+        fused = np.array([h.score for h in top])
+        prior = (fused - fused.min()) / ((fused.max() - fused.min()) or 1.0)
+        order = np.argsort(-(prior + self.weight * confidence), kind="stable")
+        if timings is not None:
+            timings["rerank_ms"] = (time.perf_counter() - clock) * 1000
+        return [top[i] for i in order] + rest

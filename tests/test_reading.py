@@ -5,7 +5,7 @@ answers are tested in tests/test_reader_model.py)."""
 from __future__ import annotations
 
 from rag.answer import ExtractiveAnswerer
-from rag.models.reader import Reading
+from rag.models.reader import Reading, passage_header
 from rag.reading import (
     LEAD_CHARS,
     Lead,
@@ -14,7 +14,6 @@ from rag.reading import (
     compose_lead,
     is_instruction,
     lead_of,
-    passage_header,
 )
 from rag.types import Chunk, Hit
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.models.reader_data import MAX_QUESTION_TOKENS
+from rag.models.reader_data import MAX_QUESTION_TOKENS, header_text
+from rag.types import Hit
 
 BUNDLED_READER = Path(__file__).parent / "reader-model"
 MAX_ANSWER_TOKENS = 48
@@ -187,6 +188,20 @@ class Reader:
             if n not in best or reading.confidence > best[n].confidence:
                 best[n] = reading
         return [best[n] for n in sorted(best)]
+
+
+def passage_header(hit: Hit) -> str:
+    """The header line the product puts before a passage (metadata the text lacks)."""
+    meta = hit.chunk.meta
+    return header_text(
+        meta.get("title", ""), meta.get("source", ""), meta.get("author", ""), meta.get("date", "")
+    )
+
+
+def passage_text(hit: Hit) -> str:
+    """What the reading model reads of a passage: its header line, then its text (the same
+    text whoever asks, so a passage read to rerank is not read again to answer)."""
+    return f"{passage_header(hit)}\n{hit.chunk.text}"
 
 
 def best_span(
