@@ -7,8 +7,8 @@ Usage:
 
 One retrieval setup (the product's hybrid), answerers built as `rag serve` builds them:
 `RAG_READER=none` (sentence excerpts) and the reading model at each weight its confidence
-gets against the excerpt score (the model reads each question once; its readings are reused
-across weights), with refusal off, so every refusal rule can be scored from one run:
+gets against the excerpt score (the model reads each question once: the reader keeps its recent
+readings), with refusal off, so every refusal rule can be scored from one run:
 
 - the metrics of `rag eval` for each (answer_acc, answer_first_acc, answer_chars_p50 …);
 - refusal trade-off over a grid of (reader confidence, excerpt evidence) thresholds:
@@ -40,19 +40,6 @@ from rag.metrics import percentile
 
 CONFIDENCE_GRID = [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5]
 EVIDENCE_GRID = [0.0, 0.8, 0.83, 0.86, 0.88, 0.9]
-
-
-class Remembering:
-    """The reader, each (question, passages) read once: weights differ, readings not."""
-
-    def __init__(self, reader):
-        self.reader, self.seen = reader, {}
-
-    def read(self, question, passages):
-        key = (question, tuple(passages))
-        if key not in self.seen:
-            self.seen[key] = self.reader.read(question, passages)
-        return self.seen[key]
 
 
 def ask_all(assistant, questions, filters=None):
@@ -96,9 +83,19 @@ def main() -> None:
     parser.add_argument("--weights", default="0,0.25,0.5,1,100")
     parser.add_argument("--project", type=Path, default=Path("evals/project.jsonl"))
     parser.add_argument("--limit", type=int, default=0, help="first N questions only")
+    parser.add_argument(
+        "--lead-chars", type=int, help="try another cut for long lead sentences (rag.reading)"
+    )
+    parser.add_argument(
+        "--context-chars", type=int, help="try another room for sentences after the lead"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
+    import rag.reading
+
+    if args.lead_chars:
+        rag.reading.LEAD_CHARS = args.lead_chars
     settings = Settings()
     index, _ = open_set_index(settings, args.set_dir)
     questions = load_questions(args.set_dir / "questions.jsonl")
@@ -107,7 +104,8 @@ def main() -> None:
     open_ended = {"reader": args.reader, "reader_refusal_threshold": 0.0, "refusal_threshold": -9.0}
     excerpt = build_assistant(settings.model_copy(update={"reader": "none"}), index)
     reading = build_assistant(settings.model_copy(update=open_ended), index)
-    reading.answerer.reader = Remembering(reading.answerer.reader)
+    if args.context_chars is not None:
+        reading.answerer.context_chars = args.context_chars
     excerpt.ask(questions[0].question), reading.ask(questions[0].question)  # models loaded
     results: dict = {"set": str(args.set_dir), "reader": args.reader, "n": len(questions)}
 

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
         "as before the reader), or the folder of another one `make model` wrote",
     )
     reader_passages: int = Field(
-        4, ge=1, le=20, description="passages the reading model reads for an answer"
+        5, ge=1, le=20, description="passages the reading model reads for an answer"
     )
     reader_refusal_threshold: float = Field(
         0.5,

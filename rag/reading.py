@@ -24,7 +24,10 @@ from typing import TYPE_CHECKING
 from rag import grounding
 from rag.answer import (
     REFUSAL,
+    AnswerType,
+    Candidate,
     ExtractiveAnswerer,
+    answer_type,
     named_document,
     plain_brackets,
     related,
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
 
 # A lead sentence longer than this is cut to the clauses around the span (the whole
 # sentence stays in the citation): the person wants the fact, not the paragraph.
-LEAD_CHARS = 80
+LEAD_CHARS = 120
 # Text that addresses the assistant instead of the reader of a policy: an injection.
 _INSTRUCTION = re.compile(
     r"系统提示|系统指令|忽略(?:以上|之前|前面|上述|所有)|无视(?:以上|之前|上述)|你现在是|你是一个|"
@@ -50,6 +53,24 @@ _INSTRUCTION = re.compile(
     re.IGNORECASE,
 )
 _CLAUSE_END = re.compile(r"[，,、：:]")
+
+
+def asks_for_figure(question: str) -> bool:
+    """Whether a figure may answer: a question that asks how much, how many or when. The
+    model was trained on many such questions and offers a figure wherever a passage holds
+    one; for 如何处置… or 采取了什么措施 that figure is the wrong span."""
+    return answer_type(question) is not AnswerType.OTHER
+
+
+# A question about the document itself — who published it, who wrote it, when — is
+# answered from the header line; any other question from the text.
+_ABOUT_DOCUMENT = re.compile(
+    r"媒体|报社|来源|出处|记者|作者|谁写|发布|刊发|刊登|发表|印发|标题|题目"
+)
+
+
+def asks_about_document(question: str) -> bool:
+    return bool(_ABOUT_DOCUMENT.search(question))
 
 
 def is_instruction(text: str) -> bool:
@@ -95,25 +116,42 @@ def clauses_around(text: str, start: int, end: int, limit: int = LEAD_CHARS) -> 
         _, left, right = min(options)
 
 
-def holding(spans: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int]:
-    """From the sentence holding `start` to the end of the one holding `end` - 1."""
-    a = next((a for a, b in spans if a <= start < b), start)
-    b = next((b for a, b in spans if a < end <= b), end)
-    return a, max(b, end)
+def holding(spans: Sequence[tuple[int, int]], start: int) -> tuple[int, int]:
+    """The sentence holding offset `start`."""
+    return next(((a, b) for a, b in spans if a <= start < b), (start, start))
+
+
+# What a span may not hold to be shown before its sentence: the end of a sentence (the
+# first "sentence" of the answer would be a fragment), and at its ends, punctuation.
+_SPAN_BREAK = re.compile(r"[。！？；!?;\n]")
+_EDGE_PUNCTUATION = "，。、；：,.;:！？!? "
+_PAIRS = {"）": "（", ")": "(", "”": "“", "》": "《", "」": "「"}
+
+
+def tidy_span(span: str) -> str:
+    """The span as it can lead an answer ("" when it cannot): no punctuation or
+    unpaired closing bracket at its ends, no sentence end inside."""
+    span = span.strip(_EDGE_PUNCTUATION)
+    while span and span[-1] in _PAIRS and _PAIRS[span[-1]] not in span:
+        span = span[:-1].rstrip(_EDGE_PUNCTUATION)
+    return "" if _SPAN_BREAK.search(span) else span
 
 
 def lead_of(reading: Reading, hit: Hit, header_chars: int) -> Lead:
-    """The lead for a reading of `hit`'s header line + newline + chunk text."""
+    """The lead for a reading of `hit`'s header line + newline + chunk text: the span
+    (cut at the end of the sentence it starts in) and that sentence."""
     if reading.start < header_chars:  # the span is metadata (the source, the reporter…)
-        return Lead(reading.passage, reading.text.strip(), "", reading.confidence)
+        span = reading.text.split("\n", 1)[0].strip()  # not on into the text
+        return Lead(reading.passage, span, "", reading.confidence)
     text = hit.chunk.text
     start = reading.start - header_chars - 1
-    end = reading.end - header_chars - 1
-    a, b = holding(_spans(hit), start, end)
+    a, b = holding(_spans(hit), start)
+    end = min(reading.end - header_chars - 1, b) if b > a else reading.end - header_chars - 1
+    a, b = (a, b) if b > a else (start, end)
     if b - a > LEAD_CHARS:
-        left, right = clauses_around(text[a:b], start - a, end - a)
+        left, right = clauses_around(text[a:b], start - a, end - a, LEAD_CHARS)
         a, b = a + left, a + right
-    return Lead(reading.passage, text[start:end].strip(), text[a:b].strip(), reading.confidence)
+    return Lead(reading.passage, tidy_span(text[start:end]), text[a:b].strip(), reading.confidence)
 
 
 def _spans(hit: Hit) -> tuple[tuple[int, int], ...]:
@@ -124,7 +162,10 @@ def _spans(hit: Hit) -> tuple[tuple[int, int], ...]:
 # How much the reading model's confidence in a span adds to the score of the sentence
 # holding it, on the excerpt answerer's scale (similarity + coverage …): chosen on
 # policy-dev and rgb-dev together (bench/README.md, "Reading model").
-READER_WEIGHT = 0.5
+READER_WEIGHT = 0.25
+# Characters of the excerpt's other sentences that may follow the lead, on a line of their
+# own: what the lead's sentence leaves out (measured in bench/README.md, "Reading model").
+CONTEXT_CHARS = 0
 
 
 class ReadingAnswerer:
@@ -141,12 +182,14 @@ class ReadingAnswerer:
         passages: int = 4,
         refusal_threshold: float = 0.5,
         reader_weight: float = READER_WEIGHT,
+        context_chars: int = CONTEXT_CHARS,
     ):
         self.reader = reader
         self.extractive = extractive
         self.passages = passages
         self.refusal_threshold = refusal_threshold
         self.reader_weight = reader_weight
+        self.context_chars = context_chars
 
     def condense(self, history: Sequence[Message], question: str) -> str:
         return ""
@@ -173,15 +216,20 @@ class ReadingAnswerer:
         if not read:
             return Choice(None, 0.0, 0.0)
         headers = [passage_header(h) for h in read]
-        readings = self.reader.read(question, [passage_text(h) for h in read])
+        readings = self.reader.read(
+            question, [passage_text(h) for h in read], figures=asks_for_figure(question)
+        )
         leads = {r.passage: lead_of(r, read[r.passage], len(headers[r.passage])) for r in readings}
+        about_document = asks_about_document(question)
         leads = {
-            n: lead for n, lead in leads.items() if not is_instruction(lead.quote or lead.span)
+            n: lead
+            for n, lead in leads.items()
+            if not is_instruction(lead.quote or lead.span) and (lead.quote or about_document)
         }
         idf = self.extractive.idf
         candidates = [
             c
-            for c in score_sentences(question, read, idf, len(read), self.extractive.weights)
+            for c in score_sentences(question, hits, idf, len(read), self.extractive.weights)
             if not is_instruction(c.text)
         ]
         # A question that names one document is answered from it, as the excerpts are.
@@ -227,16 +275,24 @@ class ReadingAnswerer:
             refused.signals = {"confidence": choice.confidence, "evidence": choice.evidence}
             return refused
         lead = choice.lead
-        answer = compose_lead(question, hits, [lead])
+        chosen, pool = self.extractive.choose(question, hits, k, self.extractive.max_chars)
+        shown = [c for c in pool if c.hit == lead.hit and _within(lead.quote, c.text)]
+        more, room = [], self.context_chars
+        for c in chosen:  # the excerpt's other sentences, best first, within the room left
+            if c in shown or is_instruction(c.text) or len(c.text) > room:
+                continue
+            if lead.quote and (c.text.strip() in lead.quote or lead.quote in c.text):
+                continue
+            more.append(c)
+            room -= len(c.text)
+        answer = compose_lead(question, hits, [lead], more)
         answer.span, answer.confidence = lead.span, choice.confidence
         answer.signals = {"confidence": choice.confidence, "evidence": choice.evidence}
-        _, pool = self.extractive.choose(question, hits, k, self.extractive.max_chars)
-        shown = [c for c in pool if c.hit == lead.hit and c.text.strip() in (lead.quote or "\0")]
         answer.related = related_of(
             hits,
             related(
                 [c for c in pool if not is_instruction(c.text)],
-                shown or pool[:1],
+                [*(shown or pool[:1]), *more],
                 self.extractive.relative_cutoff,
             ),
         )
@@ -275,28 +331,38 @@ def _within(quote: str, sentence: str) -> bool:
     return bool(quote) and (quote in sentence or sentence.strip() in quote)
 
 
-def compose_lead(question: str, hits: Sequence[Hit], leads: Sequence[Lead]) -> Answer:
+def compose_lead(
+    question: str, hits: Sequence[Hit], leads: Sequence[Lead], more: Sequence[Candidate] = ()
+) -> Answer:
     """Each lead as "span：sentence[n]" (just "sentence[n]" when the span is most of it,
-    "span[n]" with the document named when it came from the header), one per line."""
-    lines, citations = [], []
-    numbers: dict[int, int] = {}
+    "span[n]" with the document named when it came from the header), one per line; then,
+    on a line of their own, the `more` sentences that say what the lead leaves out."""
+    quotes: dict[int, list[str]] = {}  # hit → its quoted sentences; insertion order = [n]
+    lines = []
+
+    def number(h: int, quote: str) -> int:
+        quoted = quotes.setdefault(h, [])
+        if quote and quote not in quoted:
+            quoted.append(quote)
+        return list(quotes).index(h) + 1
+
     for lead in leads:
-        hit = hits[lead.hit]
-        n = numbers.setdefault(lead.hit, len(numbers) + 1)
-        if n > len(citations):
-            citations.append(Citation.of(n, hit, (lead.quote,) if lead.quote else ()))
+        n = number(lead.hit, lead.quote)
         if not lead.quote:
-            title = hit.chunk.meta.get("title", "")
+            title = hits[lead.hit].chunk.meta.get("title", "")
             about = f"（见《{title}》）" if title else ""
             lines.append(f"{plain_brackets(lead.span)}{about}[{n}]")
         elif not lead.span or len(lead.span) >= 0.6 * len(lead.quote):
             lines.append(f"{plain_brackets(lead.quote)}[{n}]")
         else:
             lines.append(f"{plain_brackets(lead.span)}：{plain_brackets(lead.quote)}[{n}]")
+    if more:
+        lines.append("".join(f"{plain_brackets(c.text)}[{number(c.hit, c.text)}]" for c in more))
     text = "\n".join(lines)
+    citations = [Citation.of(n, hits[h], tuple(q)) for n, (h, q) in enumerate(quotes.items(), 1)]
     # Verbatim as they are, the span's and the quote's figures are checked like any
     # answer's: against the passage each cites (its header line included).
-    sources = {c.n: passage_text(hits[h]) for h, c in zip(numbers, citations, strict=True)}
+    sources = {n: passage_text(hits[h]) for n, h in enumerate(quotes, 1)}
     checked = grounding.check(text, sources)
     answer = Answer(question=question, answer=text, refused=False, citations=citations)
     answer.unverified = checked.unverified

@@ -7,13 +7,13 @@ from __future__ import annotations
 from rag.answer import ExtractiveAnswerer
 from rag.models.reader import Reading, passage_header
 from rag.reading import (
-    LEAD_CHARS,
     Lead,
     ReadingAnswerer,
     clauses_around,
     compose_lead,
     is_instruction,
     lead_of,
+    tidy_span,
 )
 from rag.types import Chunk, Hit
 
@@ -44,16 +44,16 @@ class FixedReader:
         self.readings = readings
         self.read_passages: list[str] = []
 
-    def read(self, question, passages):
+    def read(self, question, passages, figures=True):
         self.read_passages = list(passages)
         return self.readings
 
 
 def test_a_long_sentence_is_cut_to_the_clauses_around_the_span():
     start = LONG.index("第一年给予全额奖励")
-    a, b = clauses_around(LONG, start, start + len("第一年给予全额奖励"))
+    a, b = clauses_around(LONG, start, start + len("第一年给予全额奖励"), limit=60)
     piece = LONG[a:b]
-    assert "第一年给予全额奖励" in piece and len(piece) <= LEAD_CHARS
+    assert "第一年给予全额奖励" in piece and len(piece) <= 60 < len(LONG)
     assert piece.startswith(("按照", "第一年", "经区政府"))  # whole clauses, not mid-word
 
 
@@ -130,3 +130,17 @@ def test_the_reader_sees_each_passage_after_its_header():
         "问题？", [hit("甲。", 0, title="甲文"), hit("乙。", 1), hit("丙。", 2)], 5
     )
     assert fixed.read_passages == ["标题：甲文\n甲。", "\n乙。"]
+
+
+def test_a_span_that_runs_past_its_sentence_is_cut_at_the_sentence_end():
+    text = "使用期满不需转为永久性建设用地的，不再补办用地手续。需要转为永久性建设用地的，待疫情结束后及时完善用地手续。"
+    h = hit(text)
+    lead = lead_of(reading(0, "不再补办用地手续。需要转为", f"\n{text}", 0.9), h, 0)
+    assert lead.quote == "使用期满不需转为永久性建设用地的，不再补办用地手续。"
+    assert lead.span == "不再补办用地手续"
+
+
+def test_a_span_is_shown_without_edge_punctuation_and_never_as_a_fragment():
+    assert tidy_span("hunan.chinatax.gov.cn/）。") == "hunan.chinatax.gov.cn/"
+    assert tidy_span("“一网通办”和“一网统管”") == "“一网通办”和“一网统管”"
+    assert tidy_span("补办手续；需要转为") == ""

@@ -29,6 +29,7 @@ from rag.types import Hit
 
 BUNDLED_READER = Path(__file__).parent / "reader-model"
 MAX_ANSWER_TOKENS = 48
+N_BEST = 20  # spans looked at per window when some kinds are not wanted
 CACHED_READINGS = 2048  # (question, passage) readings kept: a reranked passage is read once
 _FILES = ("reader.onnx", "tokenizer.json")
 
@@ -120,30 +121,31 @@ class Reader:
                 return out
             begin += room - self.stride if room > self.stride else room
 
-    def read(self, question: str, passages: Sequence[str]) -> list[Reading]:
-        """Each passage's best span (one Reading per passage, in passage order). A passage
-        read for this question lately (to rerank, then to answer) is not read again."""
+    def read(self, question: str, passages: Sequence[str], figures: bool = True) -> list[Reading]:
+        """Each passage's best span (one Reading per passage, in passage order); without
+        `figures`, the best span that is not only a figure. A passage read for this
+        question lately (to rerank, then to answer) is not read again."""
         found: dict[int, Reading] = {}
         todo: list[int] = []
         with self._cache_lock:
             for n, text in enumerate(passages):
-                seen = self._cache.get((question, text))
+                seen = self._cache.get((question, text, figures))
                 if seen is None:
                     todo.append(n)
                 else:
-                    self._cache.move_to_end((question, text))
+                    self._cache.move_to_end((question, text, figures))
                     found[n] = replace(seen, passage=n)
         if todo:
-            for reading in self._read(question, [passages[n] for n in todo]):
+            for reading in self._read(question, [passages[n] for n in todo], figures):
                 n = todo[reading.passage]
                 found[n] = replace(reading, passage=n)
                 with self._cache_lock:
-                    self._cache[(question, passages[n])] = reading
+                    self._cache[(question, passages[n], figures)] = reading
                     while len(self._cache) > CACHED_READINGS:
                         self._cache.popitem(last=False)
         return [found[n] for n in sorted(found)]
 
-    def _read(self, question: str, passages: Sequence[str]) -> list[Reading]:
+    def _read(self, question: str, passages: Sequence[str], figures: bool) -> list[Reading]:
         if not passages:
             return []
         with self._tokenizing:
@@ -168,15 +170,24 @@ class Reader:
         context_from = len(q_ids) + 3
         for r, (_, offsets) in enumerate(rows):
             n = owners[r]
-            found = best_span(starts[r], ends[r], context_from, len(offsets))
-            if found is None:
-                continue
-            i, j, score = found
-            start, end = offsets[i][0], offsets[j][1]
             text = passages[n]
-            # A piece's offsets may include the space it absorbed (Metaspace): trim it.
-            while start < end and text[start].isspace():
-                start += 1
+            candidates = best_spans(
+                starts[r], ends[r], context_from, len(offsets), n=1 if figures else N_BEST
+            )
+            chosen = next(
+                (
+                    (start, end, score)
+                    for start, end, score in (
+                        (*_trimmed(text, offsets[i][0], offsets[j][1]), score)
+                        for i, j, score in candidates
+                    )
+                    if figures or not is_figure(text[start:end])
+                ),
+                None,
+            )
+            if chosen is None:
+                continue  # nothing but figures in this window
+            start, end, score = chosen
             reading = Reading(
                 passage=n,
                 start=start,
@@ -204,21 +215,57 @@ def passage_text(hit: Hit) -> str:
     return f"{passage_header(hit)}\n{hit.chunk.text}"
 
 
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    """A piece's offsets may include the space it absorbed (Metaspace): trim it."""
+    while start < end and text[start].isspace():
+        start += 1
+    return start, end
+
+
+def best_spans(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    first: int,
+    length: int,
+    longest: int = MAX_ANSWER_TOKENS,
+    n: int = 1,
+) -> list[tuple[int, int, float]]:
+    """The `n` context token pairs (i, j), i ≤ j < i + longest, with the highest start +
+    end scores, best first; indexes are into the window's context tokens."""
+    if length <= 0:
+        return []
+    s = starts[first : first + length]
+    e = ends[first : first + length]
+    grid = s[:, None] + e[None, :]
+    i, j = np.indices(grid.shape)
+    grid = np.where((j >= i) & (j < i + longest), grid, -np.inf).ravel()
+    n = min(n, int(np.isfinite(grid).sum()))
+    top = np.argpartition(-grid, n - 1)[:n] if n < grid.size else np.arange(grid.size)
+    top = top[np.argsort(-grid[top], kind="stable")][:n]
+    return [(*divmod(int(flat), length), float(grid[flat])) for flat in top]
+
+
 def best_span(
     starts: np.ndarray, ends: np.ndarray, first: int, length: int, longest: int = MAX_ANSWER_TOKENS
 ) -> tuple[int, int, float] | None:
     """The context token pair (i, j), i ≤ j < i + longest, with the highest start + end
     score; indexes are into the window's context tokens. None for an empty context."""
-    if length <= 0:
-        return None
-    s = starts[first : first + length]
-    e = ends[first : first + length]
-    grid = s[:, None] + e[None, :]
-    i, j = np.indices(grid.shape)
-    grid = np.where((j >= i) & (j < i + longest), grid, -np.inf)
-    flat = int(np.argmax(grid))
-    i, j = divmod(flat, length)
-    return i, j, float(grid[i, j])
+    found = best_spans(starts, ends, first, length, longest)
+    return found[0] if found else None
+
+
+# A span that is only a figure (a date, an amount, a count with its unit): not an answer
+# to a question that does not ask for one (如何处置…, 采取了什么措施), though a model trained
+# on many 多少 questions offers one wherever a passage holds a number.
+_FIGURE_ONLY = re.compile(
+    r"^[\s\d.,，%％‰\-—~～至到年月日号时分秒万亿千百十零〇一二三四五六七八九两余多约近超过以上以下左右"
+    r"元美人次个项家名所座台辆吨亩公里平方米千瓦倍批天周（）()]+$"
+)
+
+
+def is_figure(text: str) -> bool:
+    """Whether `text` is only a figure (2月17日, 3.7亿元, 200余家, 94%)."""
+    return bool(_FIGURE_ONLY.match(text.strip()))
 
 
 def verify(folder: Path) -> str:
