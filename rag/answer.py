@@ -443,6 +443,14 @@ def wants_attribution(question: str) -> bool:
     return bool(_WHICH_DOCUMENT.search(question) or _PUBLISHED_WHEN.search(question))
 
 
+def attribution(citation: Citation) -> str:
+    """"据《title》（source，date）：" for a passage whose document has a title, else ""."""
+    if not citation.title:
+        return ""
+    about = "，".join(x for x in (citation.source, citation.date) if x)
+    return plain_brackets(f"据《{citation.title}》" + (f"（{about}）" if about else "") + "：")
+
+
 def compose(
     question: str,
     hits: Sequence[Hit],
@@ -468,11 +476,8 @@ def compose(
             lead = max(sentences, key=lambda c: c.score)
             sentences = [lead, *(c for c in sentences if c is not lead)]
         citation = Citation.of(n, hits[h], tuple(c.text for c in sentences))
-        if attribute and citation.title:
-            about = "，".join(x for x in (citation.source, citation.date) if x)
-            parts.append(
-                plain_brackets(f"据《{citation.title}》" + (f"（{about}）" if about else "") + "：")
-            )
+        if attribute:
+            parts.append(attribution(citation))
         parts.extend(f"{plain_brackets(c.text)}[{n}]" for c in sentences)
         citations.append(citation)
     return Answer(question=question, answer="".join(parts), refused=False, citations=citations)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rag import scope
 from rag.access import Principal
-from rag.answer import Answerer, ExtractiveAnswerer
+from rag.answer import REFUSAL, Answerer, ExtractiveAnswerer
 from rag.articles import asked_article, covers
 from rag.config import Settings
 from rag.decompose import split_comparison
@@ -204,6 +204,13 @@ class Assistant:
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         if not answer.refused:
             check_scope(parts, answer, snapshot.document_text)
+            unknown = [m for m in answer.out_of_scope if scope.is_document_number(m)]
+            if unknown and self.answerer.local:
+                # A document the knowledge base lacks: any figure quoted would be another
+                # document's. (A remote model's words have streamed: they keep the caveat.)
+                # out_of_scope still says which number, for the API and `rag eval`.
+                answer = Answer(question=question, answer=REFUSAL, refused=True)
+                answer.out_of_scope = unknown
         manifest = self.retriever.index.manifest
         answer.citations = [
             replace(c, has_original=bool((entry := manifest.get(c.doc_id)) and entry.original))

@@ -28,11 +28,13 @@ from rag.answer import (
     Candidate,
     ExtractiveAnswerer,
     answer_type,
+    attribution,
     named_document,
     plain_brackets,
     related,
     related_of,
     score_sentences,
+    wants_attribution,
 )
 from rag.articles import asked_article
 from rag.models.reader import Reader, Reading, passage_header, passage_text
@@ -165,7 +167,7 @@ def _spans(hit: Hit) -> tuple[tuple[int, int], ...]:
 READER_WEIGHT = 0.25
 # Characters of the excerpt's other sentences that may follow the lead, on a line of their
 # own: what the lead's sentence leaves out (measured in bench/README.md, "Reading model").
-CONTEXT_CHARS = 0
+CONTEXT_CHARS = 60
 
 
 class ReadingAnswerer:
@@ -335,7 +337,8 @@ def compose_lead(
     question: str, hits: Sequence[Hit], leads: Sequence[Lead], more: Sequence[Candidate] = ()
 ) -> Answer:
     """Each lead as "span：sentence[n]" (just "sentence[n]" when the span is most of it,
-    "span[n]" with the document named when it came from the header), one per line; then,
+    "span[n]" with the document named when it came from the header, "据《title》（source，
+    date）：sentence[n]" when the question asks which document says it), one per line; then,
     on a line of their own, the `more` sentences that say what the lead leaves out."""
     quotes: dict[int, list[str]] = {}  # hit → its quoted sentences; insertion order = [n]
     lines = []
@@ -346,9 +349,13 @@ def compose_lead(
             quoted.append(quote)
         return list(quotes).index(h) + 1
 
+    attribute = wants_attribution(question)
     for lead in leads:
         n = number(lead.hit, lead.quote)
-        if not lead.quote:
+        if attribute and lead.quote:  # "哪个文件规定的": the document is the answer
+            about = attribution(Citation.of(n, hits[lead.hit], (lead.quote,)))
+            lines.append(f"{about}{plain_brackets(lead.quote)}[{n}]")
+        elif not lead.quote:
             title = hits[lead.hit].chunk.meta.get("title", "")
             about = f"（见《{title}》）" if title else ""
             lines.append(f"{plain_brackets(lead.span)}{about}[{n}]")

@@ -1,18 +1,21 @@
-"""Honest scope: the places and years a question names that its evidence does not mention.
+"""Honest scope: the places, years and document numbers a question names that its evidence
+does not mention.
 
 A question about 上海's rent subsidy, asked of a knowledge base that holds only 明川区's,
 retrieves 明川区's clauses with high similarity (the topic is the same) and the answerer
 would quote them as if they answered. What a question is about — its places (jieba tags
 them `ns`) and its years — is checked against the documents an answer cites (their text,
 title, issuer, region and date); whatever none of them mentions is named in a caveat in
-front of the answer. Pure functions over strings.
+front of the answer. A document number (第150号, 〔2023〕5号) that no cited document bears
+names a document the knowledge base lacks: another document's figure is no answer to it at
+all, so an answer from this machine is a refusal (rag.chain). Pure functions over strings.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rag.decompose import segment
 from rag.figures import years
@@ -33,6 +36,20 @@ _BARE_PLACES = frozenset({
     "珠海", "烟台", "雄安", "浦东",
 })
 # fmt: on
+# A document's number (文号) as questions give it: 第150号, 〔2023〕5号, [2021]12号.
+_DOCUMENT_NUMBER = re.compile(
+    r"第\s*[0-9零〇一二三四五六七八九十百千]+\s*号|[〔\[［(（]\s*\d{4}\s*[〕\]］)）]\s*\d+\s*号"
+)
+_SPACE = re.compile(r"\s+")
+
+
+def document_numbers(question: str) -> list[str]:
+    """Document numbers in `question`, spaces removed, each once."""
+    return list(dict.fromkeys(_SPACE.sub("", n) for n in _DOCUMENT_NUMBER.findall(question)))
+
+
+def is_document_number(name: str) -> bool:
+    return bool(_DOCUMENT_NUMBER.fullmatch(name))
 
 
 def places(question: str) -> list[str]:
@@ -53,13 +70,14 @@ def place_stem(name: str) -> str:
 
 @dataclass(frozen=True)
 class Asked:
-    """The places and years a question names (falsy when it names none)."""
+    """The places, years and document numbers a question names (falsy when none)."""
 
     places: list[str]
     years: list[str]
+    numbers: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.places or self.years)
+        return bool(self.places or self.years or self.numbers)
 
     def missing(self, evidence: Sequence[str]) -> list[str]:
         """Those no `evidence` text mentions (years as "2019年").
@@ -69,16 +87,19 @@ class Asked:
         as mentioned by a date written 2019-…, as documents' metadata has it."""
         text = "\n".join(evidence)
         missing = self.places if not any(place_stem(p) in text for p in self.places) else []
-        return missing + [f"{y}年" for y in self.years if y not in text]
+        missing += [f"{y}年" for y in self.years if y not in text]
+        bare = _SPACE.sub("", text)
+        return missing + [n for n in self.numbers if n not in bare]
 
 
 def asked(question: str) -> Asked:
     """What to check: segmenting the question once, before any document is read."""
-    return Asked(places(question), years(question))
+    return Asked(places(question), years(question), document_numbers(question))
 
 
 def uncovered(question: str, evidence: Sequence[str]) -> list[str]:
-    """The places and years `question` names that no `evidence` text mentions."""
+    """The places, years and document numbers `question` names that no `evidence` text
+    mentions."""
     return asked(question).missing(evidence)
 
 

@@ -50,3 +50,22 @@ def test_an_amount_is_not_a_year():
     assert years("2022-08-04 莱芜区") == ["2022"]
     assert uncovered("明川区投资2000万元以上的项目有什么奖励？", ["明川区"]) == []
     assert years("2022春节档票房冠军是哪部电影") == ["2022"]  # news questions drop the 年
+
+
+def test_a_document_number_no_evidence_bears_is_uncovered():
+    evidence = ["明川区人民政府令第 65 号", "人才公寓补贴每平方米每月30元。"]
+    assert uncovered("第150号文件对人才公寓的补贴标准是多少？", evidence) == ["第150号"]
+    assert uncovered("第65号令对人才公寓的补贴标准是多少？", evidence) == []
+    assert uncovered("〔2023〕8号文件怎么补贴？", ["明政发〔2023〕7号"]) == ["〔2023〕8号"]
+    assert uncovered("〔2023〕7号文件怎么补贴？", ["明政发〔2023〕7号"]) == []
+    assert uncovered("人才公寓补贴标准是多少？", evidence) == []
+
+
+def test_a_question_about_a_document_never_indexed_is_refused_not_answered_from_another(
+    assistant,
+):
+    """The knowledge base holds 明川区's policies, none numbered 第150号: their figures
+    answer nothing about it, however close the topic."""
+    answer = assistant.ask("明川区第150号文件对人才公寓的补贴标准是多少？")
+    assert answer.refused and answer.citations == []
+    assert answer.out_of_scope == ["第150号"]
