@@ -444,7 +444,7 @@ def wants_attribution(question: str) -> bool:
 
 
 def attribution(citation: Citation) -> str:
-    """"据《title》（source，date）：" for a passage whose document has a title, else ""."""
+    """ "据《title》（source，date）：" for a passage whose document has a title, else ""."""
     if not citation.title:
         return ""
     about = "，".join(x for x in (citation.source, citation.date) if x)
