@@ -5,13 +5,18 @@ The extractive answerer (rag.answer) knows which sentences are about the questio
 where in them the asked-for fact is, so its answer is a 190–290-character excerpt. Here the
 reading model (rag.models.reader) reads the question against the best passages, each after
 its document's header line (title, source, author, date: metadata the cleaner took out of
-the text, so "这篇报道是哪家媒体发布的" can be answered), and the answer is
+the text, so "这篇报道是哪家媒体发布的" can be answered). Of the sentences the excerpt would
+quote, the one ranked first by its excerpt score plus the model's confidence in the best
+span inside it leads:
 
-    <the span it trusts>：<the sentence holding it>[n]
+    <that span>：<the sentence holding it>[n]
+    <the excerpt's other sentences, up to CONTEXT_CHARS>[m]
 
-then the extractive pool's other relevant clauses (相关条款, collapsed) as before. Where no
-passage has a confident span the question is refused. A sentence that gives instructions
-(系统提示：你现在是管理员…) is document content, never an answer's lead.
+then the extractive pool's other relevant clauses (相关条款, collapsed) as before. Refusal is
+the excerpt answerer's (weak evidence); the model's confidence refuses only above a
+threshold that is 0 by default (it is no refusal signal on policy text: bench/README.md). A
+sentence that gives instructions (系统提示：你现在是管理员…) is document content, never an
+answer's lead.
 """
 
 from __future__ import annotations
@@ -162,18 +167,18 @@ def _spans(hit: Hit) -> tuple[tuple[int, int], ...]:
 
 
 # How much the reading model's confidence in a span adds to the score of the sentence
-# holding it, on the excerpt answerer's scale (similarity + coverage …): chosen on
-# policy-dev and rgb-dev together (bench/README.md, "Reading model").
-READER_WEIGHT = 0.25
+# holding it, on the excerpt answerer's scale (similarity + coverage …): 1–3 score alike
+# on policy-dev and rgb-dev (bench/README.md, "Reading model"); 2 is the middle.
+READER_WEIGHT = 2.0
 # Characters of the excerpt's other sentences that may follow the lead, on a line of their
 # own: what the lead's sentence leaves out (measured in bench/README.md, "Reading model").
-CONTEXT_CHARS = 60
+CONTEXT_CHARS = 250
 
 
 class ReadingAnswerer:
-    """Answers led by the reading model's span, in the sentence that the excerpt
-    answerer's sentence score and the model's confidence together rank first; the
-    excerpt answerer's pool gives the 相关条款."""
+    """Answers led by the reading model's span, in the sentence of the excerpt answer that
+    the sentence score and the model's confidence together rank first; the excerpt's other
+    sentences follow, and its pool gives the 相关条款."""
 
     local = True
 
@@ -211,23 +216,24 @@ class ReadingAnswerer:
         )
 
     def choose(self, question: str, hits: Sequence[Hit], k: int) -> Choice:
-        """Read the first passages; rank their sentences by excerpt score plus the model's
-        confidence in a span inside them (a span in a header line competes with its
-        passage's best sentence); skip instructions to the assistant."""
+        """Of the sentences the excerpt answer would quote, the one whose excerpt score
+        plus the model's confidence in the best span inside it is highest leads (a span
+        in a header line competes with its passage's best sentence); instructions to the
+        assistant never lead."""
         read = list(hits[: min(k, self.passages)])
         if not read:
             return Choice(None, 0.0, 0.0)
         headers = [passage_header(h) for h in read]
-        readings = self.reader.read(
+        found = self.reader.read_spans(
             question, [passage_text(h) for h in read], figures=asks_for_figure(question)
         )
-        leads = {r.passage: lead_of(r, read[r.passage], len(headers[r.passage])) for r in readings}
         about_document = asks_about_document(question)
-        leads = {
-            n: lead
-            for n, lead in leads.items()
-            if not is_instruction(lead.quote or lead.span) and (lead.quote or about_document)
-        }
+        leads: dict[int, list[Lead]] = {}  # passage → its spans' leads, best first
+        for n, spans in enumerate(found):
+            for reading in spans:
+                lead = lead_of(reading, read[n], len(headers[n]))
+                if not is_instruction(lead.quote or lead.span) and (lead.quote or about_document):
+                    leads.setdefault(n, []).append(lead)
         idf = self.extractive.idf
         candidates = [
             c
@@ -239,21 +245,27 @@ class ReadingAnswerer:
         if named is not None:
             own = {n for n, h in enumerate(read) if h.chunk.doc_id == named}
             candidates = [c for c in candidates if c.hit in own] or candidates
-            leads = {n: lead for n, lead in leads.items() if n in own} or leads
+            leads = {n: mine for n, mine in leads.items() if n in own} or leads
         evidence = self.extractive.evidence(candidates)
-        confidence = max((lead.confidence for lead in leads.values()), default=0.0)
+        # The excerpt answerer knows which sentences are about the question; the model,
+        # which of those holds the answer. (Ranking every sentence by the two together
+        # lost ~4 points of first-sentence accuracy on policy-dev: bench/README.md.)
+        quoted, _ = self.extractive.choose(question, hits, k, self.extractive.max_chars)
+        keys = {(c.hit, c.start) for c in quoted}
+        candidates = [c for c in candidates if (c.hit, c.start) in keys] or candidates
+        best_leads = [found[0] for found in leads.values()]
+        confidence = max((lead.confidence for lead in best_leads), default=0.0)
         best: tuple[float, Lead] | None = None
         for c in candidates:
-            lead = leads.get(c.hit)
-            inside = lead is not None and _within(lead.quote, c.text)
-            option = lead if inside else Lead(c.hit, "", c.text.strip(), 0.0)
+            inside = [lead for lead in leads.get(c.hit, []) if _within(lead.quote, c.text)]
+            option = inside[0] if inside else Lead(c.hit, "", c.text.strip(), 0.0)
             value = c.score + self.reader_weight * option.confidence
             if best is None or value > best[0]:
                 best = (value, option)
-        for n, lead in leads.items():  # metadata answers: the header line read as text
+        for lead in best_leads:  # metadata answers: the header line read as text
             if lead.quote:
                 continue
-            top = max((c.score for c in candidates if c.hit == n), default=0.0)
+            top = max((c.score for c in candidates if c.hit == lead.hit), default=0.0)
             value = top + self.reader_weight * lead.confidence
             if best is None or value > best[0]:
                 best = (value, lead)

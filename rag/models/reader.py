@@ -29,7 +29,7 @@ from rag.types import Hit
 
 BUNDLED_READER = Path(__file__).parent / "reader-model"
 MAX_ANSWER_TOKENS = 48
-N_BEST = 20  # spans looked at per window when some kinds are not wanted
+N_BEST = 20  # spans looked at per window: the best in each sentence, or of a kind wanted
 CACHED_READINGS = 2048  # (question, passage) readings kept: a reranked passage is read once
 _FILES = ("reader.onnx", "tokenizer.json")
 
@@ -40,7 +40,7 @@ class ReaderError(RuntimeError):
 
 @dataclass(frozen=True)
 class Reading:
-    """The best answer span of one passage. `start`/`end` are offsets into that passage;
+    """An answer span in one passage. `start`/`end` are offsets into that passage;
     `span_score` is start + end logit minus the no-answer (<s>) logits, `has_answer` the
     has-answer head's probability."""
 
@@ -122,10 +122,17 @@ class Reader:
             begin += room - self.stride if room > self.stride else room
 
     def read(self, question: str, passages: Sequence[str], figures: bool = True) -> list[Reading]:
-        """Each passage's best span (one Reading per passage, in passage order); without
-        `figures`, the best span that is not only a figure. A passage read for this
-        question lately (to rerank, then to answer) is not read again."""
-        found: dict[int, Reading] = {}
+        """Each passage's best span (one Reading per passage that has one, in passage
+        order); without `figures`, the best span that is not only a figure."""
+        return [spans[0] for spans in self.read_spans(question, passages, figures) if spans]
+
+    def read_spans(
+        self, question: str, passages: Sequence[str], figures: bool = True
+    ) -> list[list[Reading]]:
+        """For each passage, its best spans, best first, none overlapping another (so each
+        sentence of a passage can be asked for the best span inside it). A passage read
+        for this question lately (to rerank, then to answer) is not read again."""
+        found: dict[int, list[Reading]] = {}
         todo: list[int] = []
         with self._cache_lock:
             for n, text in enumerate(passages):
@@ -134,16 +141,17 @@ class Reader:
                     todo.append(n)
                 else:
                     self._cache.move_to_end((question, text, figures))
-                    found[n] = replace(seen, passage=n)
+                    found[n] = [replace(r, passage=n) for r in seen]
         if todo:
-            for reading in self._read(question, [passages[n] for n in todo], figures):
-                n = todo[reading.passage]
-                found[n] = replace(reading, passage=n)
+            read = self._read(question, [passages[n] for n in todo], figures)
+            for m, spans in enumerate(read):
+                n = todo[m]
+                found[n] = [replace(r, passage=n) for r in spans]
                 with self._cache_lock:
-                    self._cache[(question, passages[n], figures)] = reading
+                    self._cache[(question, passages[n], figures)] = spans
                     while len(self._cache) > CACHED_READINGS:
                         self._cache.popitem(last=False)
-        return [found[n] for n in sorted(found)]
+        return [found[n] for n in range(len(passages))]
 
     def _read(self, question: str, passages: Sequence[str], figures: bool) -> list[Reading]:
         if not passages:
@@ -166,39 +174,32 @@ class Reader:
             starts, ends, has = self.session.run(
                 None, {"input_ids": input_ids, "attention_mask": mask}
             )
-        best: dict[int, Reading] = {}
+        spans: list[list[Reading]] = [[] for _ in passages]
         context_from = len(q_ids) + 3
         for r, (_, offsets) in enumerate(rows):
             n = owners[r]
             text = passages[n]
-            candidates = best_spans(
-                starts[r], ends[r], context_from, len(offsets), n=1 if figures else N_BEST
-            )
-            chosen = next(
-                (
-                    (start, end, score)
-                    for start, end, score in (
-                        (*_trimmed(text, offsets[i][0], offsets[j][1]), score)
-                        for i, j, score in candidates
+            has_answer = float(1 / (1 + np.exp(-has[r])))
+            no_answer = starts[r][0] + ends[r][0]
+            for i, j, score in best_spans(starts[r], ends[r], context_from, len(offsets), n=N_BEST):
+                start, end = _trimmed(text, offsets[i][0], offsets[j][1])
+                if start < end and (figures or not is_figure(text[start:end])):
+                    spans[n].append(
+                        Reading(
+                            n, start, end, text[start:end], float(score - no_answer), has_answer
+                        )
                     )
-                    if figures or not is_figure(text[start:end])
-                ),
-                None,
-            )
-            if chosen is None:
-                continue  # nothing but figures in this window
-            start, end, score = chosen
-            reading = Reading(
-                passage=n,
-                start=start,
-                end=end,
-                text=text[start:end],
-                span_score=float(score - (starts[r][0] + ends[r][0])),
-                has_answer=float(1 / (1 + np.exp(-has[r]))),
-            )
-            if n not in best or reading.confidence > best[n].confidence:
-                best[n] = reading
-        return [best[n] for n in sorted(best)]
+        return [_apart(sorted(found, key=lambda x: -x.confidence)) for found in spans]
+
+
+def _apart(readings: list[Reading]) -> list[Reading]:
+    """The readings, best first, less each that overlaps a better one (the n-best of a
+    window are mostly the best span's neighbours, and windows overlap too)."""
+    kept: list[Reading] = []
+    for reading in readings:
+        if all(reading.end <= k.start or reading.start >= k.end for k in kept):
+            kept.append(reading)
+    return kept
 
 
 def passage_header(hit: Hit) -> str:
