@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from rag import grounding
@@ -223,15 +223,24 @@ class ReadingAnswerer:
         read = list(hits[: min(k, self.passages)])
         if not read:
             return Choice(None, 0.0, 0.0)
+        # The excerpt answerer knows which sentences are about the question; the model,
+        # which of those holds the answer. (Ranking every sentence by the two together
+        # lost ~4 points of first-sentence accuracy on policy-dev: bench/README.md.)
+        quoted, _ = self.extractive.choose(question, hits, k, self.extractive.max_chars)
+        keys = {(c.hit, c.start) for c in quoted if not is_instruction(c.text)}
+        about_document = asks_about_document(question)
+        # So only the passages it quotes are read, and every one when the header line may
+        # answer (or the excerpt would refuse: refusal still weighs the model's confidence).
+        quoting = {h for h, _ in keys}
+        reading = [n for n in range(len(read)) if about_document or not keys or n in quoting]
         headers = [passage_header(h) for h in read]
         found = self.reader.read_spans(
-            question, [passage_text(h) for h in read], figures=asks_for_figure(question)
+            question, [passage_text(read[n]) for n in reading], figures=asks_for_figure(question)
         )
-        about_document = asks_about_document(question)
         leads: dict[int, list[Lead]] = {}  # passage → its spans' leads, best first
-        for n, spans in enumerate(found):
-            for reading in spans:
-                lead = lead_of(reading, read[n], len(headers[n]))
+        for n, spans in zip(reading, found, strict=True):
+            for span in spans:
+                lead = lead_of(replace(span, passage=n), read[n], len(headers[n]))
                 if not is_instruction(lead.quote or lead.span) and (lead.quote or about_document):
                     leads.setdefault(n, []).append(lead)
         idf = self.extractive.idf
@@ -247,13 +256,8 @@ class ReadingAnswerer:
             candidates = [c for c in candidates if c.hit in own] or candidates
             leads = {n: mine for n, mine in leads.items() if n in own} or leads
         evidence = self.extractive.evidence(candidates)
-        # The excerpt answerer knows which sentences are about the question; the model,
-        # which of those holds the answer. (Ranking every sentence by the two together
-        # lost ~4 points of first-sentence accuracy on policy-dev: bench/README.md.)
-        quoted, _ = self.extractive.choose(question, hits, k, self.extractive.max_chars)
-        keys = {(c.hit, c.start) for c in quoted}
         candidates = [c for c in candidates if (c.hit, c.start) in keys] or candidates
-        best_leads = [found[0] for found in leads.values()]
+        best_leads = [mine[0] for mine in leads.values()]
         confidence = max((lead.confidence for lead in best_leads), default=0.0)
         best: tuple[float, Lead] | None = None
         for c in candidates:

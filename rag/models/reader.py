@@ -153,7 +153,7 @@ class Reader:
                         self._cache.popitem(last=False)
         return [found[n] for n in range(len(passages))]
 
-    def _read(self, question: str, passages: Sequence[str], figures: bool) -> list[Reading]:
+    def _read(self, question: str, passages: Sequence[str], figures: bool) -> list[list[Reading]]:
         if not passages:
             return []
         with self._tokenizing:
@@ -164,16 +164,23 @@ class Reader:
                 for ids, offsets in self._windows(q_ids, text):
                     rows.append((ids, offsets))
                     owners.append(n)
-        width = max(len(ids) for ids, _ in rows)
-        input_ids = np.full((len(rows), width), self.pad, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for r, (ids, _) in enumerate(rows):
-            input_ids[r, : len(ids)] = ids
-            mask[r, : len(ids)] = 1
-        with self._slots:
-            starts, ends, has = self.session.run(
-                None, {"input_ids": input_ids, "attention_mask": mask}
-            )
+        # One run per passage: int8 activations are scaled by the whole batch's range, so
+        # a passage read beside others would read a little differently (and its cached
+        # reading would depend on what it was read with).
+        outputs = [[], [], []]
+        for n in range(len(passages)):
+            own = [ids for (ids, _), owner in zip(rows, owners, strict=True) if owner == n]
+            width = max(len(ids) for ids in own)
+            input_ids = np.full((len(own), width), self.pad, dtype=np.int64)
+            mask = np.zeros((len(own), width), dtype=np.int64)
+            for r, ids in enumerate(own):
+                input_ids[r, : len(ids)] = ids
+                mask[r, : len(ids)] = 1
+            with self._slots:
+                found = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+            for out, part in zip(outputs, found, strict=True):
+                out.extend(part)
+        starts, ends, has = outputs
         spans: list[list[Reading]] = [[] for _ in passages]
         context_from = len(q_ids) + 3
         for r, (_, offsets) in enumerate(rows):
