@@ -86,7 +86,7 @@ class Asked:
         question is about 明川区, and 武汉 is where the investor comes from. A year counts
         as mentioned by a date written 2019-…, as documents' metadata has it."""
         text = "\n".join(evidence)
-        missing = self.places if not any(place_stem(p) in text for p in self.places) else []
+        missing = list(self.places) if not any(place_stem(p) in text for p in self.places) else []
         missing += [f"{y}年" for y in self.years if y not in text]
         bare = _SPACE.sub("", text)
         return missing + [n for n in self.numbers if n not in bare]
