@@ -293,16 +293,7 @@ class ReadingAnswerer:
             refused.signals = {"confidence": choice.confidence, "evidence": choice.evidence}
             return refused
         lead = choice.lead
-        chosen, pool = self.extractive.choose(question, hits, k, self.extractive.max_chars)
-        shown = [c for c in pool if c.hit == lead.hit and _within(lead.quote, c.text)]
-        more, room = [], self.context_chars
-        for c in chosen:  # the excerpt's other sentences, best first, within the room left
-            if c in shown or is_instruction(c.text) or len(c.text) > room:
-                continue
-            if lead.quote and (c.text.strip() in lead.quote or lead.quote in c.text):
-                continue
-            more.append(c)
-            room -= len(c.text)
+        shown, more, pool = self.context(question, hits, k, lead, self.context_chars)
         answer = compose_lead(question, hits, [lead], more)
         answer.span, answer.confidence = lead.span, choice.confidence
         answer.signals = {"confidence": choice.confidence, "evidence": choice.evidence}
@@ -316,6 +307,23 @@ class ReadingAnswerer:
         )
         return answer
 
+    def context(
+        self, question: str, hits: Sequence[Hit], k: int, lead: Lead, room: int
+    ) -> tuple[list[Candidate], list[Candidate], list[Candidate]]:
+        """The excerpt's sentences that are the lead's, those that may follow it (the
+        excerpt's others, best first, within `room` characters) and the pool they came from."""
+        chosen, pool = self.extractive.choose(question, hits, k, self.extractive.max_chars)
+        shown = [c for c in pool if c.hit == lead.hit and _within(lead.quote, c.text)]
+        more = []
+        for c in chosen:
+            if c in shown or is_instruction(c.text) or len(c.text) > room:
+                continue
+            if lead.quote and (c.text.strip() in lead.quote or lead.quote in c.text):
+                continue
+            more.append(c)
+            room -= len(c.text)
+        return shown, more, pool
+
     def answer_parts(
         self, question: str, parts: Sequence[tuple[str, Sequence[Hit]]], hits: Sequence[Hit], k: int
     ) -> Answer:
@@ -323,6 +331,7 @@ class ReadingAnswerer:
         order; an item without a confident answer is named in the notice."""
         position = {hit.chunk.chunk_id: i for i, hit in enumerate(hits)}
         leads: list[Lead] = []
+        more: list[Candidate] = []
         missing: list[str] = []
         confidences = []
         for part, part_hits in parts:
@@ -331,12 +340,26 @@ class ReadingAnswerer:
                 missing.append(part)
                 continue
             lead = choice.lead
+            # Each item's excerpt follows its lead within its share of the room.
+            _, part_more, _ = self.context(
+                part, part_hits, k, lead, self.context_chars // len(parts)
+            )
             at = position[part_hits[lead.hit].chunk.chunk_id]
             leads.append(Lead(at, lead.span, lead.quote, lead.confidence))
+            more += [replace(c, hit=position[part_hits[c.hit].chunk.chunk_id]) for c in part_more]
             confidences.append(choice.confidence)
         if not leads:
             return Answer(question=question, answer=REFUSAL, refused=True)
-        answer = compose_lead(question, hits, leads)
+        quotes = [lead.quote for lead in leads if lead.quote]
+        said: set[str] = set()
+        follow = []
+        for c in more:  # one item's excerpt may hold another's lead, or repeat its excerpt
+            text = c.text.strip()
+            if text in said or any(text in q or q in text for q in quotes):
+                continue
+            said.add(text)
+            follow.append(c)
+        answer = compose_lead(question, hits, leads, follow)
         answer.span = leads[0].span
         answer.confidence = min(confidences)
         answer.notice = "".join(f"知识库中没有找到与“{part}”相关的内容。" for part in missing)
