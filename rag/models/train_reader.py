@@ -454,8 +454,8 @@ def train(config: TrainConfig, work: Path, stop_after: int | None = None) -> Pat
         bar.update(1)
         bar.set_postfix(
             loss=f"{np.mean(running):.3f}",
-            span=f"{float(span):.2f}",
-            has=f"{float(has):.2f}",
+            span=f"{float(span.detach()):.2f}",
+            has=f"{float(has.detach()):.2f}",
             refresh=False,  # the bar redraws every `mininterval`, not at every step
         )
         if step % config.checkpoint_every == 0 or step == steps:
