@@ -36,10 +36,16 @@ _BARE_PLACES = frozenset({
     "珠海", "烟台", "雄安", "浦东",
 })
 # fmt: on
-# A document's number (文号) as questions give it: 第150号, 〔2023〕5号, [2021]12号.
+# A document's number (文号) as questions give it: 〔2023〕5号, [2021]12号, and 第150号 where
+# it names a document (第150号文件, 政府令第65号, 公告2020年第8号), not 第3号线 or 第5号台风.
+_NUMBER = r"第\s*[0-9零〇一二三四五六七八九十百千]+\s*号"
+_YEAR_NUMBER = r"[〔\[［(（]\s*\d{4}\s*[〕\]］)）]\s*\d+\s*号"
 _DOCUMENT_NUMBER = re.compile(
-    r"第\s*[0-9零〇一二三四五六七八九十百千]+\s*号|[〔\[［(（]\s*\d{4}\s*[〕\]］)）]\s*\d+\s*号"
+    rf"(?:(?<=年)|(?<=令)|(?<=公告)){_NUMBER}"
+    rf"|{_NUMBER}(?=\s*(?:文|令|公告|通知|意见|决定|批复|规定|办法))"
+    rf"|{_YEAR_NUMBER}"
 )
+_BARE_NUMBER = re.compile(rf"{_NUMBER}|{_YEAR_NUMBER}")
 _SPACE = re.compile(r"\s+")
 
 
@@ -49,7 +55,8 @@ def document_numbers(question: str) -> list[str]:
 
 
 def is_document_number(name: str) -> bool:
-    return bool(_DOCUMENT_NUMBER.fullmatch(name))
+    """Whether an entry of `Asked.missing` is a document number (not a place or year)."""
+    return bool(_BARE_NUMBER.fullmatch(name))
 
 
 def places(question: str) -> list[str]:

@@ -59,6 +59,10 @@ def test_a_document_number_no_evidence_bears_is_uncovered():
     assert uncovered("〔2023〕8号文件怎么补贴？", ["明政发〔2023〕7号"]) == ["〔2023〕8号"]
     assert uncovered("〔2023〕7号文件怎么补贴？", ["明政发〔2023〕7号"]) == []
     assert uncovered("人才公寓补贴标准是多少？", evidence) == []
+    # 第…号 that names no document is not a document number.
+    assert uncovered("地铁第3号线几点停运？", evidence) == []
+    assert uncovered("第5号台风什么时候登陆？", evidence) == []
+    assert uncovered("公告2020年第8号什么时候施行？", evidence) == ["2020年", "第8号"]
 
 
 def test_a_question_about_a_document_never_indexed_is_refused_not_answered_from_another(
