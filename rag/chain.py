@@ -205,10 +205,11 @@ class Assistant:
         if not answer.refused:
             check_scope(parts, answer, snapshot.document_text)
             unknown = [m for m in answer.out_of_scope if scope.is_document_number(m)]
-            if unknown and self.answerer.local:
+            if unknown and self.answerer.local and len(parts) == 1:
                 # A document the knowledge base lacks: any figure quoted would be another
-                # document's. (A remote model's words have streamed: they keep the caveat.)
-                # out_of_scope still says which number, for the API and `rag eval`.
+                # document's. (A remote model's words have streamed, and a comparison's
+                # other items may be answered: they keep the caveat.) out_of_scope still
+                # says which number, for the API and `rag eval`.
                 answer = Answer(question=question, answer=REFUSAL, refused=True)
                 answer.out_of_scope = unknown
         manifest = self.retriever.index.manifest
@@ -241,9 +242,9 @@ def check_scope(
     answer: Answer,
     document_text: Callable[[str], str],
 ) -> None:
-    """Name, in front of the answer, the places and years the question asks about that
-    none of the documents cited for it (their text, title, issuer, region, date)
-    mentions; each item of a comparison is checked against its own passages, so 上海 in
+    """Name, in front of the answer, the places, years and document numbers the question
+    asks about that none of the documents cited for it (their text, title, issuer, region,
+    date) mentions; each item of a comparison is checked against its own passages, so 上海 in
     "北京和上海的…分别" is not covered by 北京's."""
     cited = {c.chunk_id for c in answer.citations}
     missing: list[str] = []

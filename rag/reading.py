@@ -187,7 +187,7 @@ class ReadingAnswerer:
         reader: Reader,
         extractive: ExtractiveAnswerer,
         passages: int = 4,
-        refusal_threshold: float = 0.5,
+        refusal_threshold: float = 0.0,
         reader_weight: float = READER_WEIGHT,
         context_chars: int = CONTEXT_CHARS,
     ):
@@ -256,6 +256,9 @@ class ReadingAnswerer:
             candidates = [c for c in candidates if c.hit in own] or candidates
             leads = {n: mine for n, mine in leads.items() if n in own} or leads
         evidence = self.extractive.evidence(candidates)
+        best_of = {}  # each passage's best sentence score, quoted or not
+        for c in candidates:
+            best_of[c.hit] = max(best_of.get(c.hit, c.score), c.score)
         candidates = [c for c in candidates if (c.hit, c.start) in keys] or candidates
         best_leads = [mine[0] for mine in leads.values()]
         confidence = max((lead.confidence for lead in best_leads), default=0.0)
@@ -269,8 +272,7 @@ class ReadingAnswerer:
         for lead in best_leads:  # metadata answers: the header line read as text
             if lead.quote:
                 continue
-            top = max((c.score for c in candidates if c.hit == lead.hit), default=0.0)
-            value = top + self.reader_weight * lead.confidence
+            value = best_of.get(lead.hit, 0.0) + self.reader_weight * lead.confidence
             if best is None or value > best[0]:
                 best = (value, lead)
         return Choice(best[1] if best else None, confidence, evidence)

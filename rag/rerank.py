@@ -68,9 +68,9 @@ class CrossEncoderReranker:
 class ReaderReranker:
     """Reorders the first `depth` retrieved passages by the hybrid's score (scaled to 0–1
     within the question) plus `weight` × the reading model's confidence that the passage
-    answers (`RAG_RERANK=bundled`). One batched model run per question; the answerer
-    then reads these passages from the model's cache, not again. Depth and weight were
-    fitted on the dev sets with cross-validation (bench/README.md, "Reranking")."""
+    answers. Measured by bench/rerank_fit.py (depth and weight by cross-validation on the
+    dev sets) and not wired into the product: the shipped model moves no set's hit@1
+    (bench/README.md, "Reading model")."""
 
     def __init__(self, reader: Reader, depth: int, weight: float):
         self.reader = reader

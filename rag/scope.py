@@ -14,6 +14,7 @@ all, so an answer from this machine is a refusal (rag.chain). Pure functions ove
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -36,27 +37,53 @@ _BARE_PLACES = frozenset({
     "珠海", "烟台", "雄安", "浦东",
 })
 # fmt: on
-# A document's number (文号) as questions give it: 〔2023〕5号, [2021]12号, and 第150号 where
-# it names a document (第150号文件, 政府令第65号, 公告2020年第8号), not 第3号线 or 第5号台风.
-_NUMBER = r"第\s*[0-9零〇一二三四五六七八九十百千]+\s*号"
-_YEAR_NUMBER = r"[〔\[［(（]\s*\d{4}\s*[〕\]］)）]\s*\d+\s*号"
-_DOCUMENT_NUMBER = re.compile(
-    rf"(?:(?<=年)|(?<=令)|(?<=公告)){_NUMBER}"
-    rf"|{_NUMBER}(?=\s*(?:文|令|公告|通知|意见|决定|批复|规定|办法))"
-    rf"|{_YEAR_NUMBER}"
-)
-_BARE_NUMBER = re.compile(rf"{_NUMBER}|{_YEAR_NUMBER}")
+# A document's number (文号): 〔2023〕5号 ([2021]12号, （2021）12号 alike), and 第150号 where it
+# names a document (第150号文件, 政府令第65号, 公告2020年第8号), not 第3号线 or 2023年第1号台风.
+_YEAR_NUMBER = re.compile(r"〔(\d{4})〕(\d+)号")
+_NTH_NUMBER = re.compile(r"(?:(\d{4})年)?第([0-9零〇一二两三四五六七八九十百千]+)号")
+_NAMES_DOCUMENT = re.compile(r"文件|令|公告|通知|意见|决定|批复|规定|办法")
+_NORMAL_NUMBER = re.compile(r"〔\d{4}〕\d+号|(?:\d{4}年)?第\d+号")
+_BRACKETS = str.maketrans("[［(（]］)）", "〔〔〔〔〕〕〕〕")
 _SPACE = re.compile(r"\s+")
+_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
+_UNITS = {"十": 10, "百": 100, "千": 1000}
+
+
+def arabic(numeral: str) -> int:
+    """ "一百五十" → 150, "十二" → 12, "65" → 65."""
+    if numeral.isdigit():
+        return int(numeral)
+    total = digit = 0
+    for c in numeral:
+        if c in _UNITS:
+            total += (digit or 1) * _UNITS[c]
+            digit = 0
+        else:
+            digit = _DIGITS[c]
+    return total + digit
+
+
+def normal_text(text: str) -> str:
+    """Text as document numbers are compared in: full-width forms folded (NFKC), no spaces,
+    every bracket of a 〔year〕 as 〔〕, 第一百五十号 as 第150号."""
+    text = _SPACE.sub("", unicodedata.normalize("NFKC", text)).translate(_BRACKETS)
+    return _NTH_NUMBER.sub(lambda m: f"{m[1] + '年' if m[1] else ''}第{arabic(m[2])}号", text)
 
 
 def document_numbers(question: str) -> list[str]:
-    """Document numbers in `question`, spaces removed, each once."""
-    return list(dict.fromkeys(_SPACE.sub("", n) for n in _DOCUMENT_NUMBER.findall(question)))
+    """The document numbers `question` names, in normal form, each once."""
+    text = normal_text(question)
+    found = [m[0] for m in _YEAR_NUMBER.finditer(text)]
+    for m in _NTH_NUMBER.finditer(text):
+        before = text[: m.start()]
+        if before.endswith(("令", "公告")) or _NAMES_DOCUMENT.match(text, m.end()):
+            found.append(m[0])
+    return list(dict.fromkeys(found))
 
 
 def is_document_number(name: str) -> bool:
     """Whether an entry of `Asked.missing` is a document number (not a place or year)."""
-    return bool(_BARE_NUMBER.fullmatch(name))
+    return bool(_NORMAL_NUMBER.fullmatch(name))
 
 
 def places(question: str) -> list[str]:
@@ -95,8 +122,9 @@ class Asked:
         text = "\n".join(evidence)
         missing = list(self.places) if not any(place_stem(p) in text for p in self.places) else []
         missing += [f"{y}年" for y in self.years if y not in text]
-        bare = _SPACE.sub("", text)
-        return missing + [n for n in self.numbers if n not in bare]
+        if self.numbers:
+            text = normal_text(text)
+        return missing + [n for n in self.numbers if n not in text]
 
 
 def asked(question: str) -> Asked:

@@ -62,7 +62,10 @@ def test_a_document_number_no_evidence_bears_is_uncovered():
     # 第…号 that names no document is not a document number.
     assert uncovered("地铁第3号线几点停运？", evidence) == []
     assert uncovered("第5号台风什么时候登陆？", evidence) == []
-    assert uncovered("公告2020年第8号什么时候施行？", evidence) == ["2020年", "第8号"]
+    assert uncovered("公告2020年第8号什么时候施行？", evidence) == ["2020年", "2020年第8号"]
+    assert uncovered("沪府办[2023]5号文件怎么补贴？", ["沪府办〔2023〕5号"]) == []
+    assert uncovered("第一百五十号令怎么规定？", ["政府令第150号"]) == []
+    assert uncovered("第3号文化中心在哪？", evidence) == []
 
 
 def test_a_question_about_a_document_never_indexed_is_refused_not_answered_from_another(

@@ -2,9 +2,10 @@
 
 One int8 ONNX graph (trained by `rag.models.train_reader`, shipped in `rag/models/reader-model/`)
 reads (question, passage window) pairs and gives, per token, a start and an end score, and
-per window a has-answer score. `Reader.read` cuts each passage into windows as training
-did, runs every window of every passage in one batch, and returns each passage's best span
-as character offsets into that passage. Runs on ONNX Runtime, whose `run` may be called
+per window a has-answer score. `Reader.read_spans` cuts each passage into windows as
+training did, runs each passage's windows in one batch (its own: int8 activations are scaled
+over the batch), and returns each passage's best non-overlapping spans as character offsets
+into that passage; `Reader.read`, each passage's best. Runs on ONNX Runtime, whose `run` may be called
 from several threads at once (its documented contract); a semaphore sized to the CPUs
 bounds how many do, so a busy server queues reads instead of oversubscribing cores.
 """
@@ -84,7 +85,7 @@ class Reader:
         self._slots = threading.BoundedSemaphore(max(1, cpus // 2))
         # A fast tokenizer used from two threads at once fails ("Already borrowed").
         self._tokenizing = threading.Lock()
-        self._cache: OrderedDict[tuple[str, str], Reading] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, bool], list[Reading]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     @classmethod
