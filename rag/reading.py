@@ -99,11 +99,14 @@ class Lead:
 @dataclass(frozen=True)
 class Choice:
     """The lead an answer would take, and what refusal weighs: the reading model's best
-    confidence over the passages read, and the excerpt answerer's evidence."""
+    confidence over the passages read, and the excerpt answerer's evidence; with the
+    excerpt's sentences and the pool they came from, for what follows the lead."""
 
     lead: Lead | None
     confidence: float
     evidence: float
+    quoted: Sequence[Candidate] = ()
+    pool: Sequence[Candidate] = ()
 
 
 def clauses_around(text: str, start: int, end: int, limit: int = LEAD_CHARS) -> tuple[int, int]:
@@ -226,7 +229,7 @@ class ReadingAnswerer:
         # The excerpt answerer knows which sentences are about the question; the model,
         # which of those holds the answer. (Ranking every sentence by the two together
         # lost ~4 points of first-sentence accuracy on policy-dev: bench/README.md.)
-        quoted, _ = self.extractive.choose(question, hits, k, self.extractive.max_chars)
+        quoted, pool = self.extractive.choose(question, hits, k, self.extractive.max_chars)
         keys = {(c.hit, c.start) for c in quoted if not is_instruction(c.text)}
         about_document = asks_about_document(question)
         # So only the passages it quotes are read, and every one when the header line may
@@ -275,7 +278,7 @@ class ReadingAnswerer:
             value = best_of.get(lead.hit, 0.0) + self.reader_weight * lead.confidence
             if best is None or value > best[0]:
                 best = (value, lead)
-        return Choice(best[1] if best else None, confidence, evidence)
+        return Choice(best[1] if best else None, confidence, evidence, quoted, pool)
 
     def refuses(self, choice: Choice) -> bool:
         return (
@@ -295,7 +298,8 @@ class ReadingAnswerer:
             refused.signals = {"confidence": choice.confidence, "evidence": choice.evidence}
             return refused
         lead = choice.lead
-        shown, more, pool = self.context(question, hits, k, lead, self.context_chars)
+        shown, more = self.context(choice, self.context_chars)
+        pool = choice.pool
         answer = compose_lead(question, hits, [lead], more)
         answer.span, answer.confidence = lead.span, choice.confidence
         answer.signals = {"confidence": choice.confidence, "evidence": choice.evidence}
@@ -309,22 +313,21 @@ class ReadingAnswerer:
         )
         return answer
 
-    def context(
-        self, question: str, hits: Sequence[Hit], k: int, lead: Lead, room: int
-    ) -> tuple[list[Candidate], list[Candidate], list[Candidate]]:
-        """The excerpt's sentences that are the lead's, those that may follow it (the
-        excerpt's others, best first, within `room` characters) and the pool they came from."""
-        chosen, pool = self.extractive.choose(question, hits, k, self.extractive.max_chars)
-        shown = [c for c in pool if c.hit == lead.hit and _within(lead.quote, c.text)]
+    @staticmethod
+    def context(choice: Choice, room: int) -> tuple[list[Candidate], list[Candidate]]:
+        """The excerpt's sentences that are the lead's, and those that may follow it (the
+        excerpt's others, best first, within `room` characters)."""
+        lead = choice.lead
+        shown = [c for c in choice.pool if c.hit == lead.hit and _within(lead.quote, c.text)]
         more = []
-        for c in chosen:
+        for c in choice.quoted:
             if c in shown or is_instruction(c.text) or len(c.text) > room:
                 continue
             if lead.quote and (c.text.strip() in lead.quote or lead.quote in c.text):
                 continue
             more.append(c)
             room -= len(c.text)
-        return shown, more, pool
+        return shown, more
 
     def answer_parts(
         self, question: str, parts: Sequence[tuple[str, Sequence[Hit]]], hits: Sequence[Hit], k: int
@@ -343,9 +346,7 @@ class ReadingAnswerer:
                 continue
             lead = choice.lead
             # Each item's excerpt follows its lead within its share of the room.
-            _, part_more, _ = self.context(
-                part, part_hits, k, lead, self.context_chars // len(parts)
-            )
+            _, part_more = self.context(choice, self.context_chars // len(parts))
             at = position[part_hits[lead.hit].chunk.chunk_id]
             leads.append(Lead(at, lead.span, lead.quote, lead.confidence))
             more += [replace(c, hit=position[part_hits[c.hit].chunk.chunk_id]) for c in part_more]

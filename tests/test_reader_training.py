@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rag.models import reader_data as rd  # noqa: E402
-from rag.models.reader import Reader, ReaderError, best_span, f1_em, verify  # noqa: E402
+from rag.models.reader import Reader, ReaderError, best_spans, f1_em, verify  # noqa: E402
 from rag.models.train_reader import TrainConfig, export, run_dir, train, write_card  # noqa: E402
 
 PARAGRAPHS = [
@@ -202,8 +202,8 @@ def test_the_best_span_is_the_highest_pair_within_the_longest_answer():
 
     starts = np.array([9.0, 0.0, 5.0, 1.0, 0.0])  # position 0 is <s>: never in the context
     ends = np.array([9.0, 0.0, 0.0, 4.0, 6.0])
-    assert best_span(starts, ends, first=1, length=4)[:2] == (1, 3)  # 5 + 6, ends ≥ starts
-    assert best_span(starts, ends, first=1, length=4, longest=2)[:2] == (1, 2)
+    assert best_spans(starts, ends, first=1, length=4)[0][:2] == (1, 3)  # 5 + 6, ends ≥ starts
+    assert best_spans(starts, ends, first=1, length=4, longest=2)[0][:2] == (1, 2)
 
 
 def test_cmrc_scores_count_characters_and_words():

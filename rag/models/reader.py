@@ -85,7 +85,7 @@ class Reader:
         self._slots = threading.BoundedSemaphore(max(1, cpus // 2))
         # A fast tokenizer used from two threads at once fails ("Already borrowed").
         self._tokenizing = threading.Lock()
-        self._cache: OrderedDict[tuple[str, str, bool], list[Reading]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], list[Reading]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     @classmethod
@@ -131,73 +131,70 @@ class Reader:
         self, question: str, passages: Sequence[str], figures: bool = True
     ) -> list[list[Reading]]:
         """For each passage, its best spans, best first, none overlapping another (so each
-        sentence of a passage can be asked for the best span inside it). A passage read
-        for this question lately (to rerank, then to answer) is not read again."""
+        sentence of a passage can be asked for the best span inside it); without `figures`,
+        only spans that are not only a figure. A passage read for this question lately (to
+        rerank, then to answer) is not read again, whichever spans are asked for."""
         found: dict[int, list[Reading]] = {}
         todo: list[int] = []
         with self._cache_lock:
             for n, text in enumerate(passages):
-                seen = self._cache.get((question, text, figures))
+                seen = self._cache.get((question, text))
                 if seen is None:
                     todo.append(n)
                 else:
-                    self._cache.move_to_end((question, text, figures))
-                    found[n] = [replace(r, passage=n) for r in seen]
+                    self._cache.move_to_end((question, text))
+                    found[n] = seen
         if todo:
-            read = self._read(question, [passages[n] for n in todo], figures)
-            for m, spans in enumerate(read):
-                n = todo[m]
-                found[n] = [replace(r, passage=n) for r in spans]
+            read = self._read(question, [passages[n] for n in todo])
+            for n, spans in zip(todo, read, strict=True):
+                found[n] = spans
                 with self._cache_lock:
-                    self._cache[(question, passages[n], figures)] = spans
+                    self._cache[(question, passages[n])] = spans
                     while len(self._cache) > CACHED_READINGS:
                         self._cache.popitem(last=False)
-        return [found[n] for n in range(len(passages))]
+        return [
+            _apart([replace(r, passage=n) for r in found[n] if figures or not is_figure(r.text)])
+            for n in range(len(passages))
+        ]
 
-    def _read(self, question: str, passages: Sequence[str], figures: bool) -> list[list[Reading]]:
-        if not passages:
-            return []
+    def _read(self, question: str, passages: Sequence[str]) -> list[list[Reading]]:
+        """Each passage's candidate spans, best first (overlapping, figures included)."""
         with self._tokenizing:
             q_ids = self.tokenizer.encode(question, add_special_tokens=False).ids
             q_ids = q_ids[:MAX_QUESTION_TOKENS]
-            rows, owners = [], []
-            for n, text in enumerate(passages):
-                for ids, offsets in self._windows(q_ids, text):
-                    rows.append((ids, offsets))
-                    owners.append(n)
-        # One run per passage: int8 activations are scaled by the whole batch's range, so
-        # a passage read beside others would read a little differently (and its cached
-        # reading would depend on what it was read with).
-        outputs = [[], [], []]
-        for n in range(len(passages)):
-            own = [ids for (ids, _), owner in zip(rows, owners, strict=True) if owner == n]
-            width = max(len(ids) for ids in own)
+            windows = [self._windows(q_ids, text) for text in passages]
+        context_from = len(q_ids) + 3
+        out = []
+        for text, own in zip(passages, windows, strict=True):
+            # One run per passage: int8 activations are scaled by the whole batch's range,
+            # so a passage read beside others would read a little differently (and its
+            # cached reading would depend on what it was read with).
+            width = max(len(ids) for ids, _ in own)
             input_ids = np.full((len(own), width), self.pad, dtype=np.int64)
             mask = np.zeros((len(own), width), dtype=np.int64)
-            for r, ids in enumerate(own):
+            for r, (ids, _) in enumerate(own):
                 input_ids[r, : len(ids)] = ids
                 mask[r, : len(ids)] = 1
             with self._slots:
-                found = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})
-            for out, part in zip(outputs, found, strict=True):
-                out.extend(part)
-        starts, ends, has = outputs
-        spans: list[list[Reading]] = [[] for _ in passages]
-        context_from = len(q_ids) + 3
-        for r, (_, offsets) in enumerate(rows):
-            n = owners[r]
-            text = passages[n]
-            has_answer = float(1 / (1 + np.exp(-has[r])))
-            no_answer = starts[r][0] + ends[r][0]
-            for i, j, score in best_spans(starts[r], ends[r], context_from, len(offsets), n=N_BEST):
-                start, end = _trimmed(text, offsets[i][0], offsets[j][1])
-                if start < end and (figures or not is_figure(text[start:end])):
-                    spans[n].append(
-                        Reading(
-                            n, start, end, text[start:end], float(score - no_answer), has_answer
+                starts, ends, has = self.session.run(
+                    None, {"input_ids": input_ids, "attention_mask": mask}
+                )
+            spans = []
+            for r, (_, offsets) in enumerate(own):
+                has_answer = float(1 / (1 + np.exp(-has[r])))
+                no_answer = starts[r][0] + ends[r][0]
+                for i, j, score in best_spans(
+                    starts[r], ends[r], context_from, len(offsets), n=N_BEST
+                ):
+                    start, end = _trimmed(text, offsets[i][0], offsets[j][1])
+                    if start < end:
+                        spans.append(
+                            Reading(
+                                0, start, end, text[start:end], float(score - no_answer), has_answer
+                            )
                         )
-                    )
-        return [_apart(sorted(found, key=lambda x: -x.confidence)) for found in spans]
+            out.append(sorted(spans, key=lambda x: -x.confidence))
+        return out
 
 
 def _apart(readings: list[Reading]) -> list[Reading]:
@@ -252,15 +249,6 @@ def best_spans(
     top = np.argpartition(-grid, n - 1)[:n] if n < grid.size else np.arange(grid.size)
     top = top[np.argsort(-grid[top], kind="stable")][:n]
     return [(*divmod(int(flat), length), float(grid[flat])) for flat in top]
-
-
-def best_span(
-    starts: np.ndarray, ends: np.ndarray, first: int, length: int, longest: int = MAX_ANSWER_TOKENS
-) -> tuple[int, int, float] | None:
-    """The context token pair (i, j), i ≤ j < i + longest, with the highest start + end
-    score; indexes are into the window's context tokens. None for an empty context."""
-    found = best_spans(starts, ends, first, length, longest)
-    return found[0] if found else None
 
 
 # A span that is only a figure (a date, an amount, a count with its unit): not an answer
